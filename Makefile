@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+#   make KDIR=/path/to/linux   build rust_balloon.ko against your kernel tree
+#   make                       the same, against the cached test kernel
+#   make check                 install, build kernel + module, run all tests
+#   make demo                  boot a guest and balloon it live from the host
+#   make bench                 C vs Rust driver benchmark
+#   make fmt | clippy | clean
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+CACHE ?= $(HOME)/.cache/rust-balloon
+VENV := $(CACHE)/venv
+export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+# KDIR defaults to the cached test kernel (built by `make kernel`).
+KDIR ?= $(shell $(ROOT)/scripts/kernel.sh test --print 2>/dev/null)
+
+.PHONY: all module setup kernel check demo bench fmt clippy clean
+
+all: module
+
+module:
+	@test -n "$(KDIR)" || { echo "no KDIR: pass KDIR=/path/to/kernel or run 'make kernel'"; exit 1; }
+	@grep -qx CONFIG_RUST=y "$(KDIR)/.config" 2>/dev/null || \
+		{ echo "KDIR without CONFIG_RUST: $(KDIR) is not a Rust-enabled kernel build"; exit 1; }
+	$(MAKE) -C "$(KDIR)" M="$(ROOT)" modules
+
+clippy:
+	$(MAKE) -C "$(KDIR)" M="$(ROOT)" CLIPPY=1 modules
+
+fmt:
+	rustfmt --edition 2021 --config-path "$(KDIR)/source/.rustfmt.toml" rust_balloon.rs virtio/*.rs
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/kernel.sh test >/dev/null
+
+check: setup
+	@scripts/check.sh
+
+demo: setup
+	@scripts/demo.sh
+
+bench: setup
+	@scripts/bench.sh
+
+clean:
+	@if [ -n "$(KDIR)" ]; then $(MAKE) -C "$(KDIR)" M="$(ROOT)" clean; fi
+	rm -f virtio/bindings_generated.rs virtio/.bindings_generated.rs.cmd

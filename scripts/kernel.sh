@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the rust-balloon test kernel and prints its build
+# directory on stdout; everything else goes to stderr.
+#
+# The cache key is the kernel version, the config fragment and the toolchain
+# (a Rust module must be built by the rustc that built its kernel), so CI and
+# later sessions reuse the kernel until one of them changes.
+#
+#   scripts/kernel.sh [test|bench] [--print]
+#     --print - only print the directory, if that kernel is built
+#     test  - selftests/config (debug checks on): what `make check` boots
+#     bench - the same without the debug checks, for `make bench`
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+flavour=${1:-test}
+print_only=${2:-}
+fragment=$RB_ROOT/selftests/config
+case $flavour in
+test | bench) ;;
+*) die "unknown kernel flavour '$flavour' (test or bench)" ;;
+esac
+
+src_dir=$RB_CACHE/src/linux-$RB_KVER
+
+fetch_tarball() {
+	local tarball=$RB_SHARED_TARBALL
+	if [ -f "$tarball" ]; then
+		if (cd "$(dirname "$tarball")" && sha256sum -c --status "$(basename "$tarball").sha256"); then
+			say "using $tarball (sha256 ok)" >&2
+			echo "$tarball"
+			return
+		fi
+		say "warning: $tarball fails its sha256 check; ignoring it"
+	fi
+	local deb_dir=$RB_CACHE/deb
+	tarball=$deb_dir/usr/src/linux-source-$RB_KSERIES.tar.xz
+	if [ ! -f "$tarball" ]; then
+		say "fetching Debian's linux-source-$RB_KSERIES"
+		add_unstable_source
+		mkdir -p "$deb_dir"
+		(cd "$deb_dir" && apt-get download -qq "linux-source-$RB_KSERIES" &&
+			dpkg-deb -x linux-source-"$RB_KSERIES"_*.deb .) ||
+			die "could not get linux-source-$RB_KSERIES from Debian"
+	fi
+	echo "$tarball"
+}
+
+# Debian 12 has no linux-source-7.2; unstable has. Add it at priority 100 so
+# that nothing else is ever upgraded from it.
+add_unstable_source() {
+	local list=/etc/apt/sources.list.d/rust-balloon-unstable.list
+	local pref=/etc/apt/preferences.d/rust-balloon-unstable
+	[ -f "$list" ] && return
+	[ "$(id -u)" -eq 0 ] || die "need root to add Debian unstable as an apt source"
+	echo "deb http://deb.debian.org/debian unstable main" > "$list"
+	printf 'Package: *\nPin: release a=unstable\nPin-Priority: 100\n' > "$pref"
+	apt-get update -qq
+}
+
+extract_source() {
+	[ -f "$src_dir/.rust-balloon-extracted" ] && return
+	local tarball
+	tarball=$(fetch_tarball)
+	need_space "$RB_CACHE" 8
+	say "extracting $(basename "$tarball") to $src_dir"
+	rm -rf "$src_dir" "$src_dir.tmp"
+	mkdir -p "$src_dir.tmp"
+	tar -xf "$tarball" -C "$src_dir.tmp" --strip-components=1
+	local version
+	version=$(make -s -C "$src_dir.tmp" kernelversion)
+	[ "$version" = "$RB_KVER" ] || die "tarball holds Linux $version, expected $RB_KVER"
+	touch "$src_dir.tmp/.rust-balloon-extracted"
+	mv "$src_dir.tmp" "$src_dir"
+}
+
+# The fragment for this flavour: bench drops the debug checks.
+flavour_fragment() {
+	if [ "$flavour" = bench ]; then
+		sed -E 's/^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|DEBUG_LIST|DEBUG_VM)=y/# CONFIG_\1 is not set/' "$fragment"
+	else
+		cat "$fragment"
+	fi
+}
+
+cache_key() {
+	{
+		echo "$RB_KVER $flavour"
+		flavour_fragment
+		rustc --version
+		bindgen --version
+		gcc --version | head -n1
+		sha256sum "$0" | cut -d' ' -f1
+	} | sha256sum | cut -c1-12
+}
+
+# Every option the fragment sets must survive olddefconfig: a dependency
+# that is not met (no Rust toolchain, say) silently drops it otherwise.
+check_config() {
+	local cfg=$1/.config line opt val bad=0
+	while IFS= read -r line; do
+		case $line in
+		CONFIG_*=*)
+			opt=${line%%=*} val=${line#*=}
+			grep -qx "$opt=$val" "$cfg" || { say "config: $opt=$val did not stick"; bad=1; } ;;
+		"# CONFIG_"*" is not set")
+			opt=${line#\# } opt=${opt%% *}
+			! grep -q "^$opt=" "$cfg" || { say "config: $opt stayed enabled"; bad=1; } ;;
+		esac
+	done < <(flavour_fragment)
+	if ! grep -qx CONFIG_RUST=y "$cfg"; then
+		make -s -C "$src_dir" O="$1" rustavailable >&2 || true
+		die "KDIR without CONFIG_RUST: the Rust toolchain is not usable for this kernel (see above)"
+	fi
+	[ $bad -eq 0 ] || die "config fragment not honoured (see above)"
+}
+
+main() {
+	command -v rustc >/dev/null || die "no rustc (run scripts/setup.sh)"
+	command -v bindgen >/dev/null || die "no bindgen (run scripts/setup.sh)"
+	[ "$print_only" = --print ] || extract_source
+	local key build
+	key=$(cache_key)
+	build=$RB_CACHE/linux-$RB_KVER-$flavour-$key
+	if [ "$print_only" = --print ]; then
+		[ -f "$build/.rust-balloon-built" ] && echo "$build"
+		return
+	fi
+	if [ -f "$build/.rust-balloon-built" ]; then
+		say "reusing cached kernel $build"
+		echo "$build"
+		return
+	fi
+	need_space "$RB_CACHE" 6
+	mkdir -p "$build"
+	local log=$build/build.log
+	say "building Linux $RB_KVER ($flavour) in $build; log in $log (about 11 min on 2 cores)"
+	flavour_fragment > "$build/fragment.config"
+	{
+		make -C "$src_dir" O="$build" x86_64_defconfig
+		(cd "$build" && "$src_dir/scripts/kconfig/merge_config.sh" -m .config \
+			"$src_dir/kernel/configs/kvm_guest.config" fragment.config)
+		make -C "$src_dir" O="$build" olddefconfig
+	} > "$log" 2>&1 || { tail -n 30 "$log" >&2; die "kernel configuration failed"; }
+	check_config "$build"
+	local start=$SECONDS
+	if ! make -C "$src_dir" O="$build" -j"$(nproc)" bzImage modules >> "$log" 2>&1; then
+		grep -E 'error|Error' "$log" | tail -n 20 >&2
+		die "kernel build failed; see $log"
+	fi
+	touch "$build/.rust-balloon-built"
+	say "kernel built in $((SECONDS - start)) s"
+	echo "$build"
+}
+
+main

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs what rust-balloon needs, and only what is missing. Idempotent:
+# both `make check` and `make demo` run it, so nobody has to by hand.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+DEB_PACKAGES=(
+	build-essential bc bison flex cpio kmod xz-utils zstd rsync
+	libelf-dev libssl-dev dwarves python3-venv
+	libclang-19-dev clang-19 llvm-19 lld-19
+	qemu-system-x86 busybox-static
+)
+PY_PACKAGES=(pytest qemu.qmp virtme-ng matplotlib)
+BINDGEN_MIN=0.71.1
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"
+	elif command -v sudo >/dev/null; then sudo "$@"
+	else die "need root (or sudo) to run: $*"
+	fi
+}
+
+# version_ge A B: A >= B for dotted versions.
+version_ge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" = "$2" ]; }
+
+install_debs() {
+	local missing=() p
+	for p in "${DEB_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	say "installing Debian packages: ${missing[*]}"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_rust() {
+	command -v rustc >/dev/null ||
+		die "no rustc: install Rust with rustup first (https://rustup.rs)"
+	if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+		say "adding rustup component rust-src"
+		rustup component add rust-src >/dev/null ||
+			die "no rust-src: 'rustup component add rust-src' failed"
+	fi
+	local have=""
+	if command -v bindgen >/dev/null; then
+		have=$(bindgen --version | awk '{ print $2 }')
+	fi
+	if [ -z "$have" ] || ! version_ge "$have" "$BINDGEN_MIN"; then
+		say "installing bindgen-cli (have '${have:-none}', need >= $BINDGEN_MIN)"
+		cargo install bindgen-cli --locked --quiet ||
+			die "cargo install bindgen-cli failed"
+	fi
+	local clang_ver
+	clang_ver=$(ls "$LIBCLANG_PATH"/libclang*.so* 2>/dev/null | head -n1 |
+		sed -n 's/.*libclang-\([0-9]*\).*/\1/p')
+	[ -n "$clang_ver" ] || die "no libclang in LIBCLANG_PATH=$LIBCLANG_PATH"
+	[ "$clang_ver" -ge 17 ] ||
+		die "libclang too old: $clang_ver in $LIBCLANG_PATH (bindgen needs >= 17)"
+}
+
+install_python() {
+	local want stamp=$RB_VENV/.rust-balloon-packages
+	want="${PY_PACKAGES[*]}"
+	if [ -x "$RB_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+		return 0
+	fi
+	say "creating Python environment in $RB_VENV"
+	python3 -m venv "$RB_VENV"
+	"$RB_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+	echo "$want" > "$stamp"
+}
+
+need_space "$RB_CACHE" 10
+install_debs
+install_rust
+install_python
+say "toolchain ready (rustc $(rustc --version | awk '{print $2}'), bindgen $(bindgen --version | awk '{print $2}'), libclang from $LIBCLANG_PATH)"

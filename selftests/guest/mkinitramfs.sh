@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the test guest's initramfs: busybox, the init and agent above, the
+# kselftest scripts, and the two balloon drivers.
+#   mkinitramfs.sh OUT.cpio.gz RUST_KO C_KO
+set -euo pipefail
+out=$1 rust_ko=$2 c_ko=$3
+here=$(cd "$(dirname "$0")" && pwd)
+[ -x /bin/busybox ] || { echo "no /bin/busybox (install busybox-static)" >&2; exit 1; }
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,lib/modules,selftests}
+cp /bin/busybox "$root/bin/busybox"
+install -m 755 "$here/init" "$root/init"
+install -m 755 "$here/rb-agent" "$root/bin/rb-agent"
+cp -r "$here/../rust_balloon" "$root/selftests/"
+cp "$rust_ko" "$root/lib/modules/rust_balloon.ko"
+cp "$c_ko" "$root/lib/modules/virtio_balloon.ko"
+(cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$out.tmp"
+mv "$out.tmp" "$out"

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0
+"""pytest fixtures: the kernel, the module, the initramfs and guests.
+
+`make check` sets RB_KDIR (the test kernel's build directory) and builds
+rust_balloon.ko first; run pytest through it."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from guest import Guest, kvm_usable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def kdir():
+    path = os.environ.get("RB_KDIR")
+    if not path:
+        pytest.exit("RB_KDIR is not set: run the tests with `make check`", 2)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def initramfs(kdir, tmp_path_factory):
+    rust_ko = ROOT / "rust_balloon.ko"
+    c_ko = kdir / "drivers/virtio/virtio_balloon.ko"
+    for ko in (rust_ko, c_ko):
+        if not ko.exists():
+            pytest.exit(f"missing {ko}", 2)
+    out = tmp_path_factory.mktemp("initramfs") / "initramfs.cpio.gz"
+    subprocess.run([str(ROOT / "selftests/guest/mkinitramfs.sh"), str(out),
+                    str(rust_ko), str(c_ko)], check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def accel():
+    chosen = "kvm" if kvm_usable() else "tcg"
+    print(f"\naccelerator: {chosen}")
+    return chosen
+
+
+@pytest.fixture
+def boot(kdir, initramfs, accel, tmp_path, request):
+    """Boots guests: boot(mem_mib=..., balloon=...). Each is stopped after the
+    test, and any kernel splat it printed fails the test."""
+    guests = []
+
+    def start(**kwargs):
+        g = Guest(kdir / "arch/x86/boot/bzImage", initramfs,
+                  tmp_path / f"guest{len(guests)}", accel=accel, **kwargs)
+        guests.append(g)
+        return g.start()
+
+    yield start
+    problems = []
+    for g in guests:
+        problems += g.splats()
+        g.stop()
+    if problems:
+        pytest.fail("kernel splat in the guest log:\n" + "\n----\n".join(problems),
+                    pytrace=False)
+
+
+@pytest.fixture
+def guest(boot):
+    """A 1 GiB guest with rust_balloon loaded and bound."""
+    g = boot()
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    return g

@@ -1,0 +1,267 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Boots a test guest under QEMU and drives it: QMP for the balloon device,
+a serial command channel for the guest, and the console log for splats."""
+
+import base64
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+PAGE = 4096
+MIB = 1 << 20
+
+# What a kernel prints when something went wrong, whatever the test did.
+SPLAT = re.compile(
+    r"BUG:|WARNING:|Oops|Kernel panic|kernel BUG|general protection fault"
+    r"|possible recursive locking|possible circular locking"
+    r"|inconsistent lock state|INFO: task .* blocked|rust_kernel: panicked"
+    r"|panicked at|list_(add|del) corruption|UBSAN:|refcount_t:"
+    r"|Call Trace:|Out of memory: Killed process"
+)
+
+
+class GuestError(Exception):
+    pass
+
+
+def kvm_usable(qemu="qemu-system-x86_64"):
+    """Whether KVM runs a guest here, not just whether /dev/kvm exists: on
+    some hosts it opens fine and guests hang. Boots a tiny real-mode program
+    that writes to the debug port and halts, and waits a few seconds."""
+    if os.environ.get("RB_ACCEL") in ("kvm", "tcg"):
+        return os.environ["RB_ACCEL"] == "kvm"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        # mov al,'K'; out 0xe9,al; hlt -- as a 512-byte boot sector.
+        boot = bytes([0xB0, 0x4B, 0xE6, 0xE9, 0xF4]) + bytes(505) + b"\x55\xaa"
+        img = Path(tmp, "boot.img")
+        img.write_bytes(boot)
+        out = Path(tmp, "out")
+        try:
+            subprocess.run(
+                [qemu, "-accel", "kvm", "-display", "none", "-no-reboot",
+                 "-drive", f"file={img},format=raw,if=floppy",
+                 "-debugcon", f"file:{out}", "-monitor", "none"],
+                timeout=5, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            pass  # the guest halts forever when it works; the output says
+        return out.exists() and out.read_bytes().startswith(b"K")
+
+
+class Guest:
+    """One QEMU guest with a virtio balloon device.
+
+    The guest's /init (selftests/guest/init) runs a command agent on its
+    second serial port; the first one carries the kernel log to a file."""
+
+    def __init__(self, kernel, initrd, workdir, mem_mib=1024, smp=2,
+                 balloon="virtio-balloon-pci,id=balloon0", accel=None,
+                 extra=(), cmdline=""):
+        self.kernel, self.initrd = str(kernel), str(initrd)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.mem_bytes = mem_mib * MIB
+        self.smp = smp
+        self.balloon_device = balloon
+        self.accel = accel or ("kvm" if kvm_usable() else "tcg")
+        self.extra = list(extra)
+        self.cmdline = cmdline
+        self.proc = None
+        self.qmp = None
+        self.chan = None
+        self.buf = b""
+        self.seq = 0
+        self.console_path = self.workdir / "console.log"
+        self.mark = 0
+
+    # -- life cycle ---------------------------------------------------------
+
+    def start(self, timeout=180):
+        cmd_sock = self.workdir / "cmd.sock"
+        qmp_sock = self.workdir / "qmp.sock"
+        for p in (cmd_sock, qmp_sock, self.console_path):
+            p.unlink(missing_ok=True)
+        args = [
+            "qemu-system-x86_64", "-accel", self.accel,
+            "-m", f"{self.mem_bytes // MIB}M", "-smp", str(self.smp),
+            "-kernel", self.kernel, "-initrd", self.initrd,
+            "-append", f"console=ttyS0 panic=-1 oops=panic loglevel=7 {self.cmdline}".strip(),
+            "-display", "none", "-monitor", "none", "-no-reboot",
+            "-serial", f"file:{self.console_path}",
+            # wait=on: QEMU starts the guest only once we are connected, so
+            # not a byte of the channel is lost.
+            "-chardev", f"socket,id=cmd,path={cmd_sock},server=on,wait=on",
+            "-serial", "chardev:cmd",
+            "-qmp", f"unix:{qmp_sock},server=on,wait=off",
+            "-device", self.balloon_device,
+        ] + self.extra
+        if self.accel == "kvm":
+            args += ["-cpu", "host"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.workdir / "qemu.err", "wb"))
+        deadline = time.monotonic() + 30
+        while not cmd_sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise GuestError("QEMU did not start: " + self._qemu_err())
+            time.sleep(0.05)
+        self.chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.chan.connect(str(cmd_sock))
+        self._read_until(re.compile(rb"@@rb-ready\n"), timeout)
+        self.qmp = QEMUMonitorProtocol(str(qmp_sock))
+        self.qmp.connect()
+        self.mark = self.console_size()
+        return self
+
+    def stop(self):
+        if self.qmp:
+            try:
+                self.qmp.cmd("quit")
+            except Exception:
+                pass
+            try:
+                self.qmp.close()
+            except Exception:
+                pass
+            self.qmp = None
+        if self.chan:
+            self.chan.close()
+            self.chan = None
+        if self.proc:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def _qemu_err(self):
+        try:
+            return (self.workdir / "qemu.err").read_text()[-2000:]
+        except OSError:
+            return ""
+
+    # -- the command channel ------------------------------------------------
+
+    def _read_until(self, pattern, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            m = pattern.search(self.buf)
+            if m:
+                out, self.buf = self.buf[:m.start()], self.buf[m.end():]
+                return out, m
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc and self.proc.poll() is not None):
+                raise GuestError(
+                    f"guest did not answer within {timeout}s; console tail:\n"
+                    + self.console()[-3000:])
+            self.chan.settimeout(min(left, 1.0))
+            try:
+                data = self.chan.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise GuestError("guest channel closed; console tail:\n"
+                                 + self.console()[-3000:])
+            self.buf += data
+
+    def run(self, script, timeout=120, check=True):
+        """Runs a shell script in the guest; returns (status, output)."""
+        self.seq += 1
+        line = f"{self.seq} {base64.b64encode(script.encode()).decode()}\n"
+        self.chan.sendall(line.encode())
+        out, m = self._read_until(
+            re.compile(rb"@@rb-done %d (\d+)\n" % self.seq), timeout)
+        status, text = int(m.group(1)), out.decode(errors="replace")
+        if check and status != 0:
+            raise GuestError(f"guest command failed ({status}): {script}\n{text}")
+        return status, text
+
+    def sh(self, script, timeout=120):
+        return self.run(script, timeout)[1]
+
+    # -- guest memory figures -----------------------------------------------
+
+    def _kv(self, path):
+        values = {}
+        for row in self.sh(f"cat {path}").splitlines():
+            parts = row.replace(":", " ").split()
+            if len(parts) >= 2 and parts[1].isdigit():
+                values[parts[0]] = int(parts[1])
+        return values
+
+    def meminfo(self):
+        """/proc/meminfo, in bytes."""
+        return {k: v * 1024 for k, v in self._kv("/proc/meminfo").items()}
+
+    def vmstat(self):
+        return self._kv("/proc/vmstat")
+
+    def dirty(self, mib):
+        """Writes `mib` MiB in the guest and frees it again, so the host has
+        backed that memory and has something to give back."""
+        self.sh(f"dd if=/dev/zero of=/tmp/dirty bs=1M count={mib} 2>/dev/null; "
+                "rm -f /tmp/dirty; sync", timeout=600)
+
+    # -- the balloon, from the host -----------------------------------------
+
+    def set_balloon_pages(self, pages):
+        """Asks for a balloon of `pages` 4 KiB pages (QMP `balloon` takes the
+        guest size the host wants, in bytes)."""
+        self.qmp.cmd("balloon", value=self.mem_bytes - pages * PAGE)
+
+    def balloon_pages(self):
+        """The balloon size the driver reports (`actual`), in 4 KiB pages."""
+        actual = self.qmp.cmd("query-balloon")["actual"]
+        return (self.mem_bytes - actual) // PAGE
+
+    def wait_balloon(self, pages, timeout=300):
+        """Waits until the driver reports `pages`; returns the seconds it took."""
+        start = time.monotonic()
+        while True:
+            now = self.balloon_pages()
+            if now == pages:
+                return time.monotonic() - start
+            if time.monotonic() - start > timeout:
+                raise GuestError(f"balloon at {now} pages, not {pages}, after {timeout}s")
+            time.sleep(0.1)
+
+    def host_rss(self):
+        """Resident memory of the QEMU process, in bytes."""
+        for row in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1]) * 1024
+        raise GuestError("no VmRSS for QEMU")
+
+    # -- the kernel log -----------------------------------------------------
+
+    def console_size(self):
+        try:
+            return self.console_path.stat().st_size
+        except OSError:
+            return 0
+
+    def console(self, since=0):
+        try:
+            with open(self.console_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def splats(self, since=None):
+        """Excerpts of the kernel log, since `since` (default: since boot
+        finished), around every line that shows something went wrong."""
+        lines = self.console(self.mark if since is None else since).splitlines()
+        found = []
+        for i, row in enumerate(lines):
+            if SPLAT.search(row):
+                found.append("\n".join(lines[max(0, i - 2):i + 25]))
+        return found

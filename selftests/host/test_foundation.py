@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Inflate and deflate against QEMU's virtio-balloon-pci, driven over QMP."""
+
+import re
+import time
+
+from guest import MIB, PAGE
+
+HALF = (512 * MIB) // PAGE  # pages: half of the 1 GiB guest
+
+
+def ktap_failures(text):
+    return [row for row in text.splitlines() if row.startswith("not ok")]
+
+
+def test_guest_selftests(boot):
+    """The kselftest script: loads, binds (the C driver does not), sysfs
+    unbind/bind and rmmod/insmod."""
+    g = boot()
+    status, out = g.run("/selftests/rust_balloon/rust_balloon_test.sh", check=False)
+    assert "1..7" in out, out
+    assert len(re.findall(r"^ok \d+", out, re.M)) == 7, out
+    assert not ktap_failures(out), out
+    assert status == 0, out
+
+
+def test_inflate_half_then_deflate(guest):
+    """Inflate to half the RAM after dirtying memory: actual reaches the
+    target, MemTotal drops by exactly the balloon, the host gets the memory
+    back; deflate restores all of it."""
+    guest.dirty(700)
+    total0 = guest.meminfo()["MemTotal"]
+    rss0 = guest.host_rss()
+    assert rss0 > 700 * MIB, f"dirtying did not reach the host: RSS {rss0 // MIB} MiB"
+
+    guest.set_balloon_pages(HALF)
+    guest.wait_balloon(HALF)
+    total1 = guest.meminfo()["MemTotal"]
+    rss1 = guest.host_rss()
+    assert total0 - total1 == HALF * PAGE, (total0, total1)
+    # Most of what the guest gave up had been dirtied, so the host must have
+    # got most of it back (some balloon pages were never touched).
+    assert rss0 - rss1 >= 0.6 * HALF * PAGE, (
+        f"host RSS dropped only {(rss0 - rss1) // MIB} MiB for a 512 MiB balloon")
+
+    guest.set_balloon_pages(0)
+    guest.wait_balloon(0)
+    assert guest.meminfo()["MemTotal"] == total0
+    vm = guest.vmstat()
+    assert vm["balloon_inflate"] == vm["balloon_deflate"] == HALF
+
+
+def test_steps_up_and_down_converge(guest):
+    """Several targets in a row, up and down, without waiting in between:
+    the balloon ends at the last one and MemTotal follows."""
+    total0 = guest.meminfo()["MemTotal"]
+    for pages in (10000, 60000, 30000, 90000, 5000):
+        guest.set_balloon_pages(pages)
+    guest.wait_balloon(5000)
+    assert total0 - guest.meminfo()["MemTotal"] == 5000 * PAGE
+    for pages in (40000, 20000):
+        guest.set_balloon_pages(pages)
+        guest.wait_balloon(pages)
+        assert total0 - guest.meminfo()["MemTotal"] == pages * PAGE
+    guest.set_balloon_pages(0)
+    guest.wait_balloon(0)
+    assert guest.meminfo()["MemTotal"] == total0
+
+
+def test_target_above_guest_ram(guest):
+    """A target larger than the guest: the driver takes what it can, backs
+    off, kills nothing, stays responsive, and gives it all back."""
+    oom0 = guest.vmstat().get("oom_kill", 0)
+    guest.qmp.cmd("balloon", value=1)  # everything but one byte
+    # It grows until memory runs out, then stalls without an OOM kill.
+    prev, stable = -1, 0
+    for _ in range(600):
+        now = guest.balloon_pages()
+        stable = stable + 1 if now == prev else 0
+        if stable >= 20:
+            break
+        prev = now
+        guest.sh("true", timeout=60)  # the guest still answers
+        time.sleep(0.1)
+    assert prev > HALF, f"balloon only reached {prev} pages"
+    assert guest.vmstat().get("oom_kill", 0) == oom0
+    assert "out of puff" in guest.console(guest.mark)
+    # A new target is honoured while the balloon is stalled.
+    guest.set_balloon_pages(1000)
+    guest.wait_balloon(1000)
+    guest.set_balloon_pages(0)
+    guest.wait_balloon(0)
+    assert guest.vmstat().get("oom_kill", 0) == oom0
+
+
+def test_rmmod_while_inflated_returns_every_page(guest):
+    guest.dirty(300)
+    total0 = guest.meminfo()["MemTotal"]
+    guest.set_balloon_pages(50000)
+    guest.wait_balloon(50000)
+    guest.sh("rmmod rust_balloon")
+    assert guest.meminfo()["MemTotal"] == total0
+    vm = guest.vmstat()
+    assert vm["balloon_inflate"] == vm["balloon_deflate"] == 50000
+    assert vm["nr_balloon_pages"] == 0
+    assert guest.balloon_pages() == 0  # told the host, too
+    assert "50000 pages returned" in guest.console(guest.mark)
+
+
+def test_unbind_while_inflated_then_bind(guest):
+    total0 = guest.meminfo()["MemTotal"]
+    dev = guest.sh("basename $(readlink /sys/bus/virtio/drivers/rust_balloon/virtio*)").strip()
+    guest.set_balloon_pages(20000)
+    guest.wait_balloon(20000)
+    guest.sh(f"echo {dev} > /sys/bus/virtio/drivers/rust_balloon/unbind")
+    assert guest.meminfo()["MemTotal"] == total0
+    guest.sh(f"echo {dev} > /sys/bus/virtio/drivers/rust_balloon/bind")
+    # The target is still set on the host: rebinding inflates again.
+    guest.wait_balloon(20000)
+    assert total0 - guest.meminfo()["MemTotal"] == 20000 * PAGE
+    guest.set_balloon_pages(0)
+    guest.wait_balloon(0)

@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Balloon pages: the kernel's balloon page list (`struct balloon_dev_info`)
+//! and lists of pages on their way into or out of it.
+//!
+//! The kernel keeps inflated pages on the balloon's list, linked through
+//! `page->lru`, so the driver needs no bookkeeping memory of its own per page;
+//! the list also lets compaction migrate balloon pages.
+
+use super::bindings as b;
+use core::ptr::NonNull;
+use kernel::{prelude::*, types::Opaque};
+
+/// Size of the pages the balloon protocol counts in (4 KiB, always).
+pub(crate) const BALLOON_PAGE_SHIFT: u32 = b::VIRTIO_BALLOON_PFN_SHIFT;
+
+/// Protocol (4 KiB) frames per guest page: 1 with 4 KiB pages, 16 with
+/// 64 KiB pages.
+pub(crate) const PFNS_PER_PAGE: usize = (b::RB_PAGE_SIZE >> BALLOON_PAGE_SHIFT) as usize;
+
+// The protocol cannot describe pages smaller than its own unit.
+const _: () = assert!(b::RB_PAGE_SIZE >= 1 << BALLOON_PAGE_SHIFT);
+
+/// An order-0 page the driver owns and that is on no list. Dropping it frees
+/// it.
+///
+/// # Invariants
+///
+/// `page` was allocated with a single reference that this value owns, and its
+/// `lru` field is not linked into any list.
+pub(crate) struct Page {
+    page: NonNull<b::page>,
+}
+
+// SAFETY: A page the driver owns may be freed or listed from any thread.
+unsafe impl Send for Page {}
+
+impl Page {
+    /// Allocates a page for the balloon the way the kernel wants balloon
+    /// pages allocated (`balloon_page_alloc()`: movable, no retries, no
+    /// warning, no emergency reserves). `None` when memory is short.
+    pub(crate) fn alloc() -> Option<Self> {
+        // SAFETY: FFI call without preconditions.
+        let page = unsafe { b::balloon_page_alloc() };
+        NonNull::new(page).map(|page| Self { page })
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        // SAFETY: The page is owned and on no list (type invariant).
+        unsafe { b::__free_pages(self.page.as_ptr(), 0) };
+    }
+}
+
+/// The guest frame number of `page`, in 4 KiB protocol units.
+fn balloon_pfn(page: NonNull<b::page>) -> u64 {
+    // With SPARSEMEM_VMEMMAP (x86-64 always), `struct page`s form one virtual
+    // array starting at `vmemmap_base`, and a page's PFN is its index there:
+    // C's `page_to_pfn()`, which is an inline function Rust cannot call.
+    // SAFETY: Reading an exported, boot-time constant.
+    let base = unsafe { b::vmemmap_base } as usize;
+    let pfn = (page.as_ptr() as usize - base) / b::RB_STRUCT_PAGE_SIZE;
+    (pfn as u64) * PFNS_PER_PAGE as u64
+}
+
+#[cfg(not(all(CONFIG_X86_64, CONFIG_SPARSEMEM_VMEMMAP)))]
+compile_error!("rust_balloon computes PFNs the x86-64 SPARSEMEM_VMEMMAP way");
+
+fn page_of_lru(lru: *mut b::list_head) -> NonNull<b::page> {
+    // SAFETY: Callers pass the `lru` field of a `struct page`; going back by
+    // its offset stays within that page struct.
+    let page = unsafe { lru.cast::<u8>().sub(b::RB_PAGE_LRU_OFFSET) }.cast::<b::page>();
+    // SAFETY: `page` is derived from a non-null field pointer.
+    unsafe { NonNull::new_unchecked(page) }
+}
+
+fn lru_of_page(page: NonNull<b::page>) -> *mut b::list_head {
+    // SAFETY: `lru` lies within the page struct.
+    unsafe { page.as_ptr().cast::<u8>().add(b::RB_PAGE_LRU_OFFSET) }.cast()
+}
+
+/// A list of pages the driver owns, linked through `page->lru`: pages on
+/// their way into the balloon, or just taken out of it. Dropping the list
+/// frees its pages.
+///
+/// # Invariants
+///
+/// `head` is an initialised list head at a stable address (boxed); every
+/// entry on it is the `lru` of a page owned by this list, and `len` counts
+/// them.
+pub(crate) struct PageList {
+    head: KBox<Opaque<b::list_head>>,
+    len: usize,
+}
+
+// SAFETY: The list and its pages are owned; nothing else links into it.
+unsafe impl Send for PageList {}
+
+impl PageList {
+    /// Creates an empty list.
+    pub(crate) fn new() -> Result<Self> {
+        let head = KBox::new(Opaque::<b::list_head>::uninit(), GFP_KERNEL)?;
+        let raw = head.get();
+        // SAFETY: `raw` is valid for writes; an empty list points to itself.
+        unsafe {
+            (*raw).next = raw;
+            (*raw).prev = raw;
+        }
+        Ok(Self { head, len: 0 })
+    }
+
+    fn raw(&self) -> *mut b::list_head {
+        self.head.get()
+    }
+
+    /// Number of pages on the list.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds `page` to the list, which then owns it.
+    pub(crate) fn push(&mut self, page: Page) {
+        let page = core::mem::ManuallyDrop::new(page);
+        let entry = lru_of_page(page.page);
+        let head = self.raw();
+        // SAFETY: `entry` is unlinked (`Page` invariant) and `head` is a valid
+        // list; this is C's `list_add()`.
+        unsafe {
+            let next = (*head).next;
+            (*next).prev = entry;
+            (*entry).next = next;
+            (*entry).prev = head;
+            (*head).next = entry;
+        }
+        self.len += 1;
+    }
+
+    /// Takes the first page off the list.
+    pub(crate) fn pop(&mut self) -> Option<Page> {
+        let head = self.raw();
+        // SAFETY: `head` is a valid list (type invariant).
+        let entry = unsafe { (*head).next };
+        if entry == head {
+            return None;
+        }
+        // SAFETY: `entry` is linked into this list; this is C's `list_del()`
+        // followed by re-initialising the entry.
+        unsafe {
+            let (prev, next) = ((*entry).prev, (*entry).next);
+            (*prev).next = next;
+            (*next).prev = prev;
+            (*entry).next = entry;
+            (*entry).prev = entry;
+        }
+        self.len -= 1;
+        // INVARIANT: The page was owned by the list and is now unlinked.
+        Some(Page {
+            page: page_of_lru(entry),
+        })
+    }
+
+    /// Calls `f` with each page's first 4 KiB frame number, in list order.
+    pub(crate) fn for_each_pfn(&self, mut f: impl FnMut(u64)) {
+        let head = self.raw();
+        // SAFETY: `head` is a valid list whose entries are page `lru`s.
+        let mut entry = unsafe { (*head).next };
+        while entry != head {
+            f(balloon_pfn(page_of_lru(entry)));
+            // SAFETY: As above.
+            entry = unsafe { (*entry).next };
+        }
+    }
+
+    /// Recounts after C code changed the list behind our back.
+    fn recount(&mut self) {
+        let mut n = 0;
+        self.for_each_pfn(|_| n += 1);
+        self.len = n;
+    }
+}
+
+impl Drop for PageList {
+    fn drop(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+/// The balloon's page list: inflated pages, owned by the kernel's balloon
+/// infrastructure (`struct balloon_dev_info`) until they are dequeued.
+///
+/// # Invariants
+///
+/// `info` is initialised, and pinned: the list head and, with balloon
+/// migration, every listed page's `page->private` point into it.
+#[pin_data(PinnedDrop)]
+pub(crate) struct BalloonPages {
+    #[pin]
+    info: Opaque<b::balloon_dev_info>,
+}
+
+// SAFETY: `balloon_dev_info` is protected by the kernel's
+// `balloon_pages_lock`; every method goes through the locked C helpers.
+unsafe impl Send for BalloonPages {}
+// SAFETY: See above.
+unsafe impl Sync for BalloonPages {}
+
+impl BalloonPages {
+    /// An empty balloon. `adjust_managed_page_count`: whether ballooned pages
+    /// leave the guest's managed page counts (and so its MemTotal).
+    pub(crate) fn new(adjust_managed_page_count: bool) -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `ptr` is valid for writes; this is C's
+            // `balloon_devinfo_init()` plus the two settings.
+            info <- Opaque::ffi_init(move |ptr: *mut b::balloon_dev_info| unsafe {
+                core::ptr::write_bytes(ptr, 0, 1);
+                let pages = core::ptr::addr_of_mut!((*ptr).pages);
+                (*pages).next = pages;
+                (*pages).prev = pages;
+                (*ptr).adjust_managed_page_count = adjust_managed_page_count;
+                (*ptr).migratepage = Some(refuse_migration);
+            }),
+        })
+    }
+
+    /// Moves every page of `list` into the balloon; returns how many.
+    pub(crate) fn enqueue(&self, list: &mut PageList) -> usize {
+        // SAFETY: `info` is initialised and pinned; the pages on `list` are
+        // owned (list invariant) and handed over to the balloon.
+        let n = unsafe { b::balloon_page_list_enqueue(self.info.get(), list.raw()) };
+        list.len = 0;
+        n
+    }
+
+    /// Moves up to `n` pages out of the balloon onto `list`; returns how
+    /// many. May return fewer while compaction has pages isolated.
+    pub(crate) fn dequeue(&self, list: &mut PageList, n: usize) -> usize {
+        // SAFETY: `info` is initialised; dequeued pages become owned by
+        // `list`.
+        let got = unsafe { b::balloon_page_list_dequeue(self.info.get(), list.raw(), n) };
+        list.len += got;
+        got
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for BalloonPages {
+    fn drop(self: Pin<&mut Self>) {
+        // Drivers empty the balloon, telling the host, before dropping it.
+        // If one did not, free the pages anyway: a page still pointing at a
+        // freed `balloon_dev_info` would be a use-after-free for compaction.
+        if let Ok(mut list) = PageList::new() {
+            let n = self.dequeue(&mut list, usize::MAX);
+            if n > 0 {
+                pr_warn!("rust_balloon: {} pages still ballooned at teardown\n", n);
+            }
+            list.recount();
+        }
+    }
+}
+
+/// Migration callback until the driver migrates balloon pages itself: keep
+/// the page where it is (compaction puts it back and tries again later).
+unsafe extern "C" fn refuse_migration(
+    _info: *mut b::balloon_dev_info,
+    _newpage: *mut b::page,
+    _page: *mut b::page,
+    _mode: b::migrate_mode,
+) -> kernel::ffi::c_int {
+    EAGAIN.to_errno()
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The kernel headers rust_balloon's safe layer binds to. bindgen reads this
+ * file at build time with the module's own C flags (see Kbuild).
+ */
+#include <linux/balloon.h>
+#include <linux/delay.h>
+#include <linux/device.h>
+#include <linux/mm.h>
+#include <linux/oom.h>
+#include <linux/page_reporting.h>
+#include <linux/sched.h>
+#include <linux/scatterlist.h>
+#include <linux/virtio.h>
+#include <linux/virtio_balloon.h>
+#include <linux/virtio_config.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+/* Macros bindgen cannot evaluate, as constants it can. */
+const unsigned int RB_TASK_IDLE = TASK_IDLE;
+const int RB_TASK_NORMAL = TASK_NORMAL;
+const unsigned long RB_PAGE_SIZE = PAGE_SIZE;
+const size_t RB_STRUCT_PAGE_SIZE = sizeof(struct page);
+const size_t RB_PAGE_LRU_OFFSET = offsetof(struct page, lru);

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Virtio driver registration and the bus callbacks.
+
+use super::{bindings as b, device::Binding, Device, QueueId};
+use core::marker::PhantomData;
+use kernel::{
+    error::{from_result, to_result},
+    prelude::*,
+    sync::{Arc, SetOnce},
+    types::Opaque,
+    ThisModule,
+};
+
+/// A virtio driver.
+///
+/// The bus calls these from its own threads; the driver's state is an
+/// `Arc<Self>` created by [`Driver::probe`] and kept until after
+/// [`Driver::remove`].
+pub(crate) trait Driver: Send + Sync + Sized + 'static {
+    /// Driver name, as sysfs shows it.
+    const NAME: &'static CStr;
+    /// Virtio device ID this driver binds to (`VIRTIO_ID_*`).
+    const DEVICE_ID: u32;
+    /// Feature bits the driver understands.
+    const FEATURES: &'static [u32];
+
+    /// Checks and trims the offered features before negotiation ends.
+    fn validate(_dev: &Device) -> Result {
+        Ok(())
+    }
+
+    /// Sets the device up: find its virtqueues through `binding` and return
+    /// the driver's state. The device is made ready (DRIVER_OK) afterwards.
+    fn probe(dev: &Device, binding: Arc<Binding>) -> Result<Arc<Self>>;
+
+    /// The device is ready: the driver may now use the virtqueues.
+    fn ready(_this: &Arc<Self>) {}
+
+    /// The device's configuration changed. Atomic context: defer work.
+    fn config_changed(_this: &Arc<Self>) {}
+
+    /// The device used buffers on `queue`. Hard-IRQ context: defer work.
+    /// Waiters in [`super::BoundGuard::wait_buf`] are woken already.
+    fn queue_event(_this: &Arc<Self>, _queue: QueueId) {}
+
+    /// The device is going away. Stop all work and give everything back;
+    /// the device still works here. The binding is torn down afterwards.
+    fn remove(this: &Arc<Self>, dev: &Device);
+}
+
+/// What `virtio_device::priv` points to while a device is bound.
+struct Context<T: Driver> {
+    binding: Arc<Binding>,
+    data: SetOnce<Arc<T>>,
+}
+
+/// A registered virtio driver; unregistered on drop.
+///
+/// # Invariants
+///
+/// `drv` is registered with the virtio bus from construction until drop, and
+/// `ids` (which `drv` points to) lives as long.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Registration<T: Driver> {
+    #[pin]
+    drv: Opaque<b::virtio_driver>,
+    #[pin]
+    ids: Opaque<[b::virtio_device_id; 2]>,
+    _driver: PhantomData<T>,
+}
+
+// SAFETY: After registration the C side only reads `drv` and `ids`.
+unsafe impl<T: Driver> Send for Registration<T> {}
+// SAFETY: See above.
+unsafe impl<T: Driver> Sync for Registration<T> {}
+
+impl<T: Driver> Registration<T> {
+    /// Registers `T` with the virtio bus.
+    pub(crate) fn new(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(&this in Self {
+            ids <- Opaque::ffi_init(|ids: *mut [b::virtio_device_id; 2]| {
+                // SAFETY: `ids` is valid for writes. The zeroed second entry
+                // ends the table.
+                unsafe {
+                    ids.write([
+                        b::virtio_device_id { device: T::DEVICE_ID, vendor: b::VIRTIO_DEV_ANY_ID },
+                        b::virtio_device_id { device: 0, vendor: 0 },
+                    ])
+                };
+            }),
+            drv <- Opaque::try_ffi_init(|drv: *mut b::virtio_driver| {
+                // SAFETY: `this` is pinned and `ids` initialised above.
+                let ids = unsafe { (*this.as_ptr()).ids.get() };
+                // SAFETY: `drv` is valid for writes; all-zero is a valid
+                // `virtio_driver` (null pointers, no callbacks). Everything
+                // it points to is static or pinned next to it, and it stays
+                // registered until `drop`.
+                unsafe {
+                    drv.write(core::mem::zeroed());
+                    (*drv).driver.name = T::NAME.as_char_ptr();
+                    (*drv).driver.owner = module.as_ptr().cast();
+                    (*drv).id_table = ids.cast();
+                    (*drv).feature_table = T::FEATURES.as_ptr();
+                    (*drv).feature_table_size = u32::try_from(T::FEATURES.len())?;
+                    (*drv).validate = Some(validate_callback::<T>);
+                    (*drv).probe = Some(probe_callback::<T>);
+                    (*drv).remove = Some(remove_callback::<T>);
+                    (*drv).config_changed = Some(config_changed_callback::<T>);
+                    to_result(b::__register_virtio_driver(drv, module.as_ptr().cast()))
+                }
+            }),
+            _driver: PhantomData,
+        })
+    }
+}
+
+#[pinned_drop]
+impl<T: Driver> PinnedDrop for Registration<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: `drv` is registered (type invariant).
+        unsafe { b::unregister_virtio_driver(self.drv.get()) };
+    }
+}
+
+/// # Safety
+///
+/// `vdev` is a device being bound to a driver registered as `T`.
+unsafe fn context<'a, T: Driver>(vdev: *mut b::virtio_device) -> Option<&'a Context<T>> {
+    // SAFETY: `priv` is either null or a `Context<T>` set by `probe_callback`
+    // that stays valid until `remove_callback` has torn the device down.
+    unsafe { (*vdev).priv_.cast::<Context<T>>().as_ref() }
+}
+
+unsafe extern "C" fn validate_callback<T: Driver>(
+    vdev: *mut b::virtio_device,
+) -> kernel::ffi::c_int {
+    // SAFETY: The bus passes a valid device for the duration of the call.
+    let dev = unsafe { Device::from_raw(vdev) };
+    from_result(|| T::validate(dev).map(|()| 0))
+}
+
+unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut b::virtio_device) -> kernel::ffi::c_int {
+    // SAFETY: The bus passes a valid device, bound until `remove`.
+    let dev = unsafe { Device::from_raw(vdev) };
+    from_result(|| {
+        let binding = Binding::new(dev, vq_callback::<T>)?;
+        let context = KBox::new(
+            Context::<T> {
+                binding: binding.clone(),
+                data: SetOnce::new(),
+            },
+            GFP_KERNEL,
+        )?;
+        let context = KBox::into_raw(context);
+        // SAFETY: Publishing the context before any virtqueue exists, so the
+        // callbacks always find it; freed in `remove_callback` (or below).
+        unsafe { (*vdev).priv_ = context.cast() };
+        // SAFETY: `context` is valid until freed below or in `remove`.
+        let context = unsafe { &*context };
+        let data = match T::probe(dev, binding.clone()) {
+            Ok(data) => data,
+            Err(e) => {
+                binding.teardown();
+                // SAFETY: No callback can run after teardown; the context is
+                // unpublished before it is freed.
+                unsafe {
+                    let ptr = (*vdev).priv_.cast::<Context<T>>();
+                    (*vdev).priv_ = core::ptr::null_mut();
+                    drop(KBox::from_raw(ptr));
+                }
+                return Err(e);
+            }
+        };
+        context.data.populate(data.clone());
+        binding.lock()?.ready();
+        T::ready(&data);
+        Ok(0)
+    })
+}
+
+unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
+    // SAFETY: The bus passes a valid device for the duration of the call.
+    let dev = unsafe { Device::from_raw(vdev) };
+    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
+    let Some(context) = (unsafe { context::<T>(vdev) }) else {
+        return;
+    };
+    if let Some(data) = context.data.as_ref() {
+        T::remove(data, dev);
+    }
+    context.binding.teardown();
+    // SAFETY: After teardown no callback runs; unpublish, then free.
+    unsafe {
+        let ptr = (*vdev).priv_.cast::<Context<T>>();
+        (*vdev).priv_ = core::ptr::null_mut();
+        drop(KBox::from_raw(ptr));
+    }
+}
+
+unsafe extern "C" fn config_changed_callback<T: Driver>(vdev: *mut b::virtio_device) {
+    // SAFETY: The bus only calls this for a bound device.
+    if let Some(data) = unsafe { context::<T>(vdev) }.and_then(|c| c.data.as_ref()) {
+        T::config_changed(data);
+    }
+}
+
+unsafe extern "C" fn vq_callback<T: Driver>(vq: *mut b::virtqueue) {
+    // SAFETY: Virtqueue callbacks only run for queues of a bound device,
+    // before `teardown` deleted them.
+    let (vdev, index) = unsafe { ((*vq).vdev, (*vq).index) };
+    // SAFETY: As above.
+    let Some(context) = (unsafe { context::<T>(vdev) }) else {
+        return;
+    };
+    context.binding.notify_used();
+    if let Some(data) = context.data.as_ref() {
+        T::queue_event(data, QueueId(index as usize));
+    }
+}
