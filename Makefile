@@ -31,7 +31,7 @@ clippy:
 	$(MAKE) -C "$(KDIR)" M="$(ROOT)" CLIPPY=1 modules
 
 fmt:
-	rustfmt --edition 2021 --config-path "$(KDIR)/source/.rustfmt.toml" rust_balloon.rs virtio/*.rs
+	rustfmt --edition 2021 --config-path "$(KDIR)/source/.rustfmt.toml" $$(git ls-files '*.rs')
 
 setup:
 	@scripts/setup.sh

@@ -20,6 +20,7 @@ use kernel::{
     time::{delay::fsleep, Delta},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
+use virtio::available_pages;
 use virtio::{
     balloon_uapi as uapi, BalloonPages, Binding, Buffer, Device, Page, PageList, QueueId,
     QueueInfo, PFNS_PER_PAGE,
@@ -32,6 +33,12 @@ module! {
     description: "Virtio memory balloon driver, in Rust",
     license: "GPL",
     alias: ["virtio:d00000005v*"],
+    params: {
+        min_available_mib: u32 {
+            default: 64,
+            description: "Never inflate below this much available guest memory (MiB)",
+        },
+    },
 }
 
 /// Inflate queue: PFNs of pages the guest gives up.
@@ -158,8 +165,13 @@ impl Balloon {
     }
 
     /// Adds up to one buffer's worth of the `wanted` 4 KiB pages.
+    ///
+    /// Unlike the C driver, it stops short of the guest's last
+    /// `min_available_mib`: a target larger than the guest can give would
+    /// otherwise leave nothing for anyone else and end in the OOM killer.
     fn inflate(&self, wanted: usize) -> Result<Step> {
-        let wanted = wanted.min(uapi::MAX_PFNS_PER_BUFFER);
+        let spare = available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
+        let wanted = wanted.min(uapi::MAX_PFNS_PER_BUFFER).min(spare);
         let mut list = PageList::new()?;
         while (list.len() + 1) * PFNS_PER_PAGE <= wanted {
             match Page::alloc() {
@@ -170,7 +182,10 @@ impl Balloon {
         let mut state = self.state.lock();
         if list.is_empty() {
             if !state.out_of_puff {
-                pr_info!("rust_balloon: out of puff: cannot allocate pages, backing off\n");
+                pr_info!(
+                    "rust_balloon: out of puff: no page to spare (keeping {} MiB available), backing off\n",
+                    *module_parameters::min_available_mib.value()
+                );
                 state.out_of_puff = true;
             }
             return Ok(Step::Stalled);
@@ -239,6 +254,12 @@ impl Balloon {
         }
         let _ = self.report_actual();
     }
+}
+
+/// Guest pages inflation leaves to the guest (`min_available_mib`).
+fn reserve_pages() -> usize {
+    let mib = *module_parameters::min_available_mib.value() as usize;
+    mib << (20 - kernel::page::PAGE_SHIFT)
 }
 
 /// Bytes in a full PFN buffer.

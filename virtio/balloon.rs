@@ -16,7 +16,7 @@ pub(crate) const BALLOON_PAGE_SHIFT: u32 = b::VIRTIO_BALLOON_PFN_SHIFT;
 
 /// Protocol (4 KiB) frames per guest page: 1 with 4 KiB pages, 16 with
 /// 64 KiB pages.
-pub(crate) const PFNS_PER_PAGE: usize = (b::RB_PAGE_SIZE >> BALLOON_PAGE_SHIFT) as usize;
+pub(crate) const PFNS_PER_PAGE: usize = b::RB_PAGE_SIZE >> BALLOON_PAGE_SHIFT;
 
 // The protocol cannot describe pages smaller than its own unit.
 const _: () = assert!(b::RB_PAGE_SIZE >= 1 << BALLOON_PAGE_SHIFT);
@@ -59,13 +59,21 @@ fn balloon_pfn(page: NonNull<b::page>) -> u64 {
     // array starting at `vmemmap_base`, and a page's PFN is its index there:
     // C's `page_to_pfn()`, which is an inline function Rust cannot call.
     // SAFETY: Reading an exported, boot-time constant.
-    let base = unsafe { b::vmemmap_base } as usize;
+    let base = unsafe { b::vmemmap_base };
     let pfn = (page.as_ptr() as usize - base) / b::RB_STRUCT_PAGE_SIZE;
     (pfn as u64) * PFNS_PER_PAGE as u64
 }
 
 #[cfg(not(all(CONFIG_X86_64, CONFIG_SPARSEMEM_VMEMMAP)))]
 compile_error!("rust_balloon computes PFNs the x86-64 SPARSEMEM_VMEMMAP way");
+
+/// Memory the guest could use right now without swapping (MemAvailable in
+/// /proc/meminfo), in guest pages.
+pub(crate) fn available_pages() -> usize {
+    // SAFETY: FFI call without preconditions.
+    let pages = unsafe { b::si_mem_available() };
+    usize::try_from(pages).unwrap_or(0)
+}
 
 fn page_of_lru(lru: *mut b::list_head) -> NonNull<b::page> {
     // SAFETY: Callers pass the `lru` field of a `struct page`; going back by
@@ -266,6 +274,10 @@ impl PinnedDrop for BalloonPages {
 
 /// Migration callback until the driver migrates balloon pages itself: keep
 /// the page where it is (compaction puts it back and tries again later).
+///
+/// # Safety
+///
+/// Called by the balloon core only, which passes valid pages and device.
 unsafe extern "C" fn refuse_migration(
     _info: *mut b::balloon_dev_info,
     _newpage: *mut b::page,

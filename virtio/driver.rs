@@ -132,6 +132,11 @@ unsafe fn context<'a, T: Driver>(vdev: *mut b::virtio_device) -> Option<&'a Cont
     unsafe { (*vdev).priv_.cast::<Context<T>>().as_ref() }
 }
 
+/// The bus's `validate` callback.
+///
+/// # Safety
+///
+/// `vdev` is a valid device offered to a driver registered as `T`.
 unsafe extern "C" fn validate_callback<T: Driver>(
     vdev: *mut b::virtio_device,
 ) -> kernel::ffi::c_int {
@@ -140,6 +145,11 @@ unsafe extern "C" fn validate_callback<T: Driver>(
     from_result(|| T::validate(dev).map(|()| 0))
 }
 
+/// The bus's `probe` callback.
+///
+/// # Safety
+///
+/// `vdev` is a valid device being bound to a driver registered as `T`.
 unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut b::virtio_device) -> kernel::ffi::c_int {
     // SAFETY: The bus passes a valid device, bound until `remove`.
     let dev = unsafe { Device::from_raw(vdev) };
@@ -179,6 +189,11 @@ unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut b::virtio_device) -> k
     })
 }
 
+/// The bus's `remove` callback.
+///
+/// # Safety
+///
+/// `vdev` is a valid device bound by `probe_callback::<T>`.
 unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
     // SAFETY: The bus passes a valid device for the duration of the call.
     let dev = unsafe { Device::from_raw(vdev) };
@@ -198,6 +213,11 @@ unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
     }
 }
 
+/// The bus's `config_changed` callback (atomic context).
+///
+/// # Safety
+///
+/// `vdev` is a valid device bound to a driver registered as `T`.
 unsafe extern "C" fn config_changed_callback<T: Driver>(vdev: *mut b::virtio_device) {
     // SAFETY: The bus only calls this for a bound device.
     if let Some(data) = unsafe { context::<T>(vdev) }.and_then(|c| c.data.as_ref()) {
@@ -205,6 +225,11 @@ unsafe extern "C" fn config_changed_callback<T: Driver>(vdev: *mut b::virtio_dev
     }
 }
 
+/// Virtqueue interrupt callback (hard-IRQ context).
+///
+/// # Safety
+///
+/// `vq` is a live virtqueue of a device bound to a driver registered as `T`.
 unsafe extern "C" fn vq_callback<T: Driver>(vq: *mut b::virtqueue) {
     // SAFETY: Virtqueue callbacks only run for queues of a bound device,
     // before `teardown` deleted them.

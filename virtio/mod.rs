@@ -17,7 +17,7 @@ mod driver;
 mod wait;
 mod workqueue;
 
-pub(crate) use balloon::{BalloonPages, Page, PageList, PFNS_PER_PAGE};
+pub(crate) use balloon::{available_pages, BalloonPages, Page, PageList, PFNS_PER_PAGE};
 pub(crate) use buffer::Buffer;
 pub(crate) use device::{Binding, Device, QueueId, QueueInfo};
 pub(crate) use driver::{Driver, Registration};

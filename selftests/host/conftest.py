@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from guest import Guest, kvm_usable
+from guest import Guest, pick_accel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,8 +37,9 @@ def initramfs(kdir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def accel():
-    chosen = "kvm" if kvm_usable() else "tcg"
+def accel(kdir, initramfs, tmp_path_factory):
+    chosen = pick_accel(kdir / "arch/x86/boot/bzImage", initramfs,
+                        tmp_path_factory.mktemp("kvm-probe"))
     print(f"\naccelerator: {chosen}")
     return chosen
 

@@ -28,6 +28,7 @@ balloon_dev() {
 	done
 	return 1
 }
+has_balloon_dev() { balloon_dev >/dev/null; }
 bound_to_rust() { [ -e "$DRV/$(balloon_dev)" ]; }
 not_bound_to_c() { ! [ -e "$CDRV/$(balloon_dev)" ]; }
 loaded() { grep -q "^rust_balloon " /proc/modules; }
@@ -35,7 +36,7 @@ loaded() { grep -q "^rust_balloon " /proc/modules; }
 echo "KTAP version 1"
 echo "1..7"
 
-check "balloon device present" "no virtio device with ID 5" balloon_dev >/dev/null
+check "balloon device present" "no virtio device with ID 5" has_balloon_dev
 loaded || insmod "$MODDIR/rust_balloon.ko"
 check "module loads" "insmod failed" loaded
 check "driver binds to the balloon device" "$DRV has no $(balloon_dev)" bound_to_rust
