@@ -7,8 +7,8 @@
 //! them) or deflates (tells the host, then frees pages) until the balloon
 //! holds that many 4 KiB pages, and reports the size back in `actual`.
 //!
-//! This file holds the balloon logic only; every `unsafe` operation lives in
-//! the [`virtio`] layer.
+//! This file holds the balloon logic only; every operation the compiler cannot
+//! check lives in the [`virtio`] layer.
 
 mod virtio;
 
@@ -20,10 +20,9 @@ use kernel::{
     time::{delay::fsleep, Delta},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
-use virtio::available_pages;
 use virtio::{
-    balloon_uapi as uapi, BalloonPages, Binding, Buffer, Device, Page, PageList, QueueId,
-    QueueInfo, PFNS_PER_PAGE,
+    available_pages as guest_available_pages, balloon_uapi as uapi, BalloonPages, Binding,
+    BoundGuard, Buffer, Device, Page, PageList, QueueId, QueueInfo, PFNS_PER_PAGE,
 };
 
 module! {
@@ -68,7 +67,8 @@ enum Step {
 struct State {
     /// Balloon size in 4 KiB pages: what the host has been told.
     num_pages: u32,
-    /// The PFN buffer; `None` only while the host holds it.
+    /// The PFN buffer; `None` while the host holds it (or after a failed
+    /// send lost it: the next batch allocates a new one).
     pfns: Option<KBox<Buffer>>,
     /// Whether the last inflate could not allocate (logged once per stall).
     out_of_puff: bool,
@@ -170,7 +170,7 @@ impl Balloon {
     /// `min_available_mib`: a target larger than the guest can give would
     /// otherwise leave nothing for anyone else and end in the OOM killer.
     fn inflate(&self, wanted: usize) -> Result<Step> {
-        let spare = available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
+        let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
         let wanted = wanted.min(uapi::MAX_PFNS_PER_BUFFER).min(spare);
         let mut list = PageList::new()?;
         while (list.len() + 1) * PFNS_PER_PAGE <= wanted {
@@ -191,15 +191,14 @@ impl Balloon {
             return Ok(Step::Stalled);
         }
         state.out_of_puff = false;
-        let added = list.len() * PFNS_PER_PAGE;
-        let mut pfns = state.pfns.take().ok_or(EBUSY)?;
-        fill_pfns(&mut pfns, &list)?;
         let mut device = self.binding.lock()?;
+        // Fill the buffer before the pages go into the balloon: from then
+        // on compaction may move them.
+        let pfns = fill_pfns(&mut state, &list)?;
+        let added = list.len() * PFNS_PER_PAGE;
         self.pages.enqueue(&mut list);
-        let sent = device.send_and_wait(INFLATE_QUEUE, pfns);
-        drop(device);
         state.num_pages += added as u32;
-        state.pfns = Some(sent?);
+        state.tell_host(&mut device, INFLATE_QUEUE, pfns)?;
         Ok(Step::Progress)
     }
 
@@ -214,25 +213,15 @@ impl Balloon {
         if self.pages.dequeue(&mut list, wanted / PFNS_PER_PAGE) == 0 {
             return Ok(Step::Stalled);
         }
-        let removed = list.len() * PFNS_PER_PAGE;
-        let mut pfns = state.pfns.take().ok_or(EBUSY)?;
-        fill_pfns(&mut pfns, &list)?;
+        // From here on the pages are out of the balloon, whatever happens:
+        // they are freed when `list` goes out of scope.
+        state.num_pages -= (list.len() * PFNS_PER_PAGE) as u32;
+        let pfns = fill_pfns(&mut state, &list)?;
         // Pages go back to the guest only once the host knows
-        // (VIRTIO_BALLOON_F_MUST_TELL_HOST); a host that is gone cannot
+        // (VIRTIO_BALLOON_F_MUST_TELL_HOST). A host that is gone cannot
         // object, so they are freed either way.
-        let sent = self
-            .binding
-            .lock()
-            .and_then(|mut d| d.send_and_wait(DEFLATE_QUEUE, pfns));
-        state.num_pages -= removed as u32;
-        drop(list);
-        match sent {
-            Ok(pfns) => state.pfns = Some(pfns),
-            Err(e) => {
-                state.pfns = Buffer::new(pfn_buffer_bytes()).ok();
-                return Err(e);
-            }
-        }
+        let mut device = self.binding.lock()?;
+        state.tell_host(&mut device, DEFLATE_QUEUE, pfns)?;
         Ok(Step::Progress)
     }
 
@@ -267,8 +256,14 @@ const fn pfn_buffer_bytes() -> usize {
     uapi::MAX_PFNS_PER_BUFFER * core::mem::size_of::<u32>()
 }
 
-/// Writes the 4 KiB frame numbers of every page of `list` into `buf`.
-fn fill_pfns(buf: &mut Buffer, list: &PageList) -> Result {
+/// The PFN buffer filled with the 4 KiB frame numbers of every page of
+/// `list`.
+fn fill_pfns(state: &mut State, list: &PageList) -> Result<KBox<Buffer>> {
+    let mut buf = match state.pfns.take() {
+        Some(buf) => buf,
+        // Lost with a failed send: make a new one.
+        None => Buffer::new(pfn_buffer_bytes())?,
+    };
     buf.clear();
     let mut result = Ok(());
     list.for_each_pfn(|first| {
@@ -278,7 +273,21 @@ fn fill_pfns(buf: &mut Buffer, list: &PageList) -> Result {
             result = result.and_then(|()| buf.push_le32(pfn?));
         }
     });
-    result
+    result.map(|()| buf)
+}
+
+impl State {
+    /// Sends `pfns` on `queue` and waits for the host, keeping the buffer
+    /// for next time.
+    fn tell_host(
+        &mut self,
+        device: &mut BoundGuard<'_>,
+        queue: QueueId,
+        pfns: KBox<Buffer>,
+    ) -> Result {
+        self.pfns = Some(device.send_and_wait(queue, pfns)?);
+        Ok(())
+    }
 }
 
 impl virtio::Driver for Balloon {

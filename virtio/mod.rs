@@ -19,7 +19,7 @@ mod workqueue;
 
 pub(crate) use balloon::{available_pages, BalloonPages, Page, PageList, PFNS_PER_PAGE};
 pub(crate) use buffer::Buffer;
-pub(crate) use device::{Binding, Device, QueueId, QueueInfo};
+pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo};
 pub(crate) use driver::{Driver, Registration};
 pub(crate) use workqueue::flush as flush_work;
 
