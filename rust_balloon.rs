@@ -5,7 +5,9 @@
 //! The host sets a target balloon size in the device's config space; the
 //! driver inflates (allocates guest pages and tells the host it may take
 //! them) or deflates (tells the host, then frees pages) until the balloon
-//! holds that many 4 KiB pages, and reports the size back in `actual`.
+//! holds that many 4 KiB pages, and reports the size back in `actual`. It
+//! also sends memory statistics, deflates when the guest runs out of memory,
+//! reports free pages, and lets compaction migrate balloon pages.
 //!
 //! This file holds the balloon logic only; every operation the compiler cannot
 //! check lives in the [`virtio`] layer.
@@ -21,8 +23,10 @@ use kernel::{
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
 use virtio::{
-    available_pages as guest_available_pages, balloon_uapi as uapi, BalloonPages, Binding,
-    BoundGuard, Buffer, Device, Page, PageList, QueueId, QueueInfo, PFNS_PER_PAGE,
+    available_pages as guest_available_pages, balloon_uapi as uapi, balloon_uapi::stat,
+    BalloonPages, Binding, BoundGuard, Buffer, Device, MemoryCounters, Migrate, OomHandler,
+    OomNotifier, Page, PageList, PageReporting, QueueId, QueueInfo, ReportHandler, ReportedPages,
+    PFNS_PER_PAGE,
 };
 
 module! {
@@ -52,47 +56,178 @@ const BATCHES_PER_RUN: usize = 64;
 /// How long to wait before retrying when the guest has no memory to give.
 const ALLOC_BACKOFF: Delta = Delta::from_millis(200);
 
+/// 4 KiB pages released per OOM notification, as in the C driver.
+const OOM_RELEASE_PFNS: usize = 256;
+/// OOM notifier priority, as in the C driver.
+const OOM_NOTIFY_PRIORITY: i32 = 80;
+
 /// What one step towards the target achieved.
 enum Step {
     /// At the target: nothing left to do.
     Done,
-    /// Moved some pages; more to do.
-    Progress,
+    /// Moved this many 4 KiB pages; maybe more to do.
+    Moved(usize),
     /// Could not allocate a single page (inflate) or dequeue one (deflate,
     /// while compaction holds them): try again later.
     Stalled,
 }
 
-/// State that changes as the balloon moves, under [`Balloon::state`].
+/// The optional queues, numbered densely after inflate and deflate in the
+/// order the features define them.
+struct Queues {
+    stats: Option<QueueId>,
+    reporting: Option<QueueId>,
+}
+
+impl Queues {
+    /// Finds the queues the negotiated features call for.
+    fn find(binding: &Binding) -> Result<Self> {
+        let mut infos = KVec::new();
+        infos.push(
+            QueueInfo {
+                name: c"inflate",
+                callback: true,
+            },
+            GFP_KERNEL,
+        )?;
+        infos.push(
+            QueueInfo {
+                name: c"deflate",
+                callback: true,
+            },
+            GFP_KERNEL,
+        )?;
+        let next = |name, infos: &mut KVec<QueueInfo>| -> Result<QueueId> {
+            infos.push(
+                QueueInfo {
+                    name,
+                    callback: true,
+                },
+                GFP_KERNEL,
+            )?;
+            Ok(QueueId(infos.len() - 1))
+        };
+        let stats = match binding.has_feature(uapi::F_STATS_VQ) {
+            true => Some(next(c"stats", &mut infos)?),
+            false => None,
+        };
+        // The free page hint queue would come here; this driver does not
+        // negotiate that feature, so it takes no index.
+        let reporting = match binding.has_feature(uapi::F_REPORTING) {
+            true => Some(next(c"reporting_vq", &mut infos)?),
+            false => None,
+        };
+        binding.lock()?.find_vqs(&infos)?;
+        Ok(Self { stats, reporting })
+    }
+}
+
+/// What moves pages between guest and host, under the balloon's lock
+/// (see [`BalloonPages`]).
 struct State {
+    binding: Arc<Binding>,
     /// Balloon size in 4 KiB pages: what the host has been told.
     num_pages: u32,
-    /// The PFN buffer; `None` while the host holds it (or after a failed
-    /// send lost it: the next batch allocates a new one).
+    /// The PFN buffer; `None` only if the device broke while holding it.
     pfns: Option<KBox<Buffer>>,
+    /// Pages on their way in or out, so batches allocate no memory.
+    scratch: PageList,
     /// Whether the last inflate could not allocate (logged once per stall).
     out_of_puff: bool,
+}
+
+/// Fills the PFN buffer in `slot` with `fill`, sends it on `queue` and waits
+/// until the host has processed it. The buffer goes back into `slot`.
+fn tell_host(
+    slot: &mut Option<KBox<Buffer>>,
+    device: &mut BoundGuard<'_>,
+    queue: QueueId,
+    fill: impl FnOnce(&mut Buffer) -> Result,
+) -> Result {
+    let mut buf = slot.take().ok_or(EIO)?;
+    buf.clear();
+    if let Err(e) = fill(&mut buf) {
+        *slot = Some(buf);
+        return Err(e);
+    }
+    match device.send_and_wait(queue, buf) {
+        Ok(buf) => {
+            *slot = Some(buf);
+            Ok(())
+        }
+        Err((e, buf)) => {
+            *slot = buf;
+            Err(e)
+        }
+    }
+}
+
+/// Appends the 4 KiB frame numbers of one guest page, starting at `first`.
+fn push_page_pfns(buf: &mut Buffer, first: u64) -> Result {
+    for pfn in first..first + PFNS_PER_PAGE as u64 {
+        // The protocol has 32-bit PFNs: 16 TiB of guest memory.
+        buf.push_le32(u32::try_from(pfn).map_err(|_| ERANGE)?)?;
+    }
+    Ok(())
+}
+
+/// Appends the frame numbers of every page of `list`.
+fn push_list_pfns(buf: &mut Buffer, list: &PageList) -> Result {
+    let mut result = Ok(());
+    list.for_each_pfn(|first| result = result.and_then(|()| push_page_pfns(buf, first)));
+    result
+}
+
+impl Migrate for State {
+    /// Balloon page migration, C's `virtballoon_migratepage()`: inflate the
+    /// new page, then deflate the old one.
+    fn migrate(&mut self, new_pfn: u64, old_pfn: u64) -> Result {
+        let mut device = self.binding.lock()?;
+        tell_host(&mut self.pfns, &mut device, INFLATE_QUEUE, |buf| {
+            push_page_pfns(buf, new_pfn)
+        })?;
+        tell_host(&mut self.pfns, &mut device, DEFLATE_QUEUE, |buf| {
+            push_page_pfns(buf, old_pfn)
+        })
+    }
 }
 
 /// One balloon device.
 #[pin_data]
 struct Balloon {
+    /// First field: dropped first, while everything it may call back into
+    /// is still there.
+    #[pin]
+    pages: BalloonPages<State>,
     binding: Arc<Binding>,
-    #[pin]
-    pages: BalloonPages,
-    #[pin]
-    state: Mutex<State>,
+    queues: Queues,
     /// Set on remove: no more work may start.
     stopping: AtomicBool,
     #[pin]
-    resize_work: Work<Balloon>,
+    resize_work: Work<Balloon, 0>,
+    #[pin]
+    stats_work: Work<Balloon, 1>,
+    /// The stats buffer between two host requests.
+    #[pin]
+    stats: Mutex<Option<KBox<Buffer>>>,
+    /// Registrations that hold a reference on the balloon: dropped in
+    /// `remove`, which breaks the cycle.
+    #[pin]
+    hooks: Mutex<Hooks>,
+}
+
+#[derive(Default)]
+struct Hooks {
+    oom: Option<Pin<KBox<OomNotifier<Balloon>>>>,
+    reporting: Option<Pin<KBox<PageReporting<Balloon>>>>,
 }
 
 impl_has_work! {
-    impl HasWork<Self> for Balloon { self.resize_work }
+    impl HasWork<Self, 0> for Balloon { self.resize_work }
+    impl HasWork<Self, 1> for Balloon { self.stats_work }
 }
 
-impl WorkItem for Balloon {
+impl WorkItem<0> for Balloon {
     type Pointer = Arc<Balloon>;
 
     fn run(this: Arc<Balloon>) {
@@ -102,7 +237,7 @@ impl WorkItem for Balloon {
             }
             match this.step() {
                 Ok(Step::Done) => return,
-                Ok(Step::Progress) => {}
+                Ok(Step::Moved(_)) => {}
                 Ok(Step::Stalled) => {
                     fsleep(ALLOC_BACKOFF);
                     break;
@@ -119,13 +254,29 @@ impl WorkItem for Balloon {
     }
 }
 
+impl WorkItem<1> for Balloon {
+    type Pointer = Arc<Balloon>;
+
+    /// The host took the stats buffer: answer with fresh figures.
+    fn run(this: Arc<Balloon>) {
+        if this.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = this.send_stats() {
+            if e != ENODEV {
+                pr_err!("rust_balloon: sending stats failed: {:?}\n", e);
+            }
+        }
+    }
+}
+
 impl Balloon {
     /// Queues a resize unless the device is going away. Callable from atomic
     /// context.
     fn schedule_resize(this: &Arc<Self>) {
         if !this.stopping.load(Ordering::Acquire) {
             // Already queued is fine: that run will read the new target.
-            let _ = workqueue::system_freezable().enqueue(this.clone());
+            let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
         }
     }
 
@@ -144,7 +295,7 @@ impl Balloon {
     /// Moves the balloon one batch towards the target.
     fn step(&self) -> Result<Step> {
         let target = self.target()?;
-        let current = self.state.lock().num_pages;
+        let current = self.pages.lock().num_pages;
         let step = if target > current {
             self.inflate((target - current) as usize)?
         } else if target < current {
@@ -158,7 +309,7 @@ impl Balloon {
 
     /// Tells the host how large the balloon is.
     fn report_actual(&self) -> Result {
-        let actual = self.state.lock().num_pages;
+        let actual = self.pages.lock().num_pages;
         self.binding
             .lock()?
             .write_config_le32(uapi::CONFIG_ACTUAL, actual)
@@ -172,15 +323,15 @@ impl Balloon {
     fn inflate(&self, wanted: usize) -> Result<Step> {
         let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
         let wanted = wanted.min(uapi::MAX_PFNS_PER_BUFFER).min(spare);
-        let mut list = PageList::new()?;
-        while (list.len() + 1) * PFNS_PER_PAGE <= wanted {
+        let mut state = self.pages.lock();
+        let state = &mut *state;
+        while (state.scratch.len() + 1) * PFNS_PER_PAGE <= wanted {
             match Page::alloc() {
-                Some(page) => list.push(page),
+                Some(page) => state.scratch.push(page),
                 None => break,
             }
         }
-        let mut state = self.state.lock();
-        if list.is_empty() {
+        if state.scratch.is_empty() {
             if !state.out_of_puff {
                 pr_info!(
                     "rust_balloon: out of puff: no page to spare (keeping {} MiB available), backing off\n",
@@ -191,44 +342,56 @@ impl Balloon {
             return Ok(Step::Stalled);
         }
         state.out_of_puff = false;
-        let mut device = self.binding.lock()?;
-        // Fill the buffer before the pages go into the balloon: from then
-        // on compaction may move them.
-        let pfns = fill_pfns(&mut state, &list)?;
-        let added = list.len() * PFNS_PER_PAGE;
-        self.pages.enqueue(&mut list);
-        state.num_pages += added as u32;
-        state.tell_host(&mut device, INFLATE_QUEUE, pfns)?;
-        Ok(Step::Progress)
+        let sent = state.binding.lock().and_then(|mut device| {
+            tell_host(&mut state.pfns, &mut device, INFLATE_QUEUE, |buf| {
+                push_list_pfns(buf, &state.scratch)
+            })
+        });
+        if let Err(e) = sent {
+            // The host does not have them: they go back to the guest.
+            state.scratch.clear();
+            return Err(e);
+        }
+        let moved = state.scratch.len() * PFNS_PER_PAGE;
+        self.pages.enqueue(&mut state.scratch);
+        state.num_pages += moved as u32;
+        Ok(Step::Moved(moved))
     }
 
     /// Gives back up to one buffer's worth of the `wanted` 4 KiB pages:
     /// tells the host first, then frees them.
     fn deflate(&self, wanted: usize) -> Result<Step> {
-        let mut state = self.state.lock();
+        let mut state = self.pages.lock();
+        let state = &mut *state;
         let wanted = wanted
             .min(uapi::MAX_PFNS_PER_BUFFER)
             .min(state.num_pages as usize);
-        let mut list = PageList::new()?;
-        if self.pages.dequeue(&mut list, wanted / PFNS_PER_PAGE) == 0 {
+        if self
+            .pages
+            .dequeue(&mut state.scratch, wanted / PFNS_PER_PAGE)
+            == 0
+        {
             return Ok(Step::Stalled);
         }
-        // From here on the pages are out of the balloon, whatever happens:
-        // they are freed when `list` goes out of scope.
-        state.num_pages -= (list.len() * PFNS_PER_PAGE) as u32;
-        let pfns = fill_pfns(&mut state, &list)?;
+        // From here on the pages are out of the balloon, whatever happens.
+        let moved = state.scratch.len() * PFNS_PER_PAGE;
+        state.num_pages -= moved as u32;
         // Pages go back to the guest only once the host knows
         // (VIRTIO_BALLOON_F_MUST_TELL_HOST). A host that is gone cannot
         // object, so they are freed either way.
-        let mut device = self.binding.lock()?;
-        state.tell_host(&mut device, DEFLATE_QUEUE, pfns)?;
-        Ok(Step::Progress)
+        let sent = state.binding.lock().and_then(|mut device| {
+            tell_host(&mut state.pfns, &mut device, DEFLATE_QUEUE, |buf| {
+                push_list_pfns(buf, &state.scratch)
+            })
+        });
+        state.scratch.clear();
+        sent.map(|()| Step::Moved(moved))
     }
 
     /// Empties the balloon: used on remove, with work stopped.
     fn deflate_all(&self) {
         loop {
-            let left = self.state.lock().num_pages as usize;
+            let left = self.pages.lock().num_pages as usize;
             if left == 0 {
                 break;
             }
@@ -243,7 +406,103 @@ impl Balloon {
         }
         let _ = self.report_actual();
     }
+
+    /// Refills the stats buffer the host handed back, and queues it again.
+    fn send_stats(&self) -> Result {
+        let Some(queue) = self.queues.stats else {
+            return Ok(());
+        };
+        let mut device = self.binding.lock()?;
+        let mut spare = self.stats.lock();
+        // The host returns the buffer to ask for stats; before the first
+        // request the spare one is used.
+        let Some(mut buf) = device.get_buf(queue).or_else(|| spare.take()) else {
+            return Ok(());
+        };
+        buf.clear();
+        fill_stats(&mut buf, &virtio::memory_counters())?;
+        device.add_outbuf(queue, buf).map_err(|(e, buf)| {
+            *spare = Some(buf);
+            e
+        })?;
+        device.kick(queue)
+    }
+
+    /// Registers the OOM notifier and page reporting, as negotiated.
+    fn register_hooks(this: &Arc<Self>) -> Result {
+        let mut hooks = this.hooks.lock();
+        if this.binding.has_feature(uapi::F_DEFLATE_ON_OOM) {
+            hooks.oom = Some(OomNotifier::register(this.clone(), OOM_NOTIFY_PRIORITY)?);
+        }
+        if let Some(queue) = this.queues.reporting {
+            let capacity = this.binding.lock()?.vring_size(queue)?;
+            hooks.reporting = Some(PageReporting::register(this.clone(), capacity)?);
+        }
+        Ok(())
+    }
+
+    /// Unregisters them; waits for a notification or report in progress.
+    fn unregister_hooks(&self) {
+        let hooks = core::mem::take(&mut *self.hooks.lock());
+        drop(hooks);
+    }
 }
+
+impl OomHandler for Balloon {
+    /// Deflate on OOM: give back a batch (telling the host first) instead of
+    /// letting the OOM killer take a process.
+    fn release_on_oom(&self) -> usize {
+        let released = match self.deflate(OOM_RELEASE_PFNS) {
+            Ok(Step::Moved(pfns)) => pfns / PFNS_PER_PAGE,
+            _ => 0,
+        };
+        let _ = self.report_actual();
+        if released > 0 {
+            pr_info!("rust_balloon: out of memory: released {} pages\n", released);
+        }
+        released
+    }
+}
+
+impl ReportHandler for Balloon {
+    fn report(&self, pages: &ReportedPages) -> Result {
+        let queue = self.queues.reporting.ok_or(EINVAL)?;
+        self.binding.lock()?.report_pages(queue, pages)
+    }
+}
+
+/// Writes one statistic: a little-endian `u16` tag and `u64` value (the
+/// packed `struct virtio_balloon_stat`).
+fn push_stat(buf: &mut Buffer, tag: u16, value: u64) -> Result {
+    buf.push_le16(tag)?;
+    buf.push_le64(value)
+}
+
+/// The statistics, with the same tags in the same order as the C driver.
+fn fill_stats(buf: &mut Buffer, c: &MemoryCounters) -> Result {
+    let bytes = |pages: u64| pages << kernel::page::PAGE_SHIFT;
+    push_stat(buf, stat::SWAP_IN, bytes(c.swap_in))?;
+    push_stat(buf, stat::SWAP_OUT, bytes(c.swap_out))?;
+    push_stat(buf, stat::MAJFLT, c.major_faults)?;
+    push_stat(buf, stat::MINFLT, c.minor_faults)?;
+    push_stat(buf, stat::OOM_KILL, c.oom_kills)?;
+    push_stat(buf, stat::ALLOC_STALL, c.alloc_stalls)?;
+    push_stat(buf, stat::ASYNC_SCAN, bytes(c.scanned_async))?;
+    push_stat(buf, stat::DIRECT_SCAN, bytes(c.scanned_direct))?;
+    push_stat(buf, stat::ASYNC_RECLAIM, bytes(c.reclaimed_async))?;
+    push_stat(buf, stat::DIRECT_RECLAIM, bytes(c.reclaimed_direct))?;
+    if let Some((allocs, failures)) = c.hugetlb {
+        push_stat(buf, stat::HTLB_PGALLOC, allocs)?;
+        push_stat(buf, stat::HTLB_PGFAIL, failures)?;
+    }
+    push_stat(buf, stat::MEMFREE, bytes(c.free))?;
+    push_stat(buf, stat::MEMTOT, bytes(c.total))?;
+    push_stat(buf, stat::AVAIL, bytes(c.available))?;
+    push_stat(buf, stat::CACHES, bytes(c.caches))
+}
+
+/// Bytes of a stats buffer holding every tag.
+const STATS_BYTES: usize = stat::NR * (2 + 8);
 
 /// Guest pages inflation leaves to the guest (`min_available_mib`).
 fn reserve_pages() -> usize {
@@ -256,72 +515,91 @@ const fn pfn_buffer_bytes() -> usize {
     uapi::MAX_PFNS_PER_BUFFER * core::mem::size_of::<u32>()
 }
 
-/// The PFN buffer filled with the 4 KiB frame numbers of every page of
-/// `list`.
-fn fill_pfns(state: &mut State, list: &PageList) -> Result<KBox<Buffer>> {
-    let mut buf = match state.pfns.take() {
-        Some(buf) => buf,
-        // Lost with a failed send: make a new one.
-        None => Buffer::new(pfn_buffer_bytes())?,
-    };
-    buf.clear();
-    let mut result = Ok(());
-    list.for_each_pfn(|first| {
-        for pfn in first..first + PFNS_PER_PAGE as u64 {
-            // The protocol has 32-bit PFNs: 16 TiB of guest memory.
-            let pfn = u32::try_from(pfn).map_err(|_| ERANGE);
-            result = result.and_then(|()| buf.push_le32(pfn?));
-        }
-    });
-    result.map(|()| buf)
-}
-
-impl State {
-    /// Sends `pfns` on `queue` and waits for the host, keeping the buffer
-    /// for next time.
-    fn tell_host(
-        &mut self,
-        device: &mut BoundGuard<'_>,
-        queue: QueueId,
-        pfns: KBox<Buffer>,
-    ) -> Result {
-        self.pfns = Some(device.send_and_wait(queue, pfns)?);
-        Ok(())
-    }
-}
-
 impl virtio::Driver for Balloon {
     const NAME: &'static CStr = c"rust_balloon";
     const DEVICE_ID: u32 = uapi::DEVICE_ID;
-    const FEATURES: &'static [u32] = &[uapi::F_MUST_TELL_HOST];
+    const FEATURES: &'static [u32] = &[
+        uapi::F_MUST_TELL_HOST,
+        uapi::F_STATS_VQ,
+        uapi::F_DEFLATE_ON_OOM,
+        uapi::F_PAGE_POISON,
+        uapi::F_REPORTING,
+    ];
+
+    /// As the C driver: tell the host about poisoned (or zeroed) free pages
+    /// or do not report them at all, and keep page reporting free of memory
+    /// allocation (no indirect descriptors).
+    fn validate(dev: &Device) -> Result {
+        // QEMU numbers its queues by the features it offers, not by those
+        // negotiated (the spec's dense numbering): with free page hinting
+        // offered but not taken, its reporting queue is one further than
+        // the spec says. Rather than talk to the wrong queue, go without.
+        if dev.has_feature(uapi::F_FREE_PAGE_HINT) && dev.has_feature(uapi::F_REPORTING) {
+            dev_warn!(
+                dev.as_dev(),
+                "free page hinting offered but not supported: not using free page reporting\n"
+            );
+            dev.clear_feature(uapi::F_REPORTING);
+        }
+        if virtio::free_page_fill().is_none() {
+            dev.clear_feature(uapi::F_PAGE_POISON);
+        } else if !dev.has_feature(uapi::F_PAGE_POISON) {
+            dev.clear_feature(uapi::F_REPORTING);
+        }
+        dev.clear_feature(uapi::F_RING_INDIRECT_DESC);
+        dev.clear_feature(uapi::F_ACCESS_PLATFORM);
+        Ok(())
+    }
 
     fn probe(dev: &Device, binding: Arc<Binding>) -> Result<Arc<Self>> {
-        binding.lock()?.find_vqs(&[
-            QueueInfo {
-                name: c"inflate",
-                callback: true,
-            },
-            QueueInfo {
-                name: c"deflate",
-                callback: true,
-            },
-        ])?;
-        let pfns = Buffer::new(pfn_buffer_bytes())?;
+        let queues = Queues::find(&binding)?;
+        let deflate_on_oom = binding.has_feature(uapi::F_DEFLATE_ON_OOM);
+        let state = State {
+            binding: binding.clone(),
+            num_pages: 0,
+            pfns: Some(Buffer::new(pfn_buffer_bytes())?),
+            scratch: PageList::new()?,
+            out_of_puff: false,
+        };
+        let stats = match queues.stats {
+            Some(_) => Some(Buffer::new(STATS_BYTES)?),
+            None => None,
+        };
+        if binding.has_feature(uapi::F_PAGE_POISON) {
+            // What free pages hold, in every byte of the value.
+            let fill = virtio::free_page_fill().unwrap_or(0);
+            binding
+                .lock()?
+                .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))?;
+        }
         let balloon = Arc::pin_init(
             pin_init!(Balloon {
+                // With deflate-on-OOM the guest may take ballooned memory
+                // back at any time, so it stays in MemTotal (as in C).
+                pages <- BalloonPages::new(!deflate_on_oom, new_mutex!(state)),
                 binding,
-                // Without deflate-on-OOM, ballooned memory leaves MemTotal.
-                pages <- BalloonPages::new(true),
-                state <- new_mutex!(State { num_pages: 0, pfns: Some(pfns), out_of_puff: false }),
+                queues,
                 stopping: AtomicBool::new(false),
                 resize_work <- new_work!("Balloon::resize_work"),
+                stats_work <- new_work!("Balloon::stats_work"),
+                stats <- new_mutex!(stats),
+                hooks <- new_mutex!(Hooks::default()),
             }),
             GFP_KERNEL,
         )?;
+        // Prime the stats queue with one buffer, so the host can ask.
+        balloon.send_stats()?;
+        if let Err(e) = Self::register_hooks(&balloon) {
+            balloon.unregister_hooks();
+            return Err(e);
+        }
         dev_info!(
             dev.as_dev(),
-            "rust_balloon bound (must-tell-host: {})\n",
-            dev.has_feature(uapi::F_MUST_TELL_HOST)
+            "rust_balloon bound: stats {}, deflate-on-oom {}, reporting {}, poison {}\n",
+            balloon.queues.stats.is_some(),
+            deflate_on_oom,
+            balloon.queues.reporting.is_some(),
+            dev.has_feature(uapi::F_PAGE_POISON),
         );
         Ok(balloon)
     }
@@ -334,12 +612,24 @@ impl virtio::Driver for Balloon {
         Self::schedule_resize(this);
     }
 
+    fn queue_event(this: &Arc<Self>, queue: QueueId) {
+        if Some(queue) == this.queues.stats && !this.stopping.load(Ordering::Acquire) {
+            let _ = workqueue::system_freezable().enqueue::<_, 1>(this.clone());
+        }
+    }
+
     fn remove(this: &Arc<Self>, dev: &Device) {
+        this.unregister_hooks();
         this.stopping.store(true, Ordering::Release);
         // A run that started before `stopping` may have queued one more.
-        while virtio::flush_work(&this.resize_work) {}
-        let pages = this.state.lock().num_pages;
+        while virtio::flush_work(&this.resize_work) | virtio::flush_work(&this.stats_work) {}
+        let pages = this.pages.lock().num_pages;
         this.deflate_all();
+        // Reset the device now (the bus would right after): once no queue
+        // interrupt can come, no stats work can be queued either, and a
+        // last flush leaves nothing behind to run after unload.
+        this.binding.teardown();
+        while virtio::flush_work(&this.resize_work) | virtio::flush_work(&this.stats_work) {}
         dev_info!(
             dev.as_dev(),
             "rust_balloon removed, {} pages returned\n",

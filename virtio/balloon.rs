@@ -9,7 +9,11 @@
 
 use super::bindings as b;
 use core::ptr::NonNull;
-use kernel::{prelude::*, types::Opaque};
+use kernel::{
+    prelude::*,
+    sync::{Mutex, MutexGuard},
+    types::Opaque,
+};
 
 /// Size of the pages the balloon protocol counts in (4 KiB, always).
 pub(crate) const BALLOON_PAGE_SHIFT: u32 = b::VIRTIO_BALLOON_PFN_SHIFT;
@@ -66,14 +70,6 @@ fn balloon_pfn(page: NonNull<b::page>) -> u64 {
 
 #[cfg(not(all(CONFIG_X86_64, CONFIG_SPARSEMEM_VMEMMAP)))]
 compile_error!("rust_balloon computes PFNs the x86-64 SPARSEMEM_VMEMMAP way");
-
-/// Memory the guest could use right now without swapping (MemAvailable in
-/// /proc/meminfo), in guest pages.
-pub(crate) fn available_pages() -> usize {
-    // SAFETY: FFI call without preconditions.
-    let pages = unsafe { b::si_mem_available() };
-    usize::try_from(pages).unwrap_or(0)
-}
 
 fn page_of_lru(lru: *mut b::list_head) -> NonNull<b::page> {
     // SAFETY: Callers pass the `lru` field of a `struct page`; going back by
@@ -173,6 +169,11 @@ impl PageList {
         })
     }
 
+    /// Frees every page on the list.
+    pub(crate) fn clear(&mut self) {
+        while self.pop().is_some() {}
+    }
+
     /// Calls `f` with each page's first 4 KiB frame number, in list order.
     pub(crate) fn for_each_pfn(&self, mut f: impl FnMut(u64)) {
         let head = self.raw();
@@ -184,44 +185,59 @@ impl PageList {
             entry = unsafe { (*entry).next };
         }
     }
-
-    /// Recounts after C code changed the list behind our back.
-    fn recount(&mut self) {
-        let mut n = 0;
-        self.for_each_pfn(|_| n += 1);
-        self.len = n;
-    }
 }
 
 impl Drop for PageList {
     fn drop(&mut self) {
-        while self.pop().is_some() {}
+        self.clear();
     }
 }
 
-/// The balloon's page list: inflated pages, owned by the kernel's balloon
-/// infrastructure (`struct balloon_dev_info`) until they are dequeued.
+/// Talks to the host when compaction migrates a balloon page.
+pub(crate) trait Migrate: Send + Unpin {
+    /// Tells the host that the page at `new_pfn` is now ballooned and the
+    /// one at `old_pfn` no longer is (both in 4 KiB frames, each
+    /// [`PFNS_PER_PAGE`] long). On error the page is not migrated.
+    fn migrate(&mut self, new_pfn: u64, old_pfn: u64) -> Result;
+}
+
+/// The balloon: the kernel's list of inflated pages (`struct
+/// balloon_dev_info`) and the driver state `S` that inflates and deflates
+/// them, under one lock.
+///
+/// The lock serialises everything that changes what the host knows:
+/// inflating, deflating, and compaction migrating a balloon page, which
+/// calls [`Migrate::migrate`] on the locked state (or retries later if it is
+/// busy, as the C driver does).
 ///
 /// # Invariants
 ///
-/// `info` is initialised, and pinned: the list head and, with balloon
-/// migration, every listed page's `page->private` point into it.
+/// `info` is initialised, pinned and the first field (`repr(C)`): the list
+/// head and, with balloon migration, every listed page's `page->private`
+/// point to it, and the migration callback finds `Self` from it.
 #[pin_data(PinnedDrop)]
-pub(crate) struct BalloonPages {
+#[repr(C)]
+pub(crate) struct BalloonPages<S: Migrate> {
     #[pin]
     info: Opaque<b::balloon_dev_info>,
+    #[pin]
+    state: Mutex<S>,
 }
 
 // SAFETY: `balloon_dev_info` is protected by the kernel's
-// `balloon_pages_lock`; every method goes through the locked C helpers.
-unsafe impl Send for BalloonPages {}
+// `balloon_pages_lock`, every method goes through the locked C helpers, and
+// the state is behind a mutex.
+unsafe impl<S: Migrate> Send for BalloonPages<S> {}
 // SAFETY: See above.
-unsafe impl Sync for BalloonPages {}
+unsafe impl<S: Migrate> Sync for BalloonPages<S> {}
 
-impl BalloonPages {
+impl<S: Migrate> BalloonPages<S> {
     /// An empty balloon. `adjust_managed_page_count`: whether ballooned pages
     /// leave the guest's managed page counts (and so its MemTotal).
-    pub(crate) fn new(adjust_managed_page_count: bool) -> impl PinInit<Self> {
+    pub(crate) fn new(
+        adjust_managed_page_count: bool,
+        state: impl PinInit<Mutex<S>>,
+    ) -> impl PinInit<Self> {
         pin_init!(Self {
             // SAFETY: `ptr` is valid for writes; this is C's
             // `balloon_devinfo_init()` plus the two settings.
@@ -231,9 +247,15 @@ impl BalloonPages {
                 (*pages).next = pages;
                 (*pages).prev = pages;
                 (*ptr).adjust_managed_page_count = adjust_managed_page_count;
-                (*ptr).migratepage = Some(refuse_migration);
+                (*ptr).migratepage = Some(Self::migrate_callback);
             }),
+            state <- state,
         })
+    }
+
+    /// Locks the driver state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, S> {
+        self.state.lock()
     }
 
     /// Moves every page of `list` into the balloon; returns how many.
@@ -254,35 +276,59 @@ impl BalloonPages {
         list.len += got;
         got
     }
+
+    fn isolated_pages(&self) -> usize {
+        // SAFETY: A racy read of a counter the balloon core updates under its
+        // lock; callers poll it.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.info.get()).isolated_pages)) }
+    }
+
+    /// Migration callback, from compaction (page lock held).
+    ///
+    /// # Safety
+    ///
+    /// Called by the balloon core with the `info` of a live `Self` and two
+    /// valid pages.
+    unsafe extern "C" fn migrate_callback(
+        info: *mut b::balloon_dev_info,
+        newpage: *mut b::page,
+        page: *mut b::page,
+        _mode: b::migrate_mode,
+    ) -> kernel::ffi::c_int {
+        // SAFETY: `info` is the first field of a live `Self` (type
+        // invariant); pages with `page->private` set keep it alive (drop
+        // waits for isolated pages).
+        let this = unsafe { &*info.cast::<Self>() };
+        let (Some(new), Some(old)) = (NonNull::new(newpage), NonNull::new(page)) else {
+            return EINVAL.to_errno();
+        };
+        // Never wait here: inflate may be the one compacting.
+        let Some(mut state) = this.state.try_lock() else {
+            return EAGAIN.to_errno();
+        };
+        match state.migrate(balloon_pfn(new), balloon_pfn(old)) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
 }
 
 #[pinned_drop]
-impl PinnedDrop for BalloonPages {
+impl<S: Migrate> PinnedDrop for BalloonPages<S> {
     fn drop(self: Pin<&mut Self>) {
+        // Pages isolated for migration still point here: wait until
+        // compaction has put them back or migrated them.
+        while self.isolated_pages() > 0 {
+            kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+        }
         // Drivers empty the balloon, telling the host, before dropping it.
-        // If one did not, free the pages anyway: a page still pointing at a
-        // freed `balloon_dev_info` would be a use-after-free for compaction.
+        // If one did not, free the pages anyway rather than leave pages
+        // pointing at a freed `balloon_dev_info`.
         if let Ok(mut list) = PageList::new() {
             let n = self.dequeue(&mut list, usize::MAX);
             if n > 0 {
                 pr_warn!("rust_balloon: {} pages still ballooned at teardown\n", n);
             }
-            list.recount();
         }
     }
-}
-
-/// Migration callback until the driver migrates balloon pages itself: keep
-/// the page where it is (compaction puts it back and tries again later).
-///
-/// # Safety
-///
-/// Called by the balloon core only, which passes valid pages and device.
-unsafe extern "C" fn refuse_migration(
-    _info: *mut b::balloon_dev_info,
-    _newpage: *mut b::page,
-    _page: *mut b::page,
-    _mode: b::migrate_mode,
-) -> kernel::ffi::c_int {
-    EAGAIN.to_errno()
 }

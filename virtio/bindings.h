@@ -14,6 +14,7 @@
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
+#include <uapi/linux/virtio_ring.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 

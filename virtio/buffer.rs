@@ -54,6 +54,16 @@ impl Buffer {
         Ok(())
     }
 
+    /// Appends a little-endian `u16`.
+    pub(crate) fn push_le16(&mut self, value: u16) -> Result {
+        self.push(&value.to_le_bytes())
+    }
+
+    /// Appends a little-endian `u64`.
+    pub(crate) fn push_le64(&mut self, value: u64) -> Result {
+        self.push(&value.to_le_bytes())
+    }
+
     /// Appends a little-endian `u32`.
     pub(crate) fn push_le32(&mut self, value: u32) -> Result {
         self.push(&value.to_le_bytes())

@@ -2,7 +2,7 @@
 
 //! Virtio devices and the driver's binding to one.
 
-use super::{bindings as b, wait::WaitQueue, Buffer};
+use super::{bindings as b, reporting::ReportedPages, wait::WaitQueue, Buffer};
 use core::ptr::NonNull;
 use kernel::{
     error::to_result,
@@ -54,6 +54,24 @@ impl Device {
     pub(crate) fn has_feature(&self, bit: u32) -> bool {
         features_test(self.as_raw(), bit)
     }
+
+    /// Turns feature `bit` off before negotiation completes. Only has an
+    /// effect from [`super::Driver::validate`], where the virtio core lets a
+    /// driver drop features the device offered.
+    pub(crate) fn clear_feature(&self, bit: u32) {
+        let (word, mask) = feature_word(bit);
+        // SAFETY: The device is valid (type invariant); `validate` runs before
+        // the core reads the features back, serialised by the bus.
+        unsafe {
+            if let Some(w) = (*self.as_raw())
+                .__bindgen_anon_1
+                .features_array
+                .get_mut(word)
+            {
+                *w &= !mask;
+            }
+        }
+    }
 }
 
 fn feature_word(bit: u32) -> (usize, u64) {
@@ -81,6 +99,34 @@ pub(crate) struct QueueInfo {
     pub(crate) callback: bool,
 }
 
+/// The token of a reported-pages buffer: never a `KBox<Buffer>` address.
+static REPORT_TOKEN: u8 = 0;
+
+fn report_token() -> *mut kernel::ffi::c_void {
+    core::ptr::addr_of!(REPORT_TOKEN).cast_mut().cast()
+}
+
+/// A buffer the device has used.
+enum Used {
+    Buffer(KBox<Buffer>),
+    Reported,
+}
+
+impl Used {
+    /// # Safety
+    ///
+    /// `token` is non-null and either [`report_token()`] or from
+    /// `KBox::<Buffer>::into_raw`, and not used again.
+    unsafe fn from_token(token: *mut kernel::ffi::c_void) -> Self {
+        if token == report_token() {
+            Used::Reported
+        } else {
+            // SAFETY: Guaranteed by the caller.
+            Used::Buffer(unsafe { KBox::from_raw(token.cast::<Buffer>()) })
+        }
+    }
+}
+
 /// Raw C callback the binding installs on every virtqueue that wants one.
 pub(super) type VqCallback = unsafe extern "C" fn(*mut b::virtqueue);
 
@@ -102,7 +148,8 @@ struct BindingState {
 /// `vdev` is valid for as long as `self` lives (a reference is held on its
 /// `struct device`). While `state.alive`, the device is bound and `state.vqs`
 /// are its live virtqueues, each holding only tokens made by
-/// `KBox::<Buffer>::into_raw`.
+/// `KBox::<Buffer>::into_raw` or [`REPORT_TOKEN`] (for reported pages,
+/// which the queue never owns).
 #[pin_data(PinnedDrop)]
 pub(crate) struct Binding {
     vdev: NonNull<b::virtio_device>,
@@ -136,6 +183,11 @@ impl Binding {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Whether feature `bit` was negotiated.
+    pub(crate) fn has_feature(&self, bit: u32) -> bool {
+        features_test(self.vdev.as_ptr(), bit)
     }
 
     /// Locks the device for config and queue operations; `ENODEV` once it
@@ -176,8 +228,9 @@ impl Binding {
                 if token.is_null() {
                     break;
                 }
-                // SAFETY: Every token is a `KBox<Buffer>` (type invariant).
-                drop(unsafe { KBox::from_raw(token.cast::<Buffer>()) });
+                // SAFETY: Tokens are `KBox<Buffer>`s or `REPORT_TOKEN` (type
+                // invariant).
+                drop(unsafe { Used::from_token(token) });
             }
         }
         // SAFETY: The device is alive; `config` and `del_vqs` are set by every
@@ -310,14 +363,24 @@ impl BoundGuard<'_> {
         }
     }
 
-    /// Takes back a buffer the device has used, if any.
-    pub(crate) fn get_buf(&mut self, queue: QueueId) -> Option<KBox<Buffer>> {
+    fn get_used(&mut self, queue: QueueId) -> Option<Used> {
         let vq = self.vq(queue).ok()?;
         let mut len = 0u32;
         // SAFETY: `vq` is live (guard invariant); `len` is valid for writes.
         let token = unsafe { b::virtqueue_get_buf(vq.as_ptr(), &mut len) };
-        // SAFETY: Every token is a `KBox<Buffer>` handed over by `add_outbuf`.
-        NonNull::new(token).map(|t| unsafe { KBox::from_raw(t.as_ptr().cast::<Buffer>()) })
+        // SAFETY: Tokens are `KBox<Buffer>`s or `REPORT_TOKEN` (invariant),
+        // handed back once.
+        (!token.is_null()).then(|| unsafe { Used::from_token(token) })
+    }
+
+    /// Takes back a buffer the device has used, if any.
+    pub(crate) fn get_buf(&mut self, queue: QueueId) -> Option<KBox<Buffer>> {
+        loop {
+            match self.get_used(queue)? {
+                Used::Buffer(buf) => return Some(buf),
+                Used::Reported => continue,
+            }
+        }
     }
 
     /// Sleeps until the device has used a buffer of `queue`, and returns it.
@@ -335,15 +398,50 @@ impl BoundGuard<'_> {
         used.ok_or(EIO)
     }
 
-    /// Sends `buf` on `queue` and waits until the host has used it.
+    /// Number of descriptors in `queue`'s ring.
+    pub(crate) fn vring_size(&self, queue: QueueId) -> Result<u32> {
+        let vq = self.vq(queue)?;
+        // SAFETY: `vq` is live (guard invariant).
+        Ok(unsafe { b::virtqueue_get_vring_size(vq.as_ptr()) })
+    }
+
+    /// Hands reported free pages to the device (which writes to nothing:
+    /// "in" buffers it may discard) and waits until it has processed them.
+    pub(crate) fn report_pages(&mut self, queue: QueueId, pages: &ReportedPages) -> Result {
+        let vq = self.vq(queue)?;
+        // SAFETY: `vq` is live; `pages` is valid for the duration of the
+        // report (its invariant), and the wait below returns only once the
+        // device has given the buffer back. No allocation: indirect
+        // descriptors are turned off in `validate`.
+        let ret = unsafe {
+            b::virtqueue_add_inbuf(
+                vq.as_ptr(),
+                pages.sgl,
+                pages.nents,
+                report_token(),
+                kernel::bindings::GFP_NOWAIT,
+            )
+        };
+        kernel::error::to_result(ret)?;
+        self.kick(queue)?;
+        let binding = self.binding;
+        binding
+            .used
+            .wait_until(|| matches!(self.get_used(queue), Some(Used::Reported)));
+        Ok(())
+    }
+
+    /// Sends `buf` on `queue` and waits until the host has used it. On
+    /// failure the buffer comes back too, unless the device kept it.
     pub(crate) fn send_and_wait(
         &mut self,
         queue: QueueId,
         buf: KBox<Buffer>,
-    ) -> Result<KBox<Buffer>> {
-        self.add_outbuf(queue, buf).map_err(|(e, _)| e)?;
-        self.kick(queue)?;
-        self.wait_buf(queue)
+    ) -> core::result::Result<KBox<Buffer>, (Error, Option<KBox<Buffer>>)> {
+        self.add_outbuf(queue, buf)
+            .map_err(|(e, buf)| (e, Some(buf)))?;
+        self.kick(queue).map_err(|e| (e, None))?;
+        self.wait_buf(queue).map_err(|e| (e, None))
     }
 
     /// Reads a little-endian `u32` from config space at `offset`.

@@ -6,21 +6,28 @@
 //! what a balloon driver needs: driver registration and bus callbacks
 //! ([`driver`]), config space and virtqueues of a bound device ([`device`]),
 //! buffers that the queues own while the device may read them ([`buffer`]),
-//! and the kernel's balloon page list ([`balloon`]). All `unsafe` code of the
-//! module lives below this directory.
+//! the kernel's balloon page list ([`balloon`]), memory counters ([`mm`]),
+//! the OOM notifier ([`oom`]) and free page reporting ([`reporting`]). All
+//! `unsafe` code of the module lives below this directory.
 
 mod balloon;
 mod bindings;
 mod buffer;
 mod device;
 mod driver;
+mod mm;
+mod oom;
+mod reporting;
 mod wait;
 mod workqueue;
 
-pub(crate) use balloon::{available_pages, BalloonPages, Page, PageList, PFNS_PER_PAGE};
+pub(crate) use balloon::{BalloonPages, Migrate, Page, PageList, PFNS_PER_PAGE};
 pub(crate) use buffer::Buffer;
 pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo};
 pub(crate) use driver::{Driver, Registration};
+pub(crate) use mm::{available_pages, free_page_fill, memory_counters, MemoryCounters};
+pub(crate) use oom::{OomHandler, OomNotifier};
+pub(crate) use reporting::{PageReporting, ReportHandler, ReportedPages};
 pub(crate) use workqueue::flush as flush_work;
 
 /// Constants of the virtio balloon device (`include/uapi/linux/virtio_balloon.h`).
@@ -31,14 +38,56 @@ pub(crate) mod balloon_uapi {
     pub(crate) const DEVICE_ID: u32 = b::VIRTIO_ID_BALLOON;
     /// Tell the host before deflated pages are used again.
     pub(crate) const F_MUST_TELL_HOST: u32 = b::VIRTIO_BALLOON_F_MUST_TELL_HOST;
+    /// Memory statistics queue.
+    pub(crate) const F_STATS_VQ: u32 = b::VIRTIO_BALLOON_F_STATS_VQ;
+    /// Deflate when the guest runs out of memory.
+    pub(crate) const F_DEFLATE_ON_OOM: u32 = b::VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
+    /// Free page hinting queue (offered by some hosts; not negotiated here).
+    pub(crate) const F_FREE_PAGE_HINT: u32 = b::VIRTIO_BALLOON_F_FREE_PAGE_HINT;
+    /// The guest poisons (or zeroes) free pages; `poison_val` says with what.
+    pub(crate) const F_PAGE_POISON: u32 = b::VIRTIO_BALLOON_F_PAGE_POISON;
+    /// Free page reporting queue.
+    pub(crate) const F_REPORTING: u32 = b::VIRTIO_BALLOON_F_REPORTING;
+    /// Ring feature: indirect descriptors (they allocate memory when used).
+    pub(crate) const F_RING_INDIRECT_DESC: u32 = b::VIRTIO_RING_F_INDIRECT_DESC;
+    /// Transport feature: the device goes through the platform's IOMMU.
+    pub(crate) const F_ACCESS_PLATFORM: u32 = b::VIRTIO_F_ACCESS_PLATFORM;
+
     /// Config space offset of `num_pages`, the host's target.
     pub(crate) const CONFIG_NUM_PAGES: usize =
         core::mem::offset_of!(b::virtio_balloon_config, num_pages);
     /// Config space offset of `actual`, the balloon's size.
     pub(crate) const CONFIG_ACTUAL: usize = core::mem::offset_of!(b::virtio_balloon_config, actual);
+    /// Config space offset of `poison_val`.
+    pub(crate) const CONFIG_POISON_VAL: usize =
+        core::mem::offset_of!(b::virtio_balloon_config, poison_val);
+
     /// Most PFNs in one inflate or deflate buffer: the C driver's array size,
     /// and all that Firecracker reads from one descriptor.
     pub(crate) const MAX_PFNS_PER_BUFFER: usize = 256;
+
+    /// Statistics tags.
+    pub(crate) mod stat {
+        use super::b;
+        pub(crate) const SWAP_IN: u16 = b::VIRTIO_BALLOON_S_SWAP_IN as u16;
+        pub(crate) const SWAP_OUT: u16 = b::VIRTIO_BALLOON_S_SWAP_OUT as u16;
+        pub(crate) const MAJFLT: u16 = b::VIRTIO_BALLOON_S_MAJFLT as u16;
+        pub(crate) const MINFLT: u16 = b::VIRTIO_BALLOON_S_MINFLT as u16;
+        pub(crate) const MEMFREE: u16 = b::VIRTIO_BALLOON_S_MEMFREE as u16;
+        pub(crate) const MEMTOT: u16 = b::VIRTIO_BALLOON_S_MEMTOT as u16;
+        pub(crate) const AVAIL: u16 = b::VIRTIO_BALLOON_S_AVAIL as u16;
+        pub(crate) const CACHES: u16 = b::VIRTIO_BALLOON_S_CACHES as u16;
+        pub(crate) const HTLB_PGALLOC: u16 = b::VIRTIO_BALLOON_S_HTLB_PGALLOC as u16;
+        pub(crate) const HTLB_PGFAIL: u16 = b::VIRTIO_BALLOON_S_HTLB_PGFAIL as u16;
+        pub(crate) const OOM_KILL: u16 = b::VIRTIO_BALLOON_S_OOM_KILL as u16;
+        pub(crate) const ALLOC_STALL: u16 = b::VIRTIO_BALLOON_S_ALLOC_STALL as u16;
+        pub(crate) const ASYNC_SCAN: u16 = b::VIRTIO_BALLOON_S_ASYNC_SCAN as u16;
+        pub(crate) const DIRECT_SCAN: u16 = b::VIRTIO_BALLOON_S_DIRECT_SCAN as u16;
+        pub(crate) const ASYNC_RECLAIM: u16 = b::VIRTIO_BALLOON_S_ASYNC_RECLAIM as u16;
+        pub(crate) const DIRECT_RECLAIM: u16 = b::VIRTIO_BALLOON_S_DIRECT_RECLAIM as u16;
+        /// Number of tags defined.
+        pub(crate) const NR: usize = b::VIRTIO_BALLOON_S_NR as usize;
+    }
 }
 
 #[cfg(CONFIG_VIRTIO_HARDEN_NOTIFICATION)]

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Guest memory figures, read from the kernel's counters the way
+//! `/proc/meminfo` and `/proc/vmstat` read them.
+
+use super::bindings as b;
+
+/// Memory the guest could use right now without swapping (MemAvailable in
+/// /proc/meminfo), in guest pages.
+pub(crate) fn available_pages() -> usize {
+    // SAFETY: FFI call without preconditions.
+    let pages = unsafe { b::si_mem_available() };
+    usize::try_from(pages).unwrap_or(0)
+}
+
+/// A snapshot of the counters the balloon's statistics report. Amounts of
+/// memory are in guest pages; events are counts.
+pub(crate) struct MemoryCounters {
+    pub(crate) swap_in: u64,
+    pub(crate) swap_out: u64,
+    pub(crate) major_faults: u64,
+    pub(crate) minor_faults: u64,
+    pub(crate) oom_kills: u64,
+    pub(crate) alloc_stalls: u64,
+    pub(crate) scanned_async: u64,
+    pub(crate) scanned_direct: u64,
+    pub(crate) reclaimed_async: u64,
+    pub(crate) reclaimed_direct: u64,
+    /// Huge page allocations and failures; `None` without hugetlb.
+    pub(crate) hugetlb: Option<(u64, u64)>,
+    pub(crate) free: u64,
+    pub(crate) total: u64,
+    pub(crate) available: u64,
+    pub(crate) caches: u64,
+}
+
+/// A node counter summed over all nodes (C's `global_node_page_state()`):
+/// per-CPU deltas can leave it briefly negative, which reads as 0.
+fn node_state(item: b::node_stat_item) -> u64 {
+    // SAFETY: `vm_node_stat` is an exported array of atomics with an entry
+    // for every `node_stat_item`; a volatile read is an atomic read.
+    let value = unsafe {
+        core::ptr::read_volatile(core::ptr::addr_of!(b::vm_node_stat[item as usize].counter))
+    };
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// Reads the counters now.
+pub(crate) fn memory_counters() -> MemoryCounters {
+    let mut events = [0usize; b::vm_event_item_NR_VM_EVENT_ITEMS as usize];
+    // SAFETY: `events` has room for every event item.
+    unsafe { b::all_vm_events(events.as_mut_ptr().cast()) };
+    let event = |item: b::vm_event_item| events[item as usize] as u64;
+
+    // Stalls are counted per zone, in zone order; sum them all.
+    let first_stall = (b::vm_event_item_ALLOCSTALL_NORMAL - b::zone_type_ZONE_NORMAL) as usize;
+    let after_stalls = (b::vm_event_item_PGSCAN_SKIP_NORMAL - b::zone_type_ZONE_NORMAL) as usize;
+    let alloc_stalls = events[first_stall..after_stalls]
+        .iter()
+        .map(|&n| n as u64)
+        .sum();
+
+    #[cfg(CONFIG_HUGETLB_PAGE)]
+    let hugetlb = Some((
+        event(b::vm_event_item_HTLB_BUDDY_PGALLOC),
+        event(b::vm_event_item_HTLB_BUDDY_PGALLOC_FAIL),
+    ));
+    #[cfg(not(CONFIG_HUGETLB_PAGE))]
+    let hugetlb = None;
+
+    let mut info = core::mem::MaybeUninit::<b::sysinfo>::zeroed();
+    // SAFETY: `info` is valid for writes.
+    unsafe { b::si_meminfo(info.as_mut_ptr()) };
+    // SAFETY: Zeroed, then filled in by `si_meminfo`.
+    let info = unsafe { info.assume_init() };
+    // `si_meminfo` counts in units of `mem_unit`, which is the page size.
+    MemoryCounters {
+        swap_in: event(b::vm_event_item_PSWPIN),
+        swap_out: event(b::vm_event_item_PSWPOUT),
+        major_faults: event(b::vm_event_item_PGMAJFAULT),
+        minor_faults: event(b::vm_event_item_PGFAULT),
+        oom_kills: event(b::vm_event_item_OOM_KILL),
+        alloc_stalls,
+        scanned_async: node_state(b::node_stat_item_PGSCAN_KSWAPD),
+        scanned_direct: node_state(b::node_stat_item_PGSCAN_DIRECT),
+        reclaimed_async: node_state(b::node_stat_item_PGSTEAL_KSWAPD),
+        reclaimed_direct: node_state(b::node_stat_item_PGSTEAL_DIRECT),
+        hugetlb,
+        free: info.freeram as u64,
+        total: info.totalram as u64,
+        available: available_pages() as u64,
+        caches: node_state(b::node_stat_item_NR_FILE_PAGES),
+    }
+}
+
+#[cfg(not(CONFIG_VM_EVENT_COUNTERS))]
+compile_error!("rust_balloon's memory statistics need CONFIG_VM_EVENT_COUNTERS");
+
+/// Whether the kernel fills freed pages with a value (`init_on_free` zeroes
+/// them, page poisoning writes `PAGE_POISON`): the host must then hand
+/// back reported or ballooned pages with that content.
+pub(crate) fn free_page_fill() -> Option<u8> {
+    // SAFETY: Reading the `enabled` count of an exported static key, which
+    // is what `static_key_enabled()` does.
+    let zero = unsafe {
+        core::ptr::read_volatile(core::ptr::addr_of!(b::init_on_free.key.enabled.counter)) > 0
+    };
+    #[cfg(CONFIG_PAGE_POISONING)]
+    // SAFETY: As above.
+    let poison = unsafe {
+        core::ptr::read_volatile(core::ptr::addr_of!(
+            b::_page_poisoning_enabled.key.enabled.counter
+        )) > 0
+    };
+    #[cfg(not(CONFIG_PAGE_POISONING))]
+    let poison = false;
+    if zero {
+        Some(0)
+    } else if poison {
+        Some(b::PAGE_POISON as u8)
+    } else {
+        None
+    }
+}
