@@ -25,6 +25,20 @@ SPLAT = re.compile(
 )
 
 
+def without_oom_reports(lines):
+    """The log without OOM-killer reports: from 'invoked oom-killer' to the
+    'Killed process' line that ends each."""
+    kept, inside = [], False
+    for row in lines:
+        if "invoked oom-killer" in row:
+            inside = True
+        if not inside:
+            kept.append(row)
+        if inside and "Out of memory: Killed process" in row:
+            inside = False
+    return kept
+
+
 class GuestError(Exception):
     pass
 
@@ -74,6 +88,9 @@ class Guest:
         self.seq = 0
         self.console_path = self.workdir / "console.log"
         self.mark = 0
+        # A test that provokes the OOM killer on purpose sets this: the OOM
+        # report (with its call trace) is then not a splat.
+        self.expect_oom_kill = False
 
     # -- life cycle ---------------------------------------------------------
 
@@ -203,6 +220,13 @@ class Guest:
 
     # -- the balloon, from the host -----------------------------------------
 
+    def qom_balloon(self, prop, value=None):
+        """Gets (or sets) a property of the balloon device over QMP."""
+        path = "/machine/peripheral/balloon0"
+        if value is None:
+            return self.qmp.cmd("qom-get", path=path, property=prop)
+        return self.qmp.cmd("qom-set", path=path, property=prop, value=value)
+
     def set_balloon_pages(self, pages):
         """Asks for a balloon of `pages` 4 KiB pages (QMP `balloon` takes the
         guest size the host wants, in bytes)."""
@@ -251,6 +275,8 @@ class Guest:
         """Excerpts of the kernel log, since `since` (default: since boot
         finished), around every line that shows something went wrong."""
         lines = self.console(self.mark if since is None else since).splitlines()
+        if self.expect_oom_kill:
+            lines = without_oom_reports(lines)
         found = []
         for i, row in enumerate(lines):
             if SPLAT.search(row):

@@ -1,0 +1,227 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The optional features of the virtio balloon, each against QEMU."""
+
+import re
+import time
+
+import pytest
+
+from guest import MIB, PAGE
+
+
+def bound_line(g):
+    out = g.sh("dmesg | grep 'rust_balloon bound'")
+    m = re.search(r"stats (\w+), deflate-on-oom (\w+), reporting (\w+), poison (\w+)", out)
+    assert m, out
+    return dict(zip(("stats", "oom", "reporting", "poison"),
+                    (v == "true" for v in m.groups())))
+
+
+def test_stats_follow_the_guest(boot):
+    """Every stat QEMU knows arrives, repeatedly, and agrees with the guest's
+    own /proc/meminfo and /proc/vmstat."""
+    g = boot()
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    assert bound_line(g)["stats"]
+    g.qom_balloon("guest-stats-polling-interval", 1)
+    time.sleep(3)
+    first = g.qom_balloon("guest-stats")
+    g.dirty(200)  # faults and page cache churn the counters
+    time.sleep(3)
+    second = g.qom_balloon("guest-stats")
+    mem, vm = g.meminfo(), g.vmstat()
+    assert second["last-update"] > first["last-update"], (first, second)
+    s = second["stats"]
+    for name in ("stat-total-memory", "stat-free-memory", "stat-available-memory",
+                 "stat-disk-caches", "stat-major-faults", "stat-minor-faults",
+                 "stat-swap-in", "stat-swap-out", "stat-htlb-pgalloc", "stat-htlb-pgfail"):
+        assert s.get(name, -1) >= 0, f"{name} missing: {s}"
+    assert s["stat-total-memory"] == mem["MemTotal"]
+    # Sampled a moment apart: allow for what an idle guest changes.
+    assert abs(s["stat-free-memory"] - mem["MemFree"]) < 32 * MIB, (s, mem)
+    assert abs(s["stat-available-memory"] - mem["MemAvailable"]) < 32 * MIB, (s, mem)
+    assert s["stat-minor-faults"] > first["stats"]["stat-minor-faults"]
+    assert s["stat-minor-faults"] <= vm["pgfault"]
+    assert s["stat-major-faults"] <= vm["pgmajfault"]
+    # The balloon shows in the stats: inflate and MemTotal follows.
+    g.set_balloon_pages(25600)
+    g.wait_balloon(25600)
+    time.sleep(3)
+    s = g.qom_balloon("guest-stats")["stats"]
+    assert s["stat-total-memory"] == mem["MemTotal"] - 100 * MIB
+
+
+def hog(g, mib):
+    """Allocates and touches `mib` MiB in one process (busybox dd's buffer).
+    Overcommit is on, so the allocation itself cannot fail: without it the
+    kernel refuses a buffer larger than the (ballooned) MemTotal up front."""
+    g.sh("echo 1 > /proc/sys/vm/overcommit_memory")
+    return g.run(f"dd if=/dev/zero of=/dev/null bs={mib}M count=1", timeout=600,
+                 check=False)
+
+
+def fill_balloon(g, mib):
+    """Inflates as far as `mib` MiB or the driver's floor allows; returns
+    the pages reached."""
+    g.set_balloon_pages(mib * MIB // PAGE)
+    prev, stable = -1, 0
+    while stable < 10:
+        now = g.balloon_pages()
+        stable = stable + 1 if now == prev else 0
+        prev = now
+        time.sleep(0.2)
+    return prev
+
+
+def test_deflate_on_oom(boot):
+    """deflate-on-oom=on: a hog larger than what is free finishes, nothing
+    is OOM-killed, the balloon gives pages back; MemTotal never moved."""
+    g = boot(balloon="virtio-balloon-pci,id=balloon0,deflate-on-oom=on")
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    assert bound_line(g)["oom"]
+    total = g.meminfo()["MemTotal"]
+    reached = fill_balloon(g, 900)
+    assert reached > 700 * MIB // PAGE
+    assert g.meminfo()["MemTotal"] == total  # deflate-on-oom: not adjusted
+    oom0 = g.vmstat().get("oom_kill", 0)
+    free = g.meminfo()["MemAvailable"]
+    status, out = hog(g, (free + 200 * MIB) // MIB)
+    assert status == 0, out
+    vm = g.vmstat()
+    assert vm.get("oom_kill", 0) == oom0
+    assert vm["balloon_deflate"] > 0
+    assert "out of memory: released" in g.console(g.mark)
+    # After the hog the balloon goes back to the host's target (as far as
+    # the floor allows).
+    time.sleep(2)
+    assert g.balloon_pages() > 0
+
+
+def test_without_deflate_on_oom_the_hog_is_killed(boot):
+    """The same with deflate-on-oom=off: the OOM killer takes the hog and the
+    balloon keeps its pages. This is the difference the feature makes."""
+    g = boot(balloon="virtio-balloon-pci,id=balloon0,deflate-on-oom=off")
+    g.expect_oom_kill = True
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    assert not bound_line(g)["oom"]
+    reached = fill_balloon(g, 900)
+    oom0 = g.vmstat().get("oom_kill", 0)
+    free = g.meminfo()["MemAvailable"]
+    status, _ = hog(g, (free + 200 * MIB) // MIB)
+    assert status != 0
+    vm = g.vmstat()
+    assert vm["oom_kill"] > oom0
+    assert vm.get("balloon_deflate", 0) == 0
+    assert g.balloon_pages() == reached
+
+
+def test_free_page_reporting_returns_memory_to_the_host(boot):
+    """free-page-reporting=on: memory the guest frees goes back to the host
+    without any balloon target."""
+    g = boot(balloon="virtio-balloon-pci,id=balloon0,free-page-reporting=on")
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    assert bound_line(g)["reporting"]
+    g.dirty(600)
+    time.sleep(1)
+    high = g.host_rss()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and g.host_rss() > high - 400 * MIB:
+        time.sleep(1)
+    low = g.host_rss()
+    assert high - low > 400 * MIB, f"RSS {high // MIB} -> {low // MIB} MiB"
+    assert g.balloon_pages() == 0
+
+
+def test_reporting_without_the_feature_leaves_memory(boot):
+    """The control: with reporting off, freed memory stays with the guest's
+    process on the host."""
+    g = boot(balloon="virtio-balloon-pci,id=balloon0,free-page-reporting=off")
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    assert not bound_line(g)["reporting"]
+    g.dirty(600)
+    high = g.host_rss()
+    time.sleep(10)
+    assert g.host_rss() > high - 50 * MIB
+
+
+def test_balloon_pages_migrate(guest):
+    """Compaction migrates balloon pages (vmstat balloon_migrate), telling the
+    host, and nothing is lost: deflating returns every page."""
+    g = guest
+    total = g.meminfo()["MemTotal"]
+    g.dirty(600)
+    # Where balloon pages land is up to the page allocator; compaction only
+    # moves those below its free scanner. A few rounds of fragmenting
+    # memory make it all but certain that some are.
+    for _ in range(4):
+        g.sh("dd if=/dev/zero of=/tmp/fill bs=1M count=150 2>/dev/null")
+        g.set_balloon_pages(120000)
+        g.wait_balloon(120000)
+        g.sh("rm /tmp/fill")
+        g.set_balloon_pages(40000)  # leaves holes all over memory
+        g.wait_balloon(40000)
+        g.sh("echo 1 > /proc/sys/vm/compact_memory")
+        if g.vmstat().get("balloon_migrate", 0) > 0:
+            break
+    vm = g.vmstat()
+    assert vm.get("balloon_migrate", 0) > 0, vm
+    assert vm["nr_balloon_pages"] == 40000
+    g.set_balloon_pages(0)
+    g.wait_balloon(0)
+    vm = g.vmstat()
+    assert vm["nr_balloon_pages"] == 0
+    assert g.meminfo()["MemTotal"] == total
+
+
+MATRIX = [
+    dict(oom="off", reporting="off", hint="off"),
+    dict(oom="on", reporting="off", hint="off"),
+    dict(oom="off", reporting="on", hint="off"),
+    dict(oom="on", reporting="on", hint="off"),
+    dict(oom="on", reporting="on", hint="on"),
+]
+
+
+@pytest.mark.parametrize("features", MATRIX, ids=lambda f: "-".join(f"{k}_{v}" for k, v in f.items()))
+def test_feature_matrix(boot, features):
+    """Each combination QEMU offers binds, numbers its queues right, inflates
+    and deflates."""
+    dev = (f"virtio-balloon-pci,id=balloon0,deflate-on-oom={features['oom']}"
+           f",free-page-reporting={features['reporting']}"
+           f",free-page-hint={features['hint']}")
+    extra = []
+    if features["hint"] == "on":
+        extra = ["-object", "iothread,id=io0"]
+        dev += ",iothread=io0"
+    g = boot(balloon=dev, extra=extra)
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    got = bound_line(g)
+    assert got["oom"] == (features["oom"] == "on")
+    # Reporting works only where the queue numbering agrees with QEMU's.
+    assert got["reporting"] == (features["reporting"] == "on" and features["hint"] == "off")
+    g.dirty(300)
+    g.set_balloon_pages(30000)
+    g.wait_balloon(30000)
+    g.set_balloon_pages(0)
+    g.wait_balloon(0)
+    if got["reporting"]:
+        # The reporting queue is the right one: QEMU takes the memory back.
+        high = g.host_rss()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and g.host_rss() > high - 150 * MIB:
+            time.sleep(1)
+        assert g.host_rss() < high - 150 * MIB
+
+
+def test_page_poison_with_init_on_free(boot):
+    """init_on_free=1: the driver negotiates PAGE_POISON (value 0) and can
+    report free pages."""
+    g = boot(balloon="virtio-balloon-pci,id=balloon0,free-page-reporting=on",
+             cmdline="init_on_free=1")
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    got = bound_line(g)
+    assert got["poison"] and got["reporting"]
+    g.set_balloon_pages(10000)
+    g.wait_balloon(10000)
+    g.set_balloon_pages(0)
+    g.wait_balloon(0)
