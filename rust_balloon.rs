@@ -534,7 +534,7 @@ impl virtio::Driver for Balloon {
         // negotiated (the spec's dense numbering): with free page hinting
         // offered but not taken, its reporting queue is one further than
         // the spec says. Rather than talk to the wrong queue, go without.
-        if dev.has_feature(uapi::F_FREE_PAGE_HINT) && dev.has_feature(uapi::F_REPORTING) {
+        if dev.offers_feature(uapi::F_FREE_PAGE_HINT) && dev.has_feature(uapi::F_REPORTING) {
             dev_warn!(
                 dev.as_dev(),
                 "free page hinting offered but not supported: not using free page reporting\n"

@@ -55,6 +55,29 @@ impl Device {
         features_test(self.as_raw(), bit)
     }
 
+    /// Whether the device offers feature `bit`, whether or not the driver
+    /// takes it.
+    pub(crate) fn offers_feature(&self, bit: u32) -> bool {
+        let vdev = self.as_raw();
+        // As big as the device's own feature words.
+        // SAFETY: Reading the size of a field of a valid device.
+        let mut offered = unsafe { (*vdev).__bindgen_anon_1.features_array };
+        offered.fill(0);
+        // SAFETY: The device is valid (type invariant); transports set one of
+        // the two getters (C's `virtio_get_features()`), and `offered` has
+        // room for every feature word. Reading features has no side effect.
+        unsafe {
+            let config = &*(*vdev).config;
+            if let Some(get_extended) = config.get_extended_features {
+                get_extended(vdev, offered.as_mut_ptr());
+            } else if let Some(get) = config.get_features {
+                offered[0] = get(vdev);
+            }
+        }
+        let (word, mask) = feature_word(bit);
+        offered.get(word).is_some_and(|w| w & mask != 0)
+    }
+
     /// Turns feature `bit` off before negotiation completes. Only has an
     /// effect from [`super::Driver::validate`], where the virtio core lets a
     /// driver drop features the device offered.
