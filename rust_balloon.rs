@@ -74,6 +74,7 @@ enum Step {
 
 /// The optional queues, numbered densely after inflate and deflate in the
 /// order the features define them.
+#[derive(PartialEq)]
 struct Queues {
     stats: Option<QueueId>,
     reporting: Option<QueueId>,
@@ -83,21 +84,7 @@ impl Queues {
     /// Finds the queues the negotiated features call for.
     fn find(binding: &Binding) -> Result<Self> {
         let mut infos = KVec::new();
-        infos.push(
-            QueueInfo {
-                name: c"inflate",
-                callback: true,
-            },
-            GFP_KERNEL,
-        )?;
-        infos.push(
-            QueueInfo {
-                name: c"deflate",
-                callback: true,
-            },
-            GFP_KERNEL,
-        )?;
-        let next = |name, infos: &mut KVec<QueueInfo>| -> Result<QueueId> {
+        let mut add = |name| -> Result<QueueId> {
             infos.push(
                 QueueInfo {
                     name,
@@ -107,14 +94,16 @@ impl Queues {
             )?;
             Ok(QueueId(infos.len() - 1))
         };
+        add(c"inflate")?;
+        add(c"deflate")?;
         let stats = match binding.has_feature(uapi::F_STATS_VQ) {
-            true => Some(next(c"stats", &mut infos)?),
+            true => Some(add(c"stats")?),
             false => None,
         };
         // The free page hint queue would come here; this driver does not
         // negotiate that feature, so it takes no index.
         let reporting = match binding.has_feature(uapi::F_REPORTING) {
-            true => Some(next(c"reporting_vq", &mut infos)?),
+            true => Some(add(c"reporting_vq")?),
             false => None,
         };
         binding.lock()?.find_vqs(&infos)?;
@@ -233,16 +222,24 @@ impl WorkItem<0> for Balloon {
     fn run(this: Arc<Balloon>) {
         for _ in 0..BATCHES_PER_RUN {
             if this.stopping.load(Ordering::Acquire) {
+                this.binding.relax();
                 return;
             }
             match this.step() {
-                Ok(Step::Done) => return,
+                Ok(Step::Done) => {
+                    // At the target: let the system sleep again.
+                    this.binding.relax();
+                    return;
+                }
                 Ok(Step::Moved(_)) => {}
                 Ok(Step::Stalled) => {
                     fsleep(ALLOC_BACKOFF);
                     break;
                 }
-                Err(ENODEV) => return,
+                Err(ENODEV) => {
+                    this.binding.relax();
+                    return;
+                }
                 Err(e) => {
                     pr_err!("rust_balloon: resize failed: {:?}\n", e);
                     fsleep(ALLOC_BACKOFF);
@@ -272,9 +269,11 @@ impl WorkItem<1> for Balloon {
 
 impl Balloon {
     /// Queues a resize unless the device is going away. Callable from atomic
-    /// context.
+    /// context. As in the C driver, the system stays awake (no autosleep)
+    /// until the balloon has reached the target.
     fn schedule_resize(this: &Arc<Self>) {
         if !this.stopping.load(Ordering::Acquire) {
+            this.binding.stay_awake();
             // Already queued is fine: that run will read the new target.
             let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
         }
@@ -572,6 +571,9 @@ impl virtio::Driver for Balloon {
                 .lock()?
                 .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))?;
         }
+        // The balloon cannot wake the system, but it handles the wakeup
+        // events its transport passes up.
+        binding.set_wakeup_capable();
         let balloon = Arc::pin_init(
             pin_init!(Balloon {
                 // With deflate-on-OOM the guest may take ballooned memory
@@ -616,6 +618,29 @@ impl virtio::Driver for Balloon {
         if Some(queue) == this.queues.stats && !this.stopping.load(Ordering::Acquire) {
             let _ = workqueue::system_freezable().enqueue::<_, 1>(this.clone());
         }
+    }
+
+    /// Suspend: as the C driver, give every page back (the host may not
+    /// keep its side of the balloon across the suspend).
+    fn freeze(this: &Arc<Self>, dev: &Device) -> Result {
+        let pages = this.pages.lock().num_pages;
+        this.deflate_all();
+        dev_info!(dev.as_dev(), "suspend: {} pages returned\n", pages);
+        Ok(())
+    }
+
+    /// Resume: the same queues again, and a fresh stats buffer (the old one
+    /// went with the reset); `ready` then moves back towards the target.
+    fn restore(this: &Arc<Self>, _dev: &Device) -> Result {
+        // Same features, same queues; anything else would be a device bug.
+        if Queues::find(&this.binding)? != this.queues {
+            return Err(EINVAL);
+        }
+        if this.queues.stats.is_some() {
+            *this.stats.lock() = Some(Buffer::new(STATS_BYTES)?);
+            this.send_stats()?;
+        }
+        Ok(())
     }
 
     fn remove(this: &Arc<Self>, dev: &Device) {

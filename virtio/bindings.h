@@ -9,6 +9,7 @@
 #include <linux/mm.h>
 #include <linux/oom.h>
 #include <linux/page_reporting.h>
+#include <linux/pm_wakeup.h>
 #include <linux/sched.h>
 #include <linux/scatterlist.h>
 #include <linux/virtio.h>

@@ -213,6 +213,32 @@ impl Binding {
         features_test(self.vdev.as_ptr(), bit)
     }
 
+    fn dev(&self) -> *mut b::device {
+        // SAFETY: `vdev` is valid (type invariant); `dev` is embedded in it.
+        unsafe { core::ptr::addr_of_mut!((*self.vdev.as_ptr()).dev) }
+    }
+
+    /// Declares that the device may hold the system awake (it handles
+    /// wakeup events its transport passes up).
+    pub(crate) fn set_wakeup_capable(&self) {
+        // SAFETY: The device is valid; the call only sets up sysfs state.
+        unsafe { b::device_set_wakeup_capable(self.dev(), true) };
+    }
+
+    /// Keeps the system from suspending on its own (autosleep) until
+    /// [`Binding::relax`]. Callable from any context.
+    pub(crate) fn stay_awake(&self) {
+        // SAFETY: The device is valid; `pm_stay_awake` takes its own lock
+        // with interrupts disabled.
+        unsafe { b::pm_stay_awake(self.dev()) };
+    }
+
+    /// Ends [`Binding::stay_awake`].
+    pub(crate) fn relax(&self) {
+        // SAFETY: As above.
+        unsafe { b::pm_relax(self.dev()) };
+    }
+
     /// Locks the device for config and queue operations; `ENODEV` once it
     /// is gone.
     pub(crate) fn lock(&self) -> Result<BoundGuard<'_>> {
@@ -263,6 +289,14 @@ impl Binding {
                 del_vqs(vdev);
             }
         }
+    }
+}
+
+impl Binding {
+    /// Makes the device usable again after [`Binding::teardown`] (resume
+    /// from suspend). It has no virtqueues until they are found again.
+    pub(super) fn revive(&self) {
+        self.state.lock().alive = true;
     }
 }
 

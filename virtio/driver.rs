@@ -47,6 +47,19 @@ pub(crate) trait Driver: Send + Sync + Sized + 'static {
     /// The device is going away. Stop all work and give everything back;
     /// the device still works here. The binding is torn down afterwards.
     fn remove(this: &Arc<Self>, dev: &Device);
+
+    /// The system is suspending (freezable work is frozen already). Give
+    /// back what the device holds; the binding is torn down afterwards.
+    fn freeze(_this: &Arc<Self>, _dev: &Device) -> Result {
+        Ok(())
+    }
+
+    /// The system resumed: the binding is usable again, with no virtqueues.
+    /// Find them again; the device is made ready afterwards, and
+    /// [`Driver::ready`] called.
+    fn restore(_this: &Arc<Self>, _dev: &Device) -> Result {
+        Ok(())
+    }
 }
 
 /// What `virtio_device::priv` points to while a device is bound.
@@ -107,6 +120,8 @@ impl<T: Driver> Registration<T> {
                     (*drv).probe = Some(probe_callback::<T>);
                     (*drv).remove = Some(remove_callback::<T>);
                     (*drv).config_changed = Some(config_changed_callback::<T>);
+                    (*drv).freeze = Some(freeze_callback::<T>);
+                    (*drv).restore = Some(restore_callback::<T>);
                     to_result(b::__register_virtio_driver(drv, module.as_ptr().cast()))
                 }
             }),
@@ -211,6 +226,52 @@ unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
         (*vdev).priv_ = core::ptr::null_mut();
         drop(KBox::from_raw(ptr));
     }
+}
+
+/// The bus's `freeze` callback (system suspend).
+///
+/// # Safety
+///
+/// `vdev` is a valid device bound by `probe_callback::<T>`.
+unsafe extern "C" fn freeze_callback<T: Driver>(vdev: *mut b::virtio_device) -> kernel::ffi::c_int {
+    // SAFETY: The bus passes a valid, bound device for the call.
+    let dev = unsafe { Device::from_raw(vdev) };
+    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
+    let Some(context) = (unsafe { context::<T>(vdev) }) else {
+        return 0;
+    };
+    from_result(|| {
+        if let Some(data) = context.data.as_ref() {
+            T::freeze(data, dev)?;
+        }
+        context.binding.teardown();
+        Ok(0)
+    })
+}
+
+/// The bus's `restore` callback (system resume).
+///
+/// # Safety
+///
+/// `vdev` is a valid device bound by `probe_callback::<T>`.
+unsafe extern "C" fn restore_callback<T: Driver>(
+    vdev: *mut b::virtio_device,
+) -> kernel::ffi::c_int {
+    // SAFETY: The bus passes a valid, bound device for the call.
+    let dev = unsafe { Device::from_raw(vdev) };
+    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
+    let Some(context) = (unsafe { context::<T>(vdev) }) else {
+        return 0;
+    };
+    from_result(|| {
+        context.binding.revive();
+        if let Some(data) = context.data.as_ref() {
+            T::restore(data, dev)?;
+            context.binding.lock()?.ready();
+            T::ready(data);
+        }
+        Ok(0)
+    })
 }
 
 /// The bus's `config_changed` callback (atomic context).

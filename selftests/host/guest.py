@@ -180,14 +180,21 @@ class Guest:
                                  + self.console()[-3000:])
             self.buf += data
 
-    def run(self, script, timeout=120, check=True):
-        """Runs a shell script in the guest; returns (status, output)."""
+    def send(self, script):
+        """Starts a shell script in the guest; returns its id for wait()."""
         self.seq += 1
         line = f"{self.seq} {base64.b64encode(script.encode()).decode()}\n"
         self.chan.sendall(line.encode())
-        out, m = self._read_until(
-            re.compile(rb"@@rb-done %d (\d+)\n" % self.seq), timeout)
-        status, text = int(m.group(1)), out.decode(errors="replace")
+        return self.seq
+
+    def wait(self, seq, timeout=120):
+        """Waits for script `seq`; returns (status, output)."""
+        out, m = self._read_until(re.compile(rb"@@rb-done %d (\d+)\n" % seq), timeout)
+        return int(m.group(1)), out.decode(errors="replace")
+
+    def run(self, script, timeout=120, check=True):
+        """Runs a shell script in the guest; returns (status, output)."""
+        status, text = self.wait(self.send(script), timeout)
         if check and status != 0:
             raise GuestError(f"guest command failed ({status}): {script}\n{text}")
         return status, text

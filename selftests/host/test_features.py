@@ -227,3 +227,51 @@ def test_page_poison_with_init_on_free(boot):
     g.wait_balloon(10000)
     g.set_balloon_pages(0)
     g.wait_balloon(0)
+
+
+def test_suspend_and_resume(boot):
+    """S3 suspend with the balloon inflated, woken over QMP: freeze gives
+    every page back, restore finds the queues again and re-inflates to the
+    host's target; stats still flow."""
+    g = boot(extra=["-global", "PIIX4_PM.disable_s3=0"])
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    total = g.meminfo()["MemTotal"]
+    g.set_balloon_pages(20000)
+    g.wait_balloon(20000)
+    seq = g.send("echo deep > /sys/power/mem_sleep && echo mem > /sys/power/state")
+    deadline = time.monotonic() + 60
+    while g.qmp.cmd("query-status")["status"] != "suspended":
+        assert time.monotonic() < deadline, "guest did not suspend"
+        time.sleep(0.2)
+    g.qmp.cmd("system_wakeup")
+    status, out = g.wait(seq, timeout=120)
+    assert status == 0, out
+    log = g.console(g.mark)
+    assert "suspend: 20000 pages returned" in log, log[-3000:]
+    g.wait_balloon(20000)
+    assert total - g.meminfo()["MemTotal"] == 20000 * PAGE
+    vm = g.vmstat()
+    assert vm["balloon_inflate"] == 40000 and vm["balloon_deflate"] == 20000
+    g.qom_balloon("guest-stats-polling-interval", 1)
+    time.sleep(3)
+    assert g.qom_balloon("guest-stats")["stats"]["stat-total-memory"] == g.meminfo()["MemTotal"]
+    g.set_balloon_pages(0)
+    g.wait_balloon(0)
+
+
+def test_wakeup_source_held_while_adjusting(guest):
+    """As the C driver: the device is wakeup-capable and keeps the system
+    awake (no autosleep) while the balloon moves, and lets go at the target."""
+    g = guest
+    power = g.sh("ls -d /sys/bus/virtio/drivers/rust_balloon/virtio*/power").strip()
+    # Capable, and off by default; user space turns it on (as for C).
+    assert g.sh(f"cat {power}/wakeup").strip() == "disabled"
+    g.sh(f"echo enabled > {power}/wakeup")
+    before = int(g.sh(f"cat {power}/wakeup_active_count"))
+    g.set_balloon_pages(50000)
+    g.wait_balloon(50000)
+    time.sleep(0.5)
+    assert int(g.sh(f"cat {power}/wakeup_active_count")) > before
+    assert g.sh(f"cat {power}/wakeup_active").strip() == "0"
+    g.set_balloon_pages(0)
+    g.wait_balloon(0)
