@@ -286,9 +286,7 @@ impl Balloon {
             .binding
             .lock()?
             .read_config_le32(uapi::CONFIG_NUM_PAGES)?;
-        Ok(target
-            .div_ceil(PFNS_PER_PAGE as u32)
-            .saturating_mul(PFNS_PER_PAGE as u32))
+        Ok(virtio::round_target(target, virtio::PAGE_SHIFT))
     }
 
     /// Moves the balloon one batch towards the target.
@@ -324,7 +322,8 @@ impl Balloon {
         let wanted = wanted.min(uapi::MAX_PFNS_PER_BUFFER).min(spare);
         let mut state = self.pages.lock();
         let state = &mut *state;
-        while (state.scratch.len() + 1) * PFNS_PER_PAGE <= wanted {
+        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
+        while state.scratch.len() < pages {
             match Page::alloc() {
                 Some(page) => state.scratch.push(page),
                 None => break,

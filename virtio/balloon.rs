@@ -7,7 +7,7 @@
 //! `page->lru`, so the driver needs no bookkeeping memory of its own per page;
 //! the list also lets compaction migrate balloon pages.
 
-use super::bindings as b;
+use super::{bindings as b, pfn};
 use core::ptr::NonNull;
 use kernel::{
     prelude::*,
@@ -15,15 +15,16 @@ use kernel::{
     types::Opaque,
 };
 
-/// Size of the pages the balloon protocol counts in (4 KiB, always).
-pub(crate) const BALLOON_PAGE_SHIFT: u32 = b::VIRTIO_BALLOON_PFN_SHIFT;
+/// The guest's page shift.
+pub(crate) const PAGE_SHIFT: u32 = b::RB_PAGE_SIZE.trailing_zeros();
 
 /// Protocol (4 KiB) frames per guest page: 1 with 4 KiB pages, 16 with
-/// 64 KiB pages.
-pub(crate) const PFNS_PER_PAGE: usize = b::RB_PAGE_SIZE >> BALLOON_PAGE_SHIFT;
+/// 64 KiB pages. Evaluated at build time: pages smaller than a frame fail
+/// the build.
+pub(crate) const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
 
-// The protocol cannot describe pages smaller than its own unit.
-const _: () = assert!(b::RB_PAGE_SIZE >= 1 << BALLOON_PAGE_SHIFT);
+// The host's unit and ours agree.
+const _: () = assert!(pfn::BALLOON_PFN_SHIFT == b::VIRTIO_BALLOON_PFN_SHIFT);
 
 /// An order-0 page the driver owns and that is on no list. Dropping it frees
 /// it.
@@ -65,7 +66,7 @@ fn balloon_pfn(page: NonNull<b::page>) -> u64 {
     // SAFETY: Reading an exported, boot-time constant.
     let base = unsafe { b::vmemmap_base };
     let pfn = (page.as_ptr() as usize - base) / b::RB_STRUCT_PAGE_SIZE;
-    (pfn as u64) * PFNS_PER_PAGE as u64
+    pfn::balloon_pfns(pfn as u64, PAGE_SHIFT).start
 }
 
 #[cfg(not(all(CONFIG_X86_64, CONFIG_SPARSEMEM_VMEMMAP)))]

@@ -17,16 +17,18 @@ mod device;
 mod driver;
 mod mm;
 mod oom;
+mod pfn;
 mod reporting;
 mod wait;
 mod workqueue;
 
-pub(crate) use balloon::{BalloonPages, Migrate, Page, PageList, PFNS_PER_PAGE};
+pub(crate) use balloon::{BalloonPages, Migrate, Page, PageList, PAGE_SHIFT, PFNS_PER_PAGE};
 pub(crate) use buffer::Buffer;
 pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo};
 pub(crate) use driver::{Driver, Registration};
 pub(crate) use mm::{available_pages, free_page_fill, memory_counters, MemoryCounters};
 pub(crate) use oom::{OomHandler, OomNotifier};
+pub(crate) use pfn::{round_target, whole_pages};
 pub(crate) use reporting::{PageReporting, ReportHandler, ReportedPages};
 pub(crate) use workqueue::flush as flush_work;
 
