@@ -14,7 +14,7 @@
 
 mod virtio;
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -26,7 +26,7 @@ use virtio::{
     available_pages as guest_available_pages, balloon_uapi as uapi, balloon_uapi::stat,
     BalloonPages, Binding, BoundGuard, Buffer, Device, MemoryCounters, Migrate, OomHandler,
     OomNotifier, Page, PageList, PageReporting, QueueId, QueueInfo, ReportHandler, ReportedPages,
-    PFNS_PER_PAGE,
+    ShrinkHandler, Shrinker, PFNS_PER_PAGE,
 };
 
 module! {
@@ -77,6 +77,7 @@ enum Step {
 #[derive(PartialEq)]
 struct Queues {
     stats: Option<QueueId>,
+    hint: Option<QueueId>,
     reporting: Option<QueueId>,
 }
 
@@ -100,14 +101,20 @@ impl Queues {
             true => Some(add(c"stats")?),
             false => None,
         };
-        // The free page hint queue would come here; this driver does not
-        // negotiate that feature, so it takes no index.
+        let hint = match binding.has_feature(uapi::F_FREE_PAGE_HINT) {
+            true => Some(add(c"free_page_vq")?),
+            false => None,
+        };
         let reporting = match binding.has_feature(uapi::F_REPORTING) {
             true => Some(add(c"reporting_vq")?),
             false => None,
         };
         binding.lock()?.find_vqs(&infos)?;
-        Ok(Self { stats, reporting })
+        Ok(Self {
+            stats,
+            hint,
+            reporting,
+        })
     }
 }
 
@@ -196,6 +203,19 @@ struct Balloon {
     resize_work: Work<Balloon, 0>,
     #[pin]
     stats_work: Work<Balloon, 1>,
+    #[pin]
+    hint_work: Work<Balloon, 2>,
+    /// Free page hinting state.
+    #[pin]
+    hints: Mutex<Hints>,
+    /// Pages in hinted blocks (for the shrinker, which must not wait).
+    hinted_pages: AtomicUsize,
+    /// The host's hint command id, as last read from config space...
+    hint_cmd: AtomicU32,
+    /// ...and whether a config change came since. QEMU's config space shows
+    /// STOP once it has the start id, so the id is only re-read on a
+    /// change (as the C driver does).
+    hint_cmd_stale: AtomicBool,
     /// The stats buffer between two host requests.
     #[pin]
     stats: Mutex<Option<KBox<Buffer>>>,
@@ -209,11 +229,39 @@ struct Balloon {
 struct Hooks {
     oom: Option<Pin<KBox<OomNotifier<Balloon>>>>,
     reporting: Option<Pin<KBox<PageReporting<Balloon>>>>,
+    shrinker: Option<Shrinker<Balloon>>,
+}
+
+/// Free page hinting: during live migration the host asks, with a fresh
+/// command id, which guest memory is free, so it need not send it.
+struct Hints {
+    /// The command id being (or last) answered.
+    active: u32,
+    /// Blocks given to the host as hints, kept until it says DONE (or the
+    /// shrinker wants them back).
+    blocks: PageList,
 }
 
 impl_has_work! {
     impl HasWork<Self, 0> for Balloon { self.resize_work }
     impl HasWork<Self, 1> for Balloon { self.stats_work }
+    impl HasWork<Self, 2> for Balloon { self.hint_work }
+}
+
+impl WorkItem<2> for Balloon {
+    type Pointer = Arc<Balloon>;
+
+    /// The host's hint command id changed.
+    fn run(this: Arc<Balloon>) {
+        if this.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = this.answer_hint_command() {
+            if e != ENODEV {
+                pr_err!("rust_balloon: free page hinting failed: {:?}\n", e);
+            }
+        }
+    }
 }
 
 impl WorkItem<0> for Balloon {
@@ -386,6 +434,15 @@ impl Balloon {
         sent.map(|()| Step::Moved(moved))
     }
 
+    /// Waits until no work item is queued or running (with `stopping` set,
+    /// none queues itself again).
+    fn flush_works(&self) {
+        while virtio::flush_work(&self.resize_work)
+            | virtio::flush_work(&self.stats_work)
+            | virtio::flush_work(&self.hint_work)
+        {}
+    }
+
     /// Empties the balloon: used on remove, with work stopped.
     fn deflate_all(&self) {
         loop {
@@ -426,11 +483,99 @@ impl Balloon {
         device.kick(queue)
     }
 
+    /// Answers the host's free page hint command: hand it every free block
+    /// while the command stands, then STOP; on DONE give the blocks back.
+    fn answer_hint_command(&self) -> Result {
+        let Some(queue) = self.queues.hint else {
+            return Ok(());
+        };
+        let read_cmd = || {
+            self.binding
+                .lock()?
+                .read_config_le32(uapi::CONFIG_HINT_CMD_ID)
+        };
+        let mut hints = self.hints.lock();
+        let cmd = read_cmd()?;
+        if cmd == uapi::CMD_ID_DONE {
+            let blocks = hints.blocks.len();
+            hints.blocks.clear();
+            self.hinted_pages.store(0, Ordering::Relaxed);
+            pr_info!(
+                "rust_balloon: free page hint done: {} blocks back\n",
+                blocks
+            );
+            return Ok(());
+        }
+        if cmd == uapi::CMD_ID_STOP || cmd == hints.active {
+            return Ok(());
+        }
+        hints.active = cmd;
+        self.send_hint_cmd(queue, cmd)?;
+        let mut sent = 0usize;
+        // Hint until the free blocks run out, a new command comes, or DONE.
+        // Not on STOP: QEMU's config space reads STOP while it accepts hints
+        // for `cmd`, and two config interrupts close together (QEMU sends
+        // STOP and the new id back to back) make us re-read it then. A host
+        // ignores hints for a stopped command, so going on costs only the
+        // blocks, which the shrinker and DONE give back.
+        while !self.stopping.load(Ordering::Acquire)
+            && matches!(read_cmd()?, c if c == cmd || c == uapi::CMD_ID_STOP)
+        {
+            // Only what is free right now, without reclaim.
+            let Some(block) = Page::alloc_hint_block() else {
+                break;
+            };
+            let mut device = self.binding.lock()?;
+            device.drain_used(queue);
+            // One slot stays free for the stop command.
+            if device.free_slots(queue)? <= 1 {
+                drop(device);
+                drop(block);
+                fsleep(Delta::from_millis(1));
+                continue;
+            }
+            device.add_hint_block(queue, &block)?;
+            device.kick(queue)?;
+            drop(device);
+            self.hinted_pages
+                .fetch_add(block.bytes() >> kernel::page::PAGE_SHIFT, Ordering::Relaxed);
+            hints.blocks.push(block);
+            sent += 1;
+        }
+        self.send_hint_cmd(queue, uapi::CMD_ID_STOP)?;
+        pr_info!(
+            "rust_balloon: free page hint {:#x}: {} blocks sent\n",
+            cmd,
+            sent
+        );
+        Ok(())
+    }
+
+    /// Sends a hint command id (start or stop) on the hint queue.
+    fn send_hint_cmd(&self, queue: QueueId, cmd: u32) -> Result {
+        let mut buf = Buffer::new(core::mem::size_of::<u32>())?;
+        buf.push_le32(cmd)?;
+        let mut device = self.binding.lock()?;
+        device.drain_used(queue);
+        device.add_outbuf(queue, buf).map_err(|(e, _)| e)?;
+        device.kick(queue)
+    }
+
+    /// Frees every hinted block. Only once the host cannot use them any
+    /// more: after DONE, or after the device was reset.
+    fn free_hint_blocks(&self) {
+        self.hints.lock().blocks.clear();
+        self.hinted_pages.store(0, Ordering::Relaxed);
+    }
+
     /// Registers the OOM notifier and page reporting, as negotiated.
     fn register_hooks(this: &Arc<Self>) -> Result {
         let mut hooks = this.hooks.lock();
         if this.binding.has_feature(uapi::F_DEFLATE_ON_OOM) {
             hooks.oom = Some(OomNotifier::register(this.clone(), OOM_NOTIFY_PRIORITY)?);
+        }
+        if this.queues.hint.is_some() {
+            hooks.shrinker = Some(Shrinker::register(this.clone(), c"rust-balloon")?);
         }
         if let Some(queue) = this.queues.reporting {
             let capacity = this.binding.lock()?.vring_size(queue)?;
@@ -459,6 +604,30 @@ impl OomHandler for Balloon {
             pr_info!("rust_balloon: out of memory: released {} pages\n", released);
         }
         released
+    }
+}
+
+impl ShrinkHandler for Balloon {
+    fn count(&self) -> usize {
+        self.hinted_pages.load(Ordering::Relaxed)
+    }
+
+    /// Hinted blocks may be reused at any time (the host only skips sending
+    /// them if they stay untouched), so give them back under pressure.
+    fn scan(&self, pages: usize) -> usize {
+        // Never wait in reclaim: the hint work may be the one allocating.
+        let Some(mut hints) = self.hints.try_lock() else {
+            return 0;
+        };
+        let mut freed = 0;
+        while freed < pages {
+            let Some(block) = hints.blocks.pop() else {
+                break;
+            };
+            freed += block.bytes() >> kernel::page::PAGE_SHIFT;
+        }
+        self.hinted_pages.fetch_sub(freed, Ordering::Relaxed);
+        freed
     }
 }
 
@@ -520,6 +689,7 @@ impl virtio::Driver for Balloon {
         uapi::F_MUST_TELL_HOST,
         uapi::F_STATS_VQ,
         uapi::F_DEFLATE_ON_OOM,
+        uapi::F_FREE_PAGE_HINT,
         uapi::F_PAGE_POISON,
         uapi::F_REPORTING,
     ];
@@ -528,17 +698,6 @@ impl virtio::Driver for Balloon {
     /// or do not report them at all, and keep page reporting free of memory
     /// allocation (no indirect descriptors).
     fn validate(dev: &Device) -> Result {
-        // QEMU numbers its queues by the features it offers, not by those
-        // negotiated (the spec's dense numbering): with free page hinting
-        // offered but not taken, its reporting queue is one further than
-        // the spec says. Rather than talk to the wrong queue, go without.
-        if dev.offers_feature(uapi::F_FREE_PAGE_HINT) && dev.has_feature(uapi::F_REPORTING) {
-            dev_warn!(
-                dev.as_dev(),
-                "free page hinting offered but not supported: not using free page reporting\n"
-            );
-            dev.clear_feature(uapi::F_REPORTING);
-        }
         if virtio::free_page_fill().is_none() {
             dev.clear_feature(uapi::F_PAGE_POISON);
         } else if !dev.has_feature(uapi::F_PAGE_POISON) {
@@ -570,6 +729,13 @@ impl virtio::Driver for Balloon {
                 .lock()?
                 .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))?;
         }
+        if let Some(queue) = queues.hint {
+            // One entry always stays free for the stop command.
+            if binding.lock()?.vring_size(queue)? < 2 {
+                return Err(ENOSPC);
+            }
+        }
+        let hint_blocks = PageList::with_order(virtio::HINT_BLOCK_ORDER)?;
         // The balloon cannot wake the system, but it handles the wakeup
         // events its transport passes up.
         binding.set_wakeup_capable();
@@ -583,6 +749,14 @@ impl virtio::Driver for Balloon {
                 stopping: AtomicBool::new(false),
                 resize_work <- new_work!("Balloon::resize_work"),
                 stats_work <- new_work!("Balloon::stats_work"),
+                hint_work <- new_work!("Balloon::hint_work"),
+                hints <- new_mutex!(Hints {
+                    active: uapi::CMD_ID_STOP,
+                    blocks: hint_blocks,
+                }),
+                hinted_pages: AtomicUsize::new(0),
+                hint_cmd: AtomicU32::new(uapi::CMD_ID_STOP),
+                hint_cmd_stale: AtomicBool::new(true),
                 stats <- new_mutex!(stats),
                 hooks <- new_mutex!(Hooks::default()),
             }),
@@ -596,9 +770,10 @@ impl virtio::Driver for Balloon {
         }
         dev_info!(
             dev.as_dev(),
-            "rust_balloon bound: stats {}, deflate-on-oom {}, reporting {}, poison {}\n",
+            "rust_balloon bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}\n",
             balloon.queues.stats.is_some(),
             deflate_on_oom,
+            balloon.queues.hint.is_some(),
             balloon.queues.reporting.is_some(),
             dev.has_feature(uapi::F_PAGE_POISON),
         );
@@ -611,6 +786,10 @@ impl virtio::Driver for Balloon {
 
     fn config_changed(this: &Arc<Self>) {
         Self::schedule_resize(this);
+        if this.queues.hint.is_some() && !this.stopping.load(Ordering::Acquire) {
+            this.hint_cmd_stale.store(true, Ordering::Release);
+            let _ = workqueue::system_freezable().enqueue::<_, 2>(this.clone());
+        }
     }
 
     fn queue_event(this: &Arc<Self>, queue: QueueId) {
@@ -624,6 +803,13 @@ impl virtio::Driver for Balloon {
     fn freeze(this: &Arc<Self>, dev: &Device) -> Result {
         let pages = this.pages.lock().num_pages;
         this.deflate_all();
+        // Hinted blocks are free once the device is reset.
+        this.binding.teardown();
+        this.free_hint_blocks();
+        *this.hints.lock() = Hints {
+            active: uapi::CMD_ID_STOP,
+            blocks: PageList::with_order(virtio::HINT_BLOCK_ORDER)?,
+        };
         dev_info!(dev.as_dev(), "suspend: {} pages returned\n", pages);
         Ok(())
     }
@@ -646,14 +832,15 @@ impl virtio::Driver for Balloon {
         this.unregister_hooks();
         this.stopping.store(true, Ordering::Release);
         // A run that started before `stopping` may have queued one more.
-        while virtio::flush_work(&this.resize_work) | virtio::flush_work(&this.stats_work) {}
+        this.flush_works();
         let pages = this.pages.lock().num_pages;
         this.deflate_all();
         // Reset the device now (the bus would right after): once no queue
         // interrupt can come, no stats work can be queued either, and a
         // last flush leaves nothing behind to run after unload.
         this.binding.teardown();
-        while virtio::flush_work(&this.resize_work) | virtio::flush_work(&this.stats_work) {}
+        this.flush_works();
+        this.free_hint_blocks();
         dev_info!(
             dev.as_dev(),
             "rust_balloon removed, {} pages returned\n",

@@ -23,18 +23,24 @@ pub(crate) const PAGE_SHIFT: u32 = b::RB_PAGE_SIZE.trailing_zeros();
 /// the build.
 pub(crate) const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
 
+/// Order of free page hint blocks: the largest the allocator has
+/// (`MAX_PAGE_ORDER`, 4 MiB on x86-64), as in the C driver.
+pub(crate) const HINT_BLOCK_ORDER: u32 = b::RB_MAX_PAGE_ORDER;
+
 // The host's unit and ours agree.
 const _: () = assert!(pfn::BALLOON_PFN_SHIFT == b::VIRTIO_BALLOON_PFN_SHIFT);
 
-/// An order-0 page the driver owns and that is on no list. Dropping it frees
-/// it.
+/// A block of `1 << order` pages the driver owns and that is on no list.
+/// Dropping it frees it.
 ///
 /// # Invariants
 ///
-/// `page` was allocated with a single reference that this value owns, and its
-/// `lru` field is not linked into any list.
+/// `page` heads a block of `1 << order` pages allocated with a single
+/// reference that this value owns, and its `lru` is not linked into any
+/// list.
 pub(crate) struct Page {
     page: NonNull<b::page>,
+    order: u32,
 }
 
 // SAFETY: A page the driver owns may be freed or listed from any thread.
@@ -47,14 +53,38 @@ impl Page {
     pub(crate) fn alloc() -> Option<Self> {
         // SAFETY: FFI call without preconditions.
         let page = unsafe { b::balloon_page_alloc() };
-        NonNull::new(page).map(|page| Self { page })
+        NonNull::new(page).map(|page| Self { page, order: 0 })
+    }
+
+    /// Allocates a free page hint block (the largest order the allocator
+    /// has, 4 MiB on x86-64) without reclaim, warning or reserves: the C
+    /// driver's flags. `None` once no such block is free.
+    pub(crate) fn alloc_hint_block() -> Option<Self> {
+        let order = HINT_BLOCK_ORDER;
+        // SAFETY: FFI call without preconditions.
+        let page = unsafe { b::alloc_pages_noprof(b::RB_HINT_GFP, order) };
+        NonNull::new(page).map(|page| Self { page, order })
+    }
+
+    /// Size of the block in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        b::RB_PAGE_SIZE << self.order
+    }
+
+    /// The block's address in the kernel's linear map (C's
+    /// `page_address()`, for a guest without highmem).
+    pub(super) fn address(&self) -> *mut u8 {
+        let first = balloon_pfn(self.page) / PFNS_PER_PAGE as u64;
+        // SAFETY: Reading an exported, boot-time constant.
+        let base = unsafe { b::page_offset_base };
+        (base + ((first as usize) << PAGE_SHIFT)) as *mut u8
     }
 }
 
 impl Drop for Page {
     fn drop(&mut self) {
-        // SAFETY: The page is owned and on no list (type invariant).
-        unsafe { b::__free_pages(self.page.as_ptr(), 0) };
+        // SAFETY: The block is owned and on no list (type invariant).
+        unsafe { b::__free_pages(self.page.as_ptr(), self.order) };
     }
 }
 
@@ -97,14 +127,20 @@ fn lru_of_page(page: NonNull<b::page>) -> *mut b::list_head {
 pub(crate) struct PageList {
     head: KBox<Opaque<b::list_head>>,
     len: usize,
+    order: u32,
 }
 
 // SAFETY: The list and its pages are owned; nothing else links into it.
 unsafe impl Send for PageList {}
 
 impl PageList {
-    /// Creates an empty list.
+    /// Creates an empty list of single pages.
     pub(crate) fn new() -> Result<Self> {
+        Self::with_order(0)
+    }
+
+    /// Creates an empty list of blocks of `1 << order` pages.
+    pub(crate) fn with_order(order: u32) -> Result<Self> {
         let head = KBox::new(Opaque::<b::list_head>::uninit(), GFP_KERNEL)?;
         let raw = head.get();
         // SAFETY: `raw` is valid for writes; an empty list points to itself.
@@ -112,7 +148,11 @@ impl PageList {
             (*raw).next = raw;
             (*raw).prev = raw;
         }
-        Ok(Self { head, len: 0 })
+        Ok(Self {
+            head,
+            len: 0,
+            order,
+        })
     }
 
     fn raw(&self) -> *mut b::list_head {
@@ -129,8 +169,17 @@ impl PageList {
         self.len == 0
     }
 
-    /// Adds `page` to the list, which then owns it.
+    /// Adds `page` to the list, which then owns it. A block of another
+    /// order is refused (and freed).
     pub(crate) fn push(&mut self, page: Page) {
+        if page.order != self.order {
+            pr_warn!(
+                "rust_balloon: order {} block on an order {} list\n",
+                page.order,
+                self.order
+            );
+            return;
+        }
         let page = core::mem::ManuallyDrop::new(page);
         let entry = lru_of_page(page.page);
         let head = self.raw();
@@ -164,9 +213,11 @@ impl PageList {
             (*entry).prev = entry;
         }
         self.len -= 1;
-        // INVARIANT: The page was owned by the list and is now unlinked.
+        // INVARIANT: The block was owned by the list and is now unlinked;
+        // every block on the list has the list's order.
         Some(Page {
             page: page_of_lru(entry),
+            order: self.order,
         })
     }
 
@@ -260,7 +311,11 @@ impl<S: Migrate> BalloonPages<S> {
     }
 
     /// Moves every page of `list` into the balloon; returns how many.
+    /// Only single pages can be ballooned: a list of blocks is left alone.
     pub(crate) fn enqueue(&self, list: &mut PageList) -> usize {
+        if list.order != 0 {
+            return 0;
+        }
         // SAFETY: `info` is initialised and pinned; the pages on `list` are
         // owned (list invariant) and handed over to the balloon.
         let n = unsafe { b::balloon_page_list_enqueue(self.info.get(), list.raw()) };
@@ -271,6 +326,9 @@ impl<S: Migrate> BalloonPages<S> {
     /// Moves up to `n` pages out of the balloon onto `list`; returns how
     /// many. May return fewer while compaction has pages isolated.
     pub(crate) fn dequeue(&self, list: &mut PageList, n: usize) -> usize {
+        if list.order != 0 {
+            return 0;
+        }
         // SAFETY: `info` is initialised; dequeued pages become owned by
         // `list`.
         let got = unsafe { b::balloon_page_list_dequeue(self.info.get(), list.raw(), n) };

@@ -12,6 +12,7 @@
 #include <linux/pm_wakeup.h>
 #include <linux/sched.h>
 #include <linux/scatterlist.h>
+#include <linux/shrinker.h>
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
@@ -25,3 +26,6 @@ const int RB_TASK_NORMAL = TASK_NORMAL;
 const unsigned long RB_PAGE_SIZE = PAGE_SIZE;
 const size_t RB_STRUCT_PAGE_SIZE = sizeof(struct page);
 const size_t RB_PAGE_LRU_OFFSET = offsetof(struct page, lru);
+/* Free page hinting: blocks of the largest order, taken without reclaim. */
+const gfp_t RB_HINT_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
+const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;

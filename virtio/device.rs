@@ -2,7 +2,7 @@
 
 //! Virtio devices and the driver's binding to one.
 
-use super::{bindings as b, reporting::ReportedPages, wait::WaitQueue, Buffer};
+use super::{bindings as b, reporting::ReportedPages, wait::WaitQueue, Buffer, Page};
 use core::ptr::NonNull;
 use kernel::{
     error::to_result,
@@ -55,29 +55,6 @@ impl Device {
         features_test(self.as_raw(), bit)
     }
 
-    /// Whether the device offers feature `bit`, whether or not the driver
-    /// takes it.
-    pub(crate) fn offers_feature(&self, bit: u32) -> bool {
-        let vdev = self.as_raw();
-        // As big as the device's own feature words.
-        // SAFETY: Reading the size of a field of a valid device.
-        let mut offered = unsafe { (*vdev).__bindgen_anon_1.features_array };
-        offered.fill(0);
-        // SAFETY: The device is valid (type invariant); transports set one of
-        // the two getters (C's `virtio_get_features()`), and `offered` has
-        // room for every feature word. Reading features has no side effect.
-        unsafe {
-            let config = &*(*vdev).config;
-            if let Some(get_extended) = config.get_extended_features {
-                get_extended(vdev, offered.as_mut_ptr());
-            } else if let Some(get) = config.get_features {
-                offered[0] = get(vdev);
-            }
-        }
-        let (word, mask) = feature_word(bit);
-        offered.get(word).is_some_and(|w| w & mask != 0)
-    }
-
     /// Turns feature `bit` off before negotiation completes. Only has an
     /// effect from [`super::Driver::validate`], where the virtio core lets a
     /// driver drop features the device offered.
@@ -122,27 +99,35 @@ pub(crate) struct QueueInfo {
     pub(crate) callback: bool,
 }
 
-/// The token of a reported-pages buffer: never a `KBox<Buffer>` address.
-static REPORT_TOKEN: u8 = 0;
+/// Tokens of buffers the queue does not own (reported pages, hinted
+/// blocks): never a `KBox<Buffer>` address.
+static FOREIGN_TOKENS: [u8; 2] = [0; 2];
 
 fn report_token() -> *mut kernel::ffi::c_void {
-    core::ptr::addr_of!(REPORT_TOKEN).cast_mut().cast()
+    core::ptr::addr_of!(FOREIGN_TOKENS[0]).cast_mut().cast()
+}
+
+fn hint_token() -> *mut kernel::ffi::c_void {
+    core::ptr::addr_of!(FOREIGN_TOKENS[1]).cast_mut().cast()
 }
 
 /// A buffer the device has used.
 enum Used {
     Buffer(KBox<Buffer>),
     Reported,
+    Hinted,
 }
 
 impl Used {
     /// # Safety
     ///
-    /// `token` is non-null and either [`report_token()`] or from
+    /// `token` is non-null and either a foreign token or from
     /// `KBox::<Buffer>::into_raw`, and not used again.
     unsafe fn from_token(token: *mut kernel::ffi::c_void) -> Self {
         if token == report_token() {
             Used::Reported
+        } else if token == hint_token() {
+            Used::Hinted
         } else {
             // SAFETY: Guaranteed by the caller.
             Used::Buffer(unsafe { KBox::from_raw(token.cast::<Buffer>()) })
@@ -171,8 +156,8 @@ struct BindingState {
 /// `vdev` is valid for as long as `self` lives (a reference is held on its
 /// `struct device`). While `state.alive`, the device is bound and `state.vqs`
 /// are its live virtqueues, each holding only tokens made by
-/// `KBox::<Buffer>::into_raw` or [`REPORT_TOKEN`] (for reported pages,
-/// which the queue never owns).
+/// `KBox::<Buffer>::into_raw` or foreign tokens (for reported pages and
+/// hinted blocks, which the queue never owns).
 #[pin_data(PinnedDrop)]
 pub(crate) struct Binding {
     vdev: NonNull<b::virtio_device>,
@@ -435,7 +420,7 @@ impl BoundGuard<'_> {
         loop {
             match self.get_used(queue)? {
                 Used::Buffer(buf) => return Some(buf),
-                Used::Reported => continue,
+                Used::Reported | Used::Hinted => continue,
             }
         }
     }
@@ -453,6 +438,42 @@ impl BoundGuard<'_> {
             used.is_some()
         });
         used.ok_or(EIO)
+    }
+
+    /// Takes back every buffer the device has used on `queue`.
+    pub(crate) fn drain_used(&mut self, queue: QueueId) {
+        while self.get_used(queue).is_some() {}
+    }
+
+    /// Free descriptors in `queue`'s ring.
+    pub(crate) fn free_slots(&self, queue: QueueId) -> Result<u32> {
+        let vq = self.vq(queue)?;
+        // SAFETY: `vq` is live (guard invariant); a racy read of a counter
+        // only this lock's holder changes.
+        Ok(unsafe { (*vq.as_ptr()).num_free })
+    }
+
+    /// Hands a free page block to the device as a hint ("in" buffer). The
+    /// queue does not own the block: the caller keeps it until the host
+    /// is done with hints (or the device is reset), as the C driver does.
+    pub(crate) fn add_hint_block(&mut self, queue: QueueId, block: &Page) -> Result {
+        let vq = self.vq(queue)?;
+        let len = u32::try_from(block.bytes())?;
+        let mut sg = core::mem::MaybeUninit::<b::scatterlist>::uninit();
+        // SAFETY: `block` is a whole, owned block in the linear map, `len`
+        // bytes long; the caller keeps it allocated while the host may use
+        // it; `sg` is copied by `virtqueue_add_inbuf`.
+        let ret = unsafe {
+            b::sg_init_one(sg.as_mut_ptr(), block.address().cast(), len);
+            b::virtqueue_add_inbuf(
+                vq.as_ptr(),
+                sg.as_mut_ptr(),
+                1,
+                hint_token(),
+                kernel::bindings::GFP_KERNEL,
+            )
+        };
+        kernel::error::to_result(ret)
     }
 
     /// Number of descriptors in `queue`'s ring.

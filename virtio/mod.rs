@@ -19,10 +19,13 @@ mod mm;
 mod oom;
 mod pfn;
 mod reporting;
+mod shrinker;
 mod wait;
 mod workqueue;
 
-pub(crate) use balloon::{BalloonPages, Migrate, Page, PageList, PAGE_SHIFT, PFNS_PER_PAGE};
+pub(crate) use balloon::{
+    BalloonPages, Migrate, Page, PageList, HINT_BLOCK_ORDER, PAGE_SHIFT, PFNS_PER_PAGE,
+};
 pub(crate) use buffer::Buffer;
 pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo};
 pub(crate) use driver::{Driver, Registration};
@@ -30,6 +33,7 @@ pub(crate) use mm::{available_pages, free_page_fill, memory_counters, MemoryCoun
 pub(crate) use oom::{OomHandler, OomNotifier};
 pub(crate) use pfn::{round_target, whole_pages};
 pub(crate) use reporting::{PageReporting, ReportHandler, ReportedPages};
+pub(crate) use shrinker::{ShrinkHandler, Shrinker};
 pub(crate) use workqueue::flush as flush_work;
 
 /// Constants of the virtio balloon device (`include/uapi/linux/virtio_balloon.h`).
@@ -44,8 +48,15 @@ pub(crate) mod balloon_uapi {
     pub(crate) const F_STATS_VQ: u32 = b::VIRTIO_BALLOON_F_STATS_VQ;
     /// Deflate when the guest runs out of memory.
     pub(crate) const F_DEFLATE_ON_OOM: u32 = b::VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
-    /// Free page hinting queue (offered by some hosts; not negotiated here).
+    /// Free page hinting queue.
     pub(crate) const F_FREE_PAGE_HINT: u32 = b::VIRTIO_BALLOON_F_FREE_PAGE_HINT;
+    /// Config space offset of `free_page_hint_cmd_id`.
+    pub(crate) const CONFIG_HINT_CMD_ID: usize =
+        core::mem::offset_of!(b::virtio_balloon_config, __bindgen_anon_1);
+    /// Hint command: stop hinting.
+    pub(crate) const CMD_ID_STOP: u32 = b::VIRTIO_BALLOON_CMD_ID_STOP;
+    /// Hint command: the host is done with the hints; free the blocks.
+    pub(crate) const CMD_ID_DONE: u32 = b::VIRTIO_BALLOON_CMD_ID_DONE;
     /// The guest poisons (or zeroes) free pages; `poison_val` says with what.
     pub(crate) const F_PAGE_POISON: u32 = b::VIRTIO_BALLOON_F_PAGE_POISON;
     /// Free page reporting queue.
