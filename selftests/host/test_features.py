@@ -179,6 +179,7 @@ MATRIX = [
     dict(oom="on", reporting="off", hint="off"),
     dict(oom="off", reporting="on", hint="off"),
     dict(oom="on", reporting="on", hint="off"),
+    dict(oom="off", reporting="off", hint="on"),
     dict(oom="on", reporting="on", hint="on"),
 ]
 
