@@ -1,0 +1,23 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Keeps `make bench` working: one small round of the harness, on the test
+kernel. It measures nothing (timings are for `make bench`)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_harness_smoke(kdir, initramfs, tmp_path):
+    here = Path(__file__).parent
+    run = subprocess.run([sys.executable, str(here / "bench.py"), str(kdir), str(initramfs),
+                          str(tmp_path), "--smoke"], capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Rust/C" in run.stdout, run.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    for metric in ("inflate_s", "deflate_s", "reclaimed_mib_per_gib", "guest_cpu_s"):
+        row = results["summary"][metric]
+        assert row["c"]["median"] >= 0 and row["rust"]["median"] >= 0, row
+    assert results["summary"]["inflate_s"]["rust"]["median"] > 0
+    assert (tmp_path / "timeline.png").stat().st_size > 10000
