@@ -253,14 +253,7 @@ impl WorkItem<2> for Balloon {
 
     /// The host's hint command id changed.
     fn run(this: Arc<Balloon>) {
-        if this.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        if let Err(e) = this.answer_hint_command() {
-            if e != ENODEV {
-                pr_err!("rust_balloon: free page hinting failed: {:?}\n", e);
-            }
-        }
+        this.run_once("free page hinting", Self::answer_hint_command);
     }
 }
 
@@ -304,18 +297,23 @@ impl WorkItem<1> for Balloon {
 
     /// The host took the stats buffer: answer with fresh figures.
     fn run(this: Arc<Balloon>) {
-        if this.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        if let Err(e) = this.send_stats() {
-            if e != ENODEV {
-                pr_err!("rust_balloon: sending stats failed: {:?}\n", e);
-            }
-        }
+        this.run_once("sending stats", Self::send_stats);
     }
 }
 
 impl Balloon {
+    /// Runs one piece of deferred work unless the device is going away; a
+    /// device that went away meanwhile (`ENODEV`) is not an error.
+    fn run_once(&self, what: &str, work: impl FnOnce(&Self) -> Result) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        match work(self) {
+            Ok(()) | Err(ENODEV) => {}
+            Err(e) => pr_err!("rust_balloon: {} failed: {:?}\n", what, e),
+        }
+    }
+
     /// Queues a resize unless the device is going away. Callable from atomic
     /// context. As in the C driver, the system stays awake (no autosleep)
     /// until the balloon has reached the target.
