@@ -410,11 +410,8 @@ impl Balloon {
         let wanted = wanted
             .min(uapi::MAX_PFNS_PER_BUFFER)
             .min(state.num_pages as usize);
-        if self
-            .pages
-            .dequeue(&mut state.scratch, wanted / PFNS_PER_PAGE)
-            == 0
-        {
+        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
+        if self.pages.dequeue(&mut state.scratch, pages) == 0 {
             return Ok(Step::Stalled);
         }
         // From here on the pages are out of the balloon, whatever happens.
@@ -519,19 +516,20 @@ impl Balloon {
         while !self.stopping.load(Ordering::Acquire)
             && matches!(read_cmd()?, c if c == cmd || c == uapi::CMD_ID_STOP)
         {
+            let mut device = self.binding.lock()?;
+            device.drain_used(queue);
+            // One slot stays free for the stop command. Wait for room
+            // before taking a block: allocating 4 MiB only to free it again
+            // (as the C driver does when the ring is full) is wasted work.
+            if device.free_slots(queue)? <= 1 {
+                drop(device);
+                fsleep(Delta::from_millis(1));
+                continue;
+            }
             // Only what is free right now, without reclaim.
             let Some(block) = Page::alloc_hint_block() else {
                 break;
             };
-            let mut device = self.binding.lock()?;
-            device.drain_used(queue);
-            // One slot stays free for the stop command.
-            if device.free_slots(queue)? <= 1 {
-                drop(device);
-                drop(block);
-                fsleep(Delta::from_millis(1));
-                continue;
-            }
             device.add_hint_block(queue, &block)?;
             device.kick(queue)?;
             drop(device);

@@ -135,6 +135,54 @@ impl Used {
     }
 }
 
+/// Which way a buffer's data goes.
+enum Direction {
+    /// The device reads it ("out" buffer).
+    ToDevice,
+    /// The device may write it ("in" buffer).
+    FromDevice,
+}
+
+/// Adds one buffer of a single segment to `vq`.
+///
+/// # Safety
+///
+/// `vq` is live and its lock held; `data` is `len` bytes in the kernel's
+/// linear map that stay valid (and, for an out buffer, unchanged) until the
+/// device has used the buffer or was reset; `token` is one the queue's
+/// invariant allows.
+unsafe fn add_one(
+    vq: NonNull<b::virtqueue>,
+    data: *mut u8,
+    len: u32,
+    token: *mut kernel::ffi::c_void,
+    direction: Direction,
+) -> Result {
+    let mut sg = core::mem::MaybeUninit::<b::scatterlist>::uninit();
+    // SAFETY: As the caller guarantees; `sg` is initialised by `sg_init_one`
+    // and copied by the add functions, which need it only for the call.
+    let ret = unsafe {
+        b::sg_init_one(sg.as_mut_ptr(), data.cast(), len);
+        match direction {
+            Direction::ToDevice => b::virtqueue_add_outbuf(
+                vq.as_ptr(),
+                sg.as_mut_ptr(),
+                1,
+                token,
+                kernel::bindings::GFP_KERNEL,
+            ),
+            Direction::FromDevice => b::virtqueue_add_inbuf(
+                vq.as_ptr(),
+                sg.as_mut_ptr(),
+                1,
+                token,
+                kernel::bindings::GFP_KERNEL,
+            ),
+        }
+    };
+    to_result(ret)
+}
+
 /// Raw C callback the binding installs on every virtqueue that wants one.
 pub(super) type VqCallback = unsafe extern "C" fn(*mut b::virtqueue);
 
@@ -262,8 +310,8 @@ impl Binding {
                 if token.is_null() {
                     break;
                 }
-                // SAFETY: Tokens are `KBox<Buffer>`s or `REPORT_TOKEN` (type
-                // invariant).
+                // SAFETY: Tokens are `KBox<Buffer>`s or foreign tokens (type
+                // invariant), each detached once.
                 drop(unsafe { Used::from_token(token) });
             }
         }
@@ -275,9 +323,7 @@ impl Binding {
             }
         }
     }
-}
 
-impl Binding {
     /// Makes the device usable again after [`Binding::teardown`] (resume
     /// from suspend). It has no virtqueues until they are found again.
     pub(super) fn revive(&self) {
@@ -372,26 +418,14 @@ impl BoundGuard<'_> {
         }
         let data = buf.as_slice().as_ptr();
         let token = KBox::into_raw(buf);
-        let mut sg = core::mem::MaybeUninit::<b::scatterlist>::uninit();
         // SAFETY: `data` points to `len` bytes of kmalloc memory (`Buffer`
-        // invariant) that the queue owns from here on through `token`; `sg`
-        // is only read during `virtqueue_add_outbuf`, which copies it.
-        let ret = unsafe {
-            b::sg_init_one(sg.as_mut_ptr(), data.cast(), len);
-            b::virtqueue_add_outbuf(
-                vq.as_ptr(),
-                sg.as_mut_ptr(),
-                1,
-                token.cast(),
-                kernel::bindings::GFP_KERNEL,
-            )
-        };
-        if ret != 0 {
+        // invariant) that the queue owns from here on through `token`.
+        let added = unsafe { add_one(vq, data.cast_mut(), len, token.cast(), Direction::ToDevice) };
+        added.map_err(|e| {
             // SAFETY: The queue did not take the buffer; `token` came from
             // `KBox::into_raw` above.
-            return Err((Error::from_errno(ret), unsafe { KBox::from_raw(token) }));
-        }
-        Ok(())
+            (e, unsafe { KBox::from_raw(token) })
+        })
     }
 
     /// Tells the device there are new buffers in `queue`.
@@ -410,8 +444,8 @@ impl BoundGuard<'_> {
         let mut len = 0u32;
         // SAFETY: `vq` is live (guard invariant); `len` is valid for writes.
         let token = unsafe { b::virtqueue_get_buf(vq.as_ptr(), &mut len) };
-        // SAFETY: Tokens are `KBox<Buffer>`s or `REPORT_TOKEN` (invariant),
-        // handed back once.
+        // SAFETY: Tokens are `KBox<Buffer>`s or foreign tokens (type
+        // invariant), each handed back once.
         (!token.is_null()).then(|| unsafe { Used::from_token(token) })
     }
 
@@ -459,21 +493,18 @@ impl BoundGuard<'_> {
     pub(crate) fn add_hint_block(&mut self, queue: QueueId, block: &Page) -> Result {
         let vq = self.vq(queue)?;
         let len = u32::try_from(block.bytes())?;
-        let mut sg = core::mem::MaybeUninit::<b::scatterlist>::uninit();
         // SAFETY: `block` is a whole, owned block in the linear map, `len`
         // bytes long; the caller keeps it allocated while the host may use
-        // it; `sg` is copied by `virtqueue_add_inbuf`.
-        let ret = unsafe {
-            b::sg_init_one(sg.as_mut_ptr(), block.address().cast(), len);
-            b::virtqueue_add_inbuf(
-                vq.as_ptr(),
-                sg.as_mut_ptr(),
-                1,
+        // it.
+        unsafe {
+            add_one(
+                vq,
+                block.address(),
+                len,
                 hint_token(),
-                kernel::bindings::GFP_KERNEL,
+                Direction::FromDevice,
             )
-        };
-        kernel::error::to_result(ret)
+        }
     }
 
     /// Number of descriptors in `queue`'s ring.
