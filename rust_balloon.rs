@@ -49,12 +49,28 @@ const INFLATE_QUEUE: QueueId = QueueId(0);
 /// Deflate queue: PFNs of pages the guest takes back.
 const DEFLATE_QUEUE: QueueId = QueueId(1);
 
-/// Batches of PFNs one work run may send before it yields the worker, so a
-/// large target does not hold up the freezer or other work.
-const BATCHES_PER_RUN: usize = 64;
+/// PFN buffers one step keeps in flight on a queue. The C driver waits for
+/// the host after each buffer; here the next buffer is allocated and filled
+/// while the host works on the previous ones (with a host that handles
+/// notifications asynchronously, as KVM's ioeventfd does).
+const BUFFERS_IN_FLIGHT: usize = 8;
 
-/// How long to wait before retrying when the guest has no memory to give.
-const ALLOC_BACKOFF: Delta = Delta::from_millis(200);
+/// Guest pages in one full PFN buffer (256 frames).
+const PAGES_PER_BUFFER: usize = virtio::whole_pages(uapi::MAX_PFNS_PER_BUFFER, virtio::PAGE_SHIFT);
+
+/// Guest pages in one huge block (512 on x86-64).
+const HUGE_BLOCK_PAGES: usize = 1 << virtio::HUGE_ORDER;
+
+/// Steps one work run may take before it yields the worker, so a large
+/// target does not hold up the freezer or other work (16 steps of 8 MiB).
+const STEPS_PER_RUN: usize = 16;
+
+/// Pause after a step that moved nothing: short at first (an allocation
+/// failure is often over once reclaim has run), doubling while nothing
+/// moves, up to the C driver's fixed 200 ms (and a bit more), back to the
+/// shortest as soon as a step moves pages again.
+const BACKOFF_MIN_MS: u32 = 1;
+const BACKOFF_MAX_MS: u32 = 256;
 
 /// 4 KiB pages released per OOM notification, as in the C driver.
 const OOM_RELEASE_PFNS: usize = 256;
@@ -119,40 +135,101 @@ impl Queues {
 }
 
 /// What moves pages between guest and host, under the balloon's lock
-/// (see [`BalloonPages`]).
+/// (see [`BalloonPages`]). Nothing here is allocated per step: the buffers
+/// are made at probe and the page lists link through `page->lru`.
 struct State {
     binding: Arc<Binding>,
     /// Balloon size in 4 KiB pages: what the host has been told.
     num_pages: u32,
-    /// The PFN buffer; `None` only if the device broke while holding it.
-    pfns: Option<KBox<Buffer>>,
-    /// Pages on their way in or out, so batches allocate no memory.
-    scratch: PageList,
+    /// PFN buffers not in a queue: all [`BUFFERS_IN_FLIGHT`] of them while
+    /// the lock is free (fewer only if the device broke holding some).
+    pfns: KVec<KBox<Buffer>>,
+    /// Pages allocated (inflate) or dequeued (deflate) but not yet sent...
+    unsent: PageList,
+    /// ...those of the buffer being filled...
+    batch: PageList,
+    /// ...and those in buffers sent during this step.
+    sent: PageList,
     /// Whether the last inflate could not allocate (logged once per stall).
     out_of_puff: bool,
 }
 
-/// Fills the PFN buffer in `slot` with `fill`, sends it on `queue` and waits
-/// until the host has processed it. The buffer goes back into `slot`.
+impl State {
+    /// Sends the pages of `batch` on `queue` in one buffer, kicking the host
+    /// if `kick`. On success they move to `sent`; on failure back to
+    /// `unsent`.
+    fn send_batch(&mut self, queue: QueueId, kick: bool) -> Result {
+        let result = self.try_send_batch(queue, kick);
+        match result {
+            Ok(()) => self.sent.append(&mut self.batch),
+            Err(_) => self.unsent.append(&mut self.batch),
+        }
+        result
+    }
+
+    fn try_send_batch(&mut self, queue: QueueId, kick: bool) -> Result {
+        let mut device = self.binding.lock()?;
+        let mut buf = self.pfns.pop().ok_or(EIO)?;
+        buf.clear();
+        if let Err(e) = push_list_pfns(&mut buf, &self.batch) {
+            give_back(&mut self.pfns, buf);
+            return Err(e);
+        }
+        if let Err((e, buf)) = device.add_outbuf(queue, buf) {
+            give_back(&mut self.pfns, buf);
+            return Err(e);
+        }
+        match kick {
+            true => device.kick(queue),
+            false => Ok(()),
+        }
+    }
+
+    /// Kicks `queue` and waits until the host has handed back the `count`
+    /// buffers sent on it in this step.
+    fn wait_sent(&mut self, queue: QueueId, count: usize) -> Result {
+        if count == 0 {
+            return Ok(());
+        }
+        let mut device = self.binding.lock()?;
+        device.kick(queue)?;
+        for _ in 0..count {
+            let buf = device.wait_buf(queue)?;
+            give_back(&mut self.pfns, buf);
+        }
+        Ok(())
+    }
+}
+
+/// Returns a PFN buffer to the pool (which has room for all of them).
+fn give_back(pool: &mut KVec<KBox<Buffer>>, buf: KBox<Buffer>) {
+    // Cannot fail: the pool's capacity is the number of buffers.
+    let _ = pool.push_within_capacity(buf);
+}
+
+/// Fills a PFN buffer from the pool with `fill`, sends it on `queue` and
+/// waits until the host has processed it.
 fn tell_host(
-    slot: &mut Option<KBox<Buffer>>,
+    pool: &mut KVec<KBox<Buffer>>,
     device: &mut BoundGuard<'_>,
     queue: QueueId,
     fill: impl FnOnce(&mut Buffer) -> Result,
 ) -> Result {
-    let mut buf = slot.take().ok_or(EIO)?;
+    let mut buf = pool.pop().ok_or(EIO)?;
     buf.clear();
     if let Err(e) = fill(&mut buf) {
-        *slot = Some(buf);
+        give_back(pool, buf);
         return Err(e);
     }
     match device.send_and_wait(queue, buf) {
         Ok(buf) => {
-            *slot = Some(buf);
+            give_back(pool, buf);
             Ok(())
         }
         Err((e, buf)) => {
-            *slot = buf;
+            if let Some(buf) = buf {
+                give_back(pool, buf);
+            }
             Err(e)
         }
     }
@@ -199,6 +276,8 @@ struct Balloon {
     queues: Queues,
     /// Set on remove: no more work may start.
     stopping: AtomicBool,
+    /// The resize work's next pause if it cannot move (milliseconds).
+    backoff_ms: AtomicU32,
     #[pin]
     resize_work: Work<Balloon, 0>,
     #[pin]
@@ -261,7 +340,7 @@ impl WorkItem<0> for Balloon {
     type Pointer = Arc<Balloon>;
 
     fn run(this: Arc<Balloon>) {
-        for _ in 0..BATCHES_PER_RUN {
+        for _ in 0..STEPS_PER_RUN {
             if this.stopping.load(Ordering::Acquire) {
                 this.binding.relax();
                 return;
@@ -272,9 +351,9 @@ impl WorkItem<0> for Balloon {
                     this.binding.relax();
                     return;
                 }
-                Ok(Step::Moved(_)) => {}
+                Ok(Step::Moved(_)) => this.backoff_ms.store(BACKOFF_MIN_MS, Ordering::Relaxed),
                 Ok(Step::Stalled) => {
-                    fsleep(ALLOC_BACKOFF);
+                    this.back_off();
                     break;
                 }
                 Err(ENODEV) => {
@@ -283,7 +362,7 @@ impl WorkItem<0> for Balloon {
                 }
                 Err(e) => {
                     pr_err!("rust_balloon: resize failed: {:?}\n", e);
-                    fsleep(ALLOC_BACKOFF);
+                    this.back_off();
                     break;
                 }
             }
@@ -302,6 +381,15 @@ impl WorkItem<1> for Balloon {
 }
 
 impl Balloon {
+    /// Pauses the resize work after a step that moved nothing, and doubles
+    /// the next pause (see [`BACKOFF_MIN_MS`]).
+    fn back_off(&self) {
+        let ms = self.backoff_ms.load(Ordering::Relaxed);
+        self.backoff_ms
+            .store((ms * 2).min(BACKOFF_MAX_MS), Ordering::Relaxed);
+        fsleep(Delta::from_millis(ms.into()));
+    }
+
     /// Runs one piece of deferred work unless the device is going away; a
     /// device that went away meanwhile (`ENODEV`) is not an error.
     fn run_once(&self, what: &str, work: impl FnOnce(&Self) -> Result) {
@@ -358,24 +446,60 @@ impl Balloon {
             .write_config_le32(uapi::CONFIG_ACTUAL, actual)
     }
 
-    /// Adds up to one buffer's worth of the `wanted` 4 KiB pages.
+    /// Adds up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted` 4 KiB
+    /// pages.
     ///
     /// Unlike the C driver, it stops short of the guest's last
     /// `min_available_mib`: a target larger than the guest can give would
     /// otherwise leave nothing for anyone else and end in the OOM killer.
+    /// It takes free huge blocks first (whole host huge pages, one
+    /// allocation for 512 pages) and single pages once they run out, and
+    /// fills and sends each buffer while the host works on the last one.
     fn inflate(&self, wanted: usize) -> Result<Step> {
         let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
-        let wanted = wanted.min(uapi::MAX_PFNS_PER_BUFFER).min(spare);
+        let wanted = wanted
+            .min(BUFFERS_IN_FLIGHT * uapi::MAX_PFNS_PER_BUFFER)
+            .min(spare);
         let mut state = self.pages.lock();
         let state = &mut *state;
-        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
-        while state.scratch.len() < pages {
-            match Page::alloc() {
-                Some(page) => state.scratch.push(page),
-                None => break,
+        let mut to_allocate = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
+        let mut huge = to_allocate >= HUGE_BLOCK_PAGES;
+        let mut in_flight = 0;
+        let mut sent = Ok(());
+        while in_flight < BUFFERS_IN_FLIGHT {
+            if state.unsent.len() < PAGES_PER_BUFFER && to_allocate > 0 {
+                // A huge block's worth at a time, so that its two buffers
+                // reach the host in one notification (QEMU frees a
+                // hugetlbfs page only if all its parts come in one go).
+                let ask = to_allocate.min(HUGE_BLOCK_PAGES.max(PAGES_PER_BUFFER));
+                let got = state.unsent.alloc_balloon_pages(ask, &mut huge);
+                // Short of memory: send what there is.
+                to_allocate = if got < ask { 0 } else { to_allocate - got };
             }
+            if state.unsent.is_empty() {
+                break;
+            }
+            state.unsent.move_to(&mut state.batch, PAGES_PER_BUFFER);
+            sent = state.send_batch(INFLATE_QUEUE, state.unsent.is_empty());
+            if sent.is_err() {
+                break;
+            }
+            in_flight += 1;
         }
-        if state.scratch.is_empty() {
+        // Pages allocated but not sent (only after an error) go back.
+        state.unsent.clear();
+        if let Err(e) = state.wait_sent(INFLATE_QUEUE, in_flight) {
+            // The device broke: it cannot use the pages any more, so they
+            // go back to the guest.
+            state.sent.clear();
+            return Err(e);
+        }
+        let moved = state.sent.len() * PFNS_PER_PAGE;
+        // Every buffer sent was acknowledged: those pages are the host's.
+        self.pages.enqueue(&mut state.sent);
+        state.num_pages += moved as u32;
+        if moved == 0 {
+            sent?;
             if !state.out_of_puff {
                 pr_info!(
                     "rust_balloon: out of puff: no page to spare (keeping {} MiB available), backing off\n",
@@ -386,47 +510,47 @@ impl Balloon {
             return Ok(Step::Stalled);
         }
         state.out_of_puff = false;
-        let sent = state.binding.lock().and_then(|mut device| {
-            tell_host(&mut state.pfns, &mut device, INFLATE_QUEUE, |buf| {
-                push_list_pfns(buf, &state.scratch)
-            })
-        });
-        if let Err(e) = sent {
-            // The host does not have them: they go back to the guest.
-            state.scratch.clear();
-            return Err(e);
-        }
-        let moved = state.scratch.len() * PFNS_PER_PAGE;
-        self.pages.enqueue(&mut state.scratch);
-        state.num_pages += moved as u32;
         Ok(Step::Moved(moved))
     }
 
-    /// Gives back up to one buffer's worth of the `wanted` 4 KiB pages:
-    /// tells the host first, then frees them.
+    /// Gives back up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted`
+    /// 4 KiB pages.
+    ///
+    /// With VIRTIO_BALLOON_F_MUST_TELL_HOST the pages are freed once the
+    /// host has acknowledged them, as in C. Without it (QEMU does not offer
+    /// it) the spec lets the guest reuse them right away, so they are freed
+    /// while the host works on the buffers.
     fn deflate(&self, wanted: usize) -> Result<Step> {
         let mut state = self.pages.lock();
         let state = &mut *state;
         let wanted = wanted
-            .min(uapi::MAX_PFNS_PER_BUFFER)
+            .min(BUFFERS_IN_FLIGHT * uapi::MAX_PFNS_PER_BUFFER)
             .min(state.num_pages as usize);
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
-        if self.pages.dequeue(&mut state.scratch, pages) == 0 {
+        if self.pages.dequeue(&mut state.unsent, pages) == 0 {
             return Ok(Step::Stalled);
         }
         // From here on the pages are out of the balloon, whatever happens.
-        let moved = state.scratch.len() * PFNS_PER_PAGE;
+        let moved = state.unsent.len() * PFNS_PER_PAGE;
         state.num_pages -= moved as u32;
-        // Pages go back to the guest only once the host knows
-        // (VIRTIO_BALLOON_F_MUST_TELL_HOST). A host that is gone cannot
-        // object, so they are freed either way.
-        let sent = state.binding.lock().and_then(|mut device| {
-            tell_host(&mut state.pfns, &mut device, DEFLATE_QUEUE, |buf| {
-                push_list_pfns(buf, &state.scratch)
-            })
-        });
-        state.scratch.clear();
-        sent.map(|()| Step::Moved(moved))
+        let mut in_flight = 0;
+        let mut sent = Ok(());
+        while !state.unsent.is_empty() && in_flight < BUFFERS_IN_FLIGHT {
+            state.unsent.move_to(&mut state.batch, PAGES_PER_BUFFER);
+            sent = state.send_batch(DEFLATE_QUEUE, false);
+            if sent.is_err() {
+                break;
+            }
+            in_flight += 1;
+        }
+        if !state.binding.has_feature(uapi::F_MUST_TELL_HOST) {
+            state.sent.clear();
+        }
+        let acked = state.wait_sent(DEFLATE_QUEUE, in_flight);
+        // A host that is gone cannot object: the pages are freed either way.
+        state.sent.clear();
+        state.unsent.clear();
+        sent.and(acked).map(|()| Step::Moved(moved))
     }
 
     /// Waits until no work item is queued or running (with `stopping` set,
@@ -710,8 +834,16 @@ impl virtio::Driver for Balloon {
         let state = State {
             binding: binding.clone(),
             num_pages: 0,
-            pfns: Some(Buffer::new(pfn_buffer_bytes())?),
-            scratch: PageList::new()?,
+            pfns: {
+                let mut pool = KVec::with_capacity(BUFFERS_IN_FLIGHT, GFP_KERNEL)?;
+                for _ in 0..BUFFERS_IN_FLIGHT {
+                    give_back(&mut pool, Buffer::new(pfn_buffer_bytes())?);
+                }
+                pool
+            },
+            unsent: PageList::new()?,
+            batch: PageList::new()?,
+            sent: PageList::new()?,
             out_of_puff: false,
         };
         let stats = match queues.stats {
@@ -743,6 +875,7 @@ impl virtio::Driver for Balloon {
                 binding,
                 queues,
                 stopping: AtomicBool::new(false),
+                backoff_ms: AtomicU32::new(BACKOFF_MIN_MS),
                 resize_work <- new_work!("Balloon::resize_work"),
                 stats_work <- new_work!("Balloon::stats_work"),
                 hint_work <- new_work!("Balloon::hint_work"),

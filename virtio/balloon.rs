@@ -27,6 +27,11 @@ pub(crate) const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
 /// (`MAX_PAGE_ORDER`, 4 MiB on x86-64), as in the C driver.
 pub(crate) const HINT_BLOCK_ORDER: u32 = b::RB_MAX_PAGE_ORDER;
 
+/// Order of the blocks inflation takes first: what the host maps with one
+/// PMD (2 MiB on x86-64). Ballooning a whole such block lets the host free a
+/// whole transparent huge page, and costs one allocation instead of 512.
+pub(crate) const HUGE_ORDER: u32 = b::RB_HUGE_ORDER;
+
 // The host's unit and ours agree.
 const _: () = assert!(pfn::BALLOON_PFN_SHIFT == b::VIRTIO_BALLOON_PFN_SHIFT);
 
@@ -219,6 +224,93 @@ impl PageList {
             page: page_of_lru(entry),
             order: self.order,
         })
+    }
+
+    /// Allocates up to `n` balloon pages onto this list of single pages and
+    /// returns how many it got.
+    ///
+    /// While `huge` is set and a whole block is wanted, it takes free
+    /// [`HUGE_ORDER`] blocks (without reclaim) and splits them into single
+    /// pages, listed in ascending order so the host sees whole huge pages go
+    /// in one run; it clears `huge` when none is left. The rest comes one
+    /// page at a time from [`Page::alloc`], which may reclaim.
+    pub(crate) fn alloc_balloon_pages(&mut self, n: usize, huge: &mut bool) -> usize {
+        if self.order != 0 {
+            return 0;
+        }
+        let block = 1usize << HUGE_ORDER;
+        let mut got = 0;
+        while *huge && n - got >= block {
+            // SAFETY: FFI call without preconditions.
+            let head = unsafe { b::alloc_pages_noprof(b::RB_HUGE_GFP, HUGE_ORDER) };
+            let Some(head) = NonNull::new(head) else {
+                *huge = false;
+                break;
+            };
+            // SAFETY: `head` is a fresh, non-compound block of `HUGE_ORDER`
+            // (no `__GFP_COMP`) with one reference; afterwards each of its
+            // pages has its own reference.
+            unsafe { b::split_page(head.as_ptr(), HUGE_ORDER) };
+            // Pushing adds at the front: last page first gives ascending
+            // order.
+            for i in (0..block).rev() {
+                // SAFETY: The pages of a block have consecutive `struct
+                // page`s (SPARSEMEM_VMEMMAP), so `head + i` stays in it.
+                let page = unsafe { NonNull::new_unchecked(head.as_ptr().add(i)) };
+                // INVARIANT: After `split_page` each page is a block of
+                // order 0 with one reference, owned here and on no list.
+                self.push(Page { page, order: 0 });
+            }
+            got += block;
+        }
+        while got < n {
+            let Some(page) = Page::alloc() else {
+                break;
+            };
+            self.push(page);
+            got += 1;
+        }
+        got
+    }
+
+    /// Moves up to `n` pages from the front of this list to the front of
+    /// `other`, which must have the same order; returns how many.
+    pub(crate) fn move_to(&mut self, other: &mut PageList, n: usize) -> usize {
+        if self.order != other.order {
+            return 0;
+        }
+        let mut moved = 0;
+        while moved < n {
+            let Some(page) = self.pop() else {
+                break;
+            };
+            other.push(page);
+            moved += 1;
+        }
+        moved
+    }
+
+    /// Moves every page of `other` (of the same order) to this list, in
+    /// constant time: C's `list_splice()`.
+    pub(crate) fn append(&mut self, other: &mut PageList) {
+        if self.order != other.order || other.is_empty() {
+            return;
+        }
+        let (head, from) = (self.raw(), other.raw());
+        // SAFETY: Both are valid lists (type invariant) and `other` is not
+        // empty; its entries move to the front of `head`, and `other` is
+        // left empty. Ownership of the pages moves with them.
+        unsafe {
+            let (first, last, at) = ((*from).next, (*from).prev, (*head).next);
+            (*first).prev = head;
+            (*head).next = first;
+            (*last).next = at;
+            (*at).prev = last;
+            (*from).next = from;
+            (*from).prev = from;
+        }
+        self.len += other.len;
+        other.len = 0;
     }
 
     /// Frees every page on the list.

@@ -29,3 +29,18 @@ const size_t RB_PAGE_LRU_OFFSET = offsetof(struct page, lru);
 /* Free page hinting: blocks of the largest order, taken without reclaim. */
 const gfp_t RB_HINT_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
 const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;
+/*
+ * Inflation's first choice: whole blocks of the size the host maps with one
+ * PMD (2 MiB on x86-64), taken only while free ones exist (no reclaim, no
+ * compaction, no kswapd), of the migrate type balloon pages get, so that
+ * they can be split and ballooned as movable pages.
+ */
+#ifdef CONFIG_BALLOON_MIGRATION
+#define RB_BALLOON_GFP GFP_HIGHUSER_MOVABLE
+#else
+#define RB_BALLOON_GFP GFP_HIGHUSER
+#endif
+const gfp_t RB_HUGE_GFP = (RB_BALLOON_GFP & ~__GFP_RECLAIM) | __GFP_NORETRY |
+			  __GFP_NOWARN | __GFP_NOMEMALLOC;
+const unsigned int RB_HUGE_ORDER = PMD_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ?
+				   PMD_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;

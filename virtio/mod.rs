@@ -24,7 +24,7 @@ mod wait;
 mod workqueue;
 
 pub(crate) use balloon::{
-    BalloonPages, Migrate, Page, PageList, HINT_BLOCK_ORDER, PAGE_SHIFT, PFNS_PER_PAGE,
+    BalloonPages, Migrate, Page, PageList, HINT_BLOCK_ORDER, HUGE_ORDER, PAGE_SHIFT, PFNS_PER_PAGE,
 };
 pub(crate) use buffer::Buffer;
 pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo};

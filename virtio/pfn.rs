@@ -39,7 +39,7 @@ pub(crate) fn round_target(frames: u32, page_shift: u32) -> u32 {
 
 /// How many whole guest pages `frames` frames make (a buffer of 256 frames
 /// holds 16 pages of 64 KiB).
-pub(crate) fn whole_pages(frames: usize, page_shift: u32) -> usize {
+pub(crate) const fn whole_pages(frames: usize, page_shift: u32) -> usize {
     frames / pfns_per_page(page_shift)
 }
 
