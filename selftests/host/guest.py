@@ -39,6 +39,15 @@ def without_oom_reports(lines):
     return kept
 
 
+def disable_thp():
+    """prctl(PR_SET_THP_DISABLE): no transparent huge pages for this process
+    and what it executes."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(41, 1, 0, 0, 0) != 0:  # PR_SET_THP_DISABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE)")
+
+
 class GuestError(Exception):
     pass
 
@@ -71,7 +80,7 @@ class Guest:
 
     def __init__(self, kernel, initrd, workdir, mem_mib=1024, smp=2,
                  balloon="virtio-balloon-pci,id=balloon0", accel=None,
-                 extra=(), cmdline=""):
+                 extra=(), cmdline="", thp=True):
         self.kernel, self.initrd = str(kernel), str(initrd)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -81,6 +90,9 @@ class Guest:
         self.accel = accel or "tcg"
         self.extra = list(extra)
         self.cmdline = cmdline
+        # False: QEMU runs with PR_SET_THP_DISABLE, so guest RAM is backed by
+        # 4 KiB pages whatever the host's THP setting.
+        self.thp = thp
         self.proc = None
         self.qmp = None
         self.chan = None
@@ -123,7 +135,8 @@ class Guest:
             "-device", self.balloon_device,
         ] + self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / "qemu.err", "wb"))
+                                     stderr=open(self.workdir / "qemu.err", "wb"),
+                                     preexec_fn=None if self.thp else disable_thp)
         deadline = time.monotonic() + 30
         while not cmd_sock.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -231,8 +244,14 @@ class Guest:
     def dirty(self, mib):
         """Writes `mib` MiB in the guest and frees it again, so the host has
         backed that memory and has something to give back."""
-        self.sh(f"dd if=/dev/zero of=/tmp/dirty bs=1M count={mib} 2>/dev/null; "
-                "rm -f /tmp/dirty; sync", timeout=600)
+        self.sh(f"dd if=/dev/zero of=/mem/dirty bs=1M count={mib} 2>/dev/null "
+                "&& rm /mem/dirty || { rm -f /mem/dirty; false; }", timeout=600)
+
+    def dirty_all(self, margin_mib=96):
+        """Writes all free guest memory but `margin_mib` and frees it again,
+        as in a guest that has run for a while: the host backs all of it."""
+        free = self.meminfo()["MemFree"] // MIB
+        self.dirty(max(free - margin_mib, 0))
 
     # -- the balloon, from the host -----------------------------------------
 
@@ -263,6 +282,13 @@ class Guest:
             if time.monotonic() - start > timeout:
                 raise GuestError(f"balloon at {now} pages, not {pages}, after {timeout}s")
             time.sleep(0.1)
+
+    def host_anon_huge(self):
+        """Guest RAM the host backs with transparent huge pages, in bytes."""
+        for row in Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines():
+            if row.startswith("AnonHugePages:"):
+                return int(row.split()[1]) * 1024
+        return 0
 
     def host_rss(self):
         """Resident memory of the QEMU process, in bytes."""

@@ -16,8 +16,13 @@ def test_bench_harness_smoke(kdir, initramfs, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Rust/C" in run.stdout, run.stdout
     results = json.loads((tmp_path / "results.json").read_text())
-    for metric in ("inflate_s", "deflate_s", "reclaimed_mib_per_gib", "guest_cpu_s"):
-        row = results["summary"][metric]
-        assert row["c"]["median"] >= 0 and row["rust"]["median"] >= 0, row
-    assert results["summary"]["inflate_s"]["rust"]["median"] > 0
+    summary = results["summary"]
+    for scenario in ("1of2", "1of2-nothp", "6of8"):
+        for metric in ("inflate_s", "deflate_s", "rss_reclaimed_mib_per_gib",
+                       "host_freed_mib_per_gib", "guest_cpu_s"):
+            row = summary[f"{scenario}.{metric}"]
+            assert set(row) == {"c", "rust", "rust_over_c"}, row
+        assert summary[f"{scenario}.inflate_s"]["rust"]["median"] > 0
+    assert summary["report.report_s"]["rust"]["median"] > 0
+    assert summary["report.report_s"]["c"]["median"] > 0
     assert (tmp_path / "timeline.png").stat().st_size > 10000

@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Huge-block inflation: the balloon takes free 2 MiB blocks first, so the
+host gets whole huge pages back, and falls back to single pages."""
+
+from guest import MIB, PAGE
+
+BLOCK = 512  # 4 KiB pages in a 2 MiB block
+
+# For each aligned 2 MiB block of guest memory, how many of its pages are
+# offline (/proc/kpageflags bit 23, KPF_OFFLINE: balloon pages); prints the
+# number of offline pages and how many of them lie in wholly offline blocks.
+# Byte 2 of each little-endian 8-byte entry holds bits 16-23.
+COUNT_BLOCKS = (
+    "od -An -v -tu1 -w8 /proc/kpageflags | awk '"
+    "{ if ($3 >= 128) { n++; b[int((NR - 1) / %d)]++ } } "
+    "END { w = 0; for (i in b) if (b[i] == %d) w += b[i]; print n + 0, w }'"
+) % (BLOCK, BLOCK)
+
+
+def offline_pages(g):
+    total, whole = g.sh(COUNT_BLOCKS, timeout=300).split()
+    return int(total), int(whole)
+
+
+def test_inflate_takes_whole_huge_blocks(guest):
+    """After the guest has written and freed most of its memory, free 2 MiB
+    blocks abound: nearly every ballooned page must lie in a wholly
+    ballooned, aligned 2 MiB block (the host frees whole huge pages)."""
+    guest.dirty_all()
+    pages = 256 * MIB // PAGE
+    guest.set_balloon_pages(pages)
+    guest.wait_balloon(pages)
+    total, whole = offline_pages(guest)
+    assert total == pages, (total, pages)
+    assert whole >= 0.9 * pages, f"only {whole} of {pages} pages in whole 2 MiB blocks"
+    # Partial deflate splits nothing that matters: single pages go back.
+    guest.set_balloon_pages(pages - 300)
+    guest.wait_balloon(pages - 300)
+    assert offline_pages(guest)[0] == pages - 300
+    guest.set_balloon_pages(0)
+    guest.wait_balloon(0)
+    assert offline_pages(guest)[0] == 0
+
+
+def test_falls_back_to_single_pages(boot):
+    """With free memory fragmented into holes smaller than 2 MiB, the
+    balloon still reaches its target, from single pages."""
+    g = boot(mem_mib=512)
+    g.sh("insmod /lib/modules/rust_balloon.ko")
+    # Fill the guest with 1 MiB files, then free every other one: most
+    # free memory is then in holes too small for a 2 MiB block.
+    g.sh("mkdir /mem/f; n=$(awk '/MemFree/ {print int($2 / 1024) - 24}' /proc/meminfo); "
+         "i=0; while [ $i -lt $n ]; do "
+         "dd if=/dev/zero of=/mem/f/$i bs=1M count=1 2>/dev/null; i=$((i + 1)); done; "
+         "rm -f /mem/f/*[02468]", timeout=600)
+    pages = 128 * MIB // PAGE
+    g.set_balloon_pages(pages)
+    g.wait_balloon(pages)
+    total, whole = offline_pages(g)
+    assert total == pages, (total, pages)
+    assert whole < pages // 2, f"{whole} of {pages} pages in whole 2 MiB blocks"
+    g.set_balloon_pages(0)
+    g.wait_balloon(0)
