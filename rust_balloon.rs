@@ -141,9 +141,12 @@ struct State {
     binding: Arc<Binding>,
     /// Balloon size in 4 KiB pages: what the host has been told.
     num_pages: u32,
-    /// PFN buffers not in a queue: all [`BUFFERS_IN_FLIGHT`] of them while
-    /// the lock is free (fewer only if the device broke holding some).
+    /// PFN buffers not in a queue: all `depth` of them while the lock is
+    /// free (fewer only if the device broke holding some).
     pfns: KVec<KBox<Buffer>>,
+    /// Buffers a step keeps in flight: [`BUFFERS_IN_FLIGHT`], or fewer if
+    /// the device's rings are smaller.
+    depth: usize,
     /// Pages allocated (inflate) or dequeued (deflate) but not yet sent...
     unsent: PageList,
     /// ...those of the buffer being filled...
@@ -457,16 +460,15 @@ impl Balloon {
     /// fills and sends each buffer while the host works on the last one.
     fn inflate(&self, wanted: usize) -> Result<Step> {
         let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
-        let wanted = wanted
-            .min(BUFFERS_IN_FLIGHT * uapi::MAX_PFNS_PER_BUFFER)
-            .min(spare);
+        let wanted = wanted.min(spare);
         let mut state = self.pages.lock();
         let state = &mut *state;
+        let wanted = wanted.min(state.depth * uapi::MAX_PFNS_PER_BUFFER);
         let mut to_allocate = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         let mut huge = to_allocate >= HUGE_BLOCK_PAGES;
         let mut in_flight = 0;
         let mut sent = Ok(());
-        while in_flight < BUFFERS_IN_FLIGHT {
+        while in_flight < state.depth {
             if state.unsent.len() < PAGES_PER_BUFFER && to_allocate > 0 {
                 // A huge block's worth at a time, so that its two buffers
                 // reach the host in one notification (QEMU frees a
@@ -524,7 +526,7 @@ impl Balloon {
         let mut state = self.pages.lock();
         let state = &mut *state;
         let wanted = wanted
-            .min(BUFFERS_IN_FLIGHT * uapi::MAX_PFNS_PER_BUFFER)
+            .min(state.depth * uapi::MAX_PFNS_PER_BUFFER)
             .min(state.num_pages as usize);
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         if self.pages.dequeue(&mut state.unsent, pages) == 0 {
@@ -535,7 +537,7 @@ impl Balloon {
         state.num_pages -= moved as u32;
         let mut in_flight = 0;
         let mut sent = Ok(());
-        while !state.unsent.is_empty() && in_flight < BUFFERS_IN_FLIGHT {
+        while !state.unsent.is_empty() && in_flight < state.depth {
             state.unsent.move_to(&mut state.batch, PAGES_PER_BUFFER);
             sent = state.send_batch(DEFLATE_QUEUE, false);
             if sent.is_err() {
@@ -831,16 +833,27 @@ impl virtio::Driver for Balloon {
     fn probe(dev: &Device, binding: Arc<Binding>) -> Result<Arc<Self>> {
         let queues = Queues::find(&binding)?;
         let deflate_on_oom = binding.has_feature(uapi::F_DEFLATE_ON_OOM);
+        let depth = {
+            let device = binding.lock()?;
+            let ring = device
+                .vring_size(INFLATE_QUEUE)?
+                .min(device.vring_size(DEFLATE_QUEUE)?);
+            BUFFERS_IN_FLIGHT.min(ring as usize)
+        };
+        if depth == 0 {
+            return Err(ENOSPC);
+        }
         let state = State {
             binding: binding.clone(),
             num_pages: 0,
             pfns: {
-                let mut pool = KVec::with_capacity(BUFFERS_IN_FLIGHT, GFP_KERNEL)?;
-                for _ in 0..BUFFERS_IN_FLIGHT {
+                let mut pool = KVec::with_capacity(depth, GFP_KERNEL)?;
+                for _ in 0..depth {
                     give_back(&mut pool, Buffer::new(pfn_buffer_bytes())?);
                 }
                 pool
             },
+            depth,
             unsent: PageList::new()?,
             batch: PageList::new()?,
             sent: PageList::new()?,

@@ -24,8 +24,11 @@ host, over QMP and /proc:
   90% of it.
 
 Scenarios: 1 of 2 GiB with the host's transparent huge pages (QEMU asks for
-them with MADV_HUGEPAGE) and without them (PR_SET_THP_DISABLE), 6 of 8 GiB,
-and reporting 1 GiB in a 2 GiB guest.
+them with MADV_HUGEPAGE) and without them (PR_SET_THP_DISABLE); 512 MiB of
+2 GiB when 384 MiB of the guest's free memory is in 1 MiB holes (a guest
+that has run a while: the allocator hands out small holes first, and a
+balloon page in a host huge page leaves the rest of it allocated on the
+host); 6 of 8 GiB; and reporting 1 GiB in a 2 GiB guest.
 
 Prints a table of medians (min-max) with the ratio Rust/C, writes
 results.json and timeline.png (balloon size and host RSS over time, first
@@ -44,19 +47,21 @@ from guest import MIB, PAGE, Guest, pick_accel
 GIB = 1 << 30
 DRIVERS = {"c": "virtio_balloon", "rust": "rust_balloon"}
 
-# name: (kind, guest MiB, MiB to balloon or free, host THP)
+# name: (kind, guest MiB, MiB to balloon or free, host THP, MiB of holes)
 SCENARIOS = {
-    "1of2": ("balloon", 2048, 1024, True),
-    "1of2-nothp": ("balloon", 2048, 1024, False),
-    "6of8": ("balloon", 8192, 6144, True),
-    "report": ("report", 2048, 1024, True),
+    "1of2": ("balloon", 2048, 1024, True, 0),
+    "1of2-nothp": ("balloon", 2048, 1024, False, 0),
+    "half-of-2-holes": ("balloon", 2048, 512, True, 384),
+    "6of8": ("balloon", 8192, 6144, True, 0),
+    "report": ("report", 2048, 1024, True, 0),
 }
 # The same shapes, small: checks the harness, measures nothing.
 SMOKE = {
-    "1of2": ("balloon", 512, 128, True),
-    "1of2-nothp": ("balloon", 512, 128, False),
-    "6of8": ("balloon", 768, 384, True),
-    "report": ("report", 512, 128, True),
+    "1of2": ("balloon", 512, 128, True, 0),
+    "1of2-nothp": ("balloon", 512, 128, False, 0),
+    "half-of-2-holes": ("balloon", 512, 64, True, 32),
+    "6of8": ("balloon", 768, 384, True, 0),
+    "report": ("report", 512, 128, True, 0),
 }
 
 METRICS = {
@@ -118,8 +123,20 @@ def load(g, driver):
     assert any(b.startswith("virtio") for b in bound), f"{driver} did not bind"
 
 
-def balloon_run(g, balloon_mib):
+def make_holes(g, mib):
+    """Fills 2 * `mib` MiB with 1 MiB files and deletes every other one: the
+    guest then has `mib` MiB free in holes smaller than a huge page, beside
+    its large free blocks, as a guest that has run a while does. The page
+    allocator hands out the small holes first."""
+    g.sh(f"mkdir /mem/h; i=0; while [ $i -lt {2 * mib} ]; do "
+         "dd if=/dev/zero of=/mem/h/$i bs=1M count=1 2>/dev/null || exit 1; "
+         "i=$((i + 1)); done; rm /mem/h/*[02468]", timeout=900)
+
+
+def balloon_run(g, balloon_mib, holes_mib):
     g.dirty_all()
+    if holes_mib:
+        make_holes(g, holes_mib)
     time.sleep(1)
     pages = balloon_mib * MIB // PAGE
     timeline = []
@@ -167,7 +184,7 @@ def report_run(g, buffer_mib, timeout=120):
 
 
 def one_run(kernel, initramfs, workdir, accel, driver, scenario):
-    kind, mem_mib, mib, thp = scenario
+    kind, mem_mib, mib, thp, holes_mib = scenario
     device = "virtio-balloon-pci,id=balloon0"
     if kind == "report":
         device += ",free-page-reporting=on"
@@ -176,7 +193,7 @@ def one_run(kernel, initramfs, workdir, accel, driver, scenario):
     g.start()
     try:
         load(g, driver)
-        res = balloon_run(g, mib) if kind == "balloon" else report_run(g, mib)
+        res = balloon_run(g, mib, holes_mib) if kind == "balloon" else report_run(g, mib)
         splats = g.splats()
         if splats:
             raise RuntimeError(f"{driver}: kernel splat:\n" + "\n".join(splats))
@@ -203,9 +220,11 @@ def summarize(results, scenarios):
 def print_table(summary, scenarios, rounds, accel):
     print(f"\n{rounds} rounds, QEMU {accel}; medians (min-max)")
     print(f"{'scenario: metric':50} {'C':>22} {'Rust':>22} {'Rust/C':>7}")
-    for name, (kind, mem_mib, mib, thp) in scenarios.items():
+    for name, (kind, mem_mib, mib, thp, holes_mib) in scenarios.items():
         what = (f"{mib} of {mem_mib} MiB" if kind == "balloon"
                 else f"{mib} MiB freed in {mem_mib} MiB")
+        if holes_mib:
+            what += f", {holes_mib} MiB of it free in 1 MiB holes"
         print(f"{name} ({what}, host THP {'on' if thp else 'off'})")
         for key, label, better in METRICS[kind]:
             row = summary[f"{name}.{key}"]
@@ -221,7 +240,7 @@ def plot(results, path, scenario):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    _, mem_mib, balloon_mib, _ = scenario
+    _, mem_mib, balloon_mib, _, _ = scenario
     fig, (size, rss) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
     for driver, style in (("c", "tab:blue"), ("rust", "tab:orange")):
         t, balloon, host = zip(*results[driver][0]["timeline"])
@@ -271,7 +290,7 @@ def main():
     print_table(summary, scenarios, rounds, accel)
     (out / "results.json").write_text(json.dumps({
         "accel": accel, "rounds": rounds,
-        "scenarios": {k: dict(zip(("kind", "guest_mib", "mib", "host_thp"), v))
+        "scenarios": {k: dict(zip(("kind", "guest_mib", "mib", "host_thp", "holes_mib"), v))
                       for k, v in scenarios.items()},
         "summary": summary,
         "runs": {name: {d: [{k: v for k, v in r.items() if k != "timeline"}

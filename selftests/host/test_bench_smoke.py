@@ -17,7 +17,7 @@ def test_bench_harness_smoke(kdir, initramfs, tmp_path):
     assert "Rust/C" in run.stdout, run.stdout
     results = json.loads((tmp_path / "results.json").read_text())
     summary = results["summary"]
-    for scenario in ("1of2", "1of2-nothp", "6of8"):
+    for scenario in ("1of2", "1of2-nothp", "half-of-2-holes", "6of8"):
         for metric in ("inflate_s", "deflate_s", "rss_reclaimed_mib_per_gib",
                        "host_freed_mib_per_gib", "guest_cpu_s"):
             row = summary[f"{scenario}.{metric}"]
