@@ -247,11 +247,14 @@ class Guest:
         self.sh(f"dd if=/dev/zero of=/mem/dirty bs=1M count={mib} 2>/dev/null "
                 "&& rm /mem/dirty || { rm -f /mem/dirty; false; }", timeout=600)
 
-    def dirty_all(self, margin_mib=96):
-        """Writes all free guest memory but `margin_mib` and frees it again,
-        as in a guest that has run for a while: the host backs all of it."""
-        free = self.meminfo()["MemFree"] // MIB
-        self.dirty(max(free - margin_mib, 0))
+    def dirty_all(self):
+        """Writes all free guest memory but a margin and frees it again, as
+        in a guest that has run for a while: the host backs all of it. The
+        margin (96 MiB, or 4% of RAM if more) keeps the kernel out of the
+        OOM killer: tmpfs pages cannot be reclaimed."""
+        info = self.meminfo()
+        margin = max(96 * MIB, info["MemTotal"] // 25)
+        self.dirty(max(info["MemFree"] - margin, 0) // MIB)
 
     # -- the balloon, from the host -----------------------------------------
 
