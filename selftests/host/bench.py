@@ -297,7 +297,10 @@ def main():
                             for r in results[name][d]] for d in DRIVERS}
                  for name in scenarios},
     }, indent=2))
-    first = next(n for n, s in scenarios.items() if s[0] == "balloon")
+    first = next((n for n, s in scenarios.items() if s[0] == "balloon"), None)
+    if first is None:
+        print(f"wrote {out}/results.json (no balloon scenario, no plot)")
+        return
     plot(results[first], out / "timeline.png", scenarios[first])
     print(f"wrote {out}/results.json and {out}/timeline.png")
 
