@@ -120,6 +120,9 @@ fn lru_of_page(page: NonNull<b::page>) -> *mut b::list_head {
     unsafe { page.as_ptr().cast::<u8>().add(b::RB_PAGE_LRU_OFFSET) }.cast()
 }
 
+/// Pages [`PageList::clear`] frees at a time (the kernel's folio batch).
+const FREE_BATCH: usize = 31;
+
 /// A list of pages the driver owns, linked through `page->lru`: pages on
 /// their way into the balloon, or just taken out of it. Dropping the list
 /// frees its pages.
@@ -313,9 +316,34 @@ impl PageList {
         other.len = 0;
     }
 
-    /// Frees every page on the list.
+    /// Frees every page on the list. Single pages go back in batches
+    /// (`release_pages()`: one per-CPU list lock per batch), which makes
+    /// deflating cheaper than freeing them one by one.
     pub(crate) fn clear(&mut self) {
-        while self.pop().is_some() {}
+        if self.order != 0 {
+            while self.pop().is_some() {}
+            return;
+        }
+        let mut batch = [core::ptr::null_mut::<b::page>(); FREE_BATCH];
+        loop {
+            let mut n = 0;
+            while n < FREE_BATCH {
+                let Some(page) = self.pop() else {
+                    break;
+                };
+                batch[n] = core::mem::ManuallyDrop::new(page).page.as_ptr();
+                n += 1;
+            }
+            if n == 0 {
+                return;
+            }
+            let pages = b::release_pages_arg {
+                pages: batch.as_mut_ptr(),
+            };
+            // SAFETY: The first `n` entries are single pages (order 0) whose
+            // only reference this list owned and hands over here.
+            unsafe { b::release_pages(pages, n as i32) };
+        }
     }
 
     /// Calls `f` with each page's first 4 KiB frame number, in list order.
