@@ -184,6 +184,11 @@ unsafe fn add_one(
 }
 
 /// Raw C callback the binding installs on every virtqueue that wants one.
+///
+/// # Safety
+///
+/// The virtio core calls it, in interrupt context, with a live virtqueue of
+/// the device the binding set it up for; nothing else may call it.
 pub(super) type VqCallback = unsafe extern "C" fn(*mut b::virtqueue);
 
 struct BindingState {
