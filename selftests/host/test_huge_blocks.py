@@ -2,6 +2,8 @@
 """Huge-block inflation: the balloon takes free 2 MiB blocks first, so the
 host gets whole huge pages back, and falls back to single pages."""
 
+import time
+
 from guest import MIB, PAGE
 
 BLOCK = 512  # 4 KiB pages in a 2 MiB block
@@ -17,9 +19,21 @@ COUNT_BLOCKS = (
 ) % (BLOCK, BLOCK)
 
 
-def offline_pages(g):
-    total, whole = g.sh(COUNT_BLOCKS, timeout=300).split()
-    return int(total), int(whole)
+def offline_pages(g, tries=6):
+    """(balloon pages, of them in whole 2 MiB blocks), read while compaction
+    is not migrating balloon pages: a page being migrated is offline twice
+    (old and new) for a moment, and in a fragmented guest compaction
+    migrates thousands of them. Two equal reads with no migration in
+    between count."""
+    last = None
+    for _ in range(tries):
+        before = g.vmstat().get("balloon_migrate", 0)
+        total, whole = (int(v) for v in g.sh(COUNT_BLOCKS, timeout=300).split())
+        if g.vmstat().get("balloon_migrate", 0) == before and (total, whole) == last:
+            break
+        last = (total, whole)
+        time.sleep(1)
+    return total, whole
 
 
 def test_inflate_takes_whole_huge_blocks(guest):
