@@ -172,16 +172,9 @@ impl State {
 
     fn try_send_batch(&mut self, queue: QueueId, kick: bool) -> Result {
         let mut device = self.binding.lock()?;
-        let mut buf = self.pfns.pop().ok_or(EIO)?;
-        buf.clear();
-        if let Err(e) = push_list_pfns(&mut buf, &self.batch) {
-            give_back(&mut self.pfns, buf);
-            return Err(e);
-        }
-        if let Err((e, buf)) = device.add_outbuf(queue, buf) {
-            give_back(&mut self.pfns, buf);
-            return Err(e);
-        }
+        queue_pfns(&mut self.pfns, &mut device, queue, |buf| {
+            push_list_pfns(buf, &self.batch)
+        })?;
         match kick {
             true => device.kick(queue),
             false => Ok(()),
@@ -210,9 +203,9 @@ fn give_back(pool: &mut KVec<KBox<Buffer>>, buf: KBox<Buffer>) {
     let _ = pool.push_within_capacity(buf);
 }
 
-/// Fills a PFN buffer from the pool with `fill`, sends it on `queue` and
-/// waits until the host has processed it.
-fn tell_host(
+/// Takes a PFN buffer from `pool`, fills it with `fill` and adds it to
+/// `queue` (without a kick). On failure the buffer goes back to the pool.
+fn queue_pfns(
     pool: &mut KVec<KBox<Buffer>>,
     device: &mut BoundGuard<'_>,
     queue: QueueId,
@@ -224,18 +217,25 @@ fn tell_host(
         give_back(pool, buf);
         return Err(e);
     }
-    match device.send_and_wait(queue, buf) {
-        Ok(buf) => {
-            give_back(pool, buf);
-            Ok(())
-        }
-        Err((e, buf)) => {
-            if let Some(buf) = buf {
-                give_back(pool, buf);
-            }
-            Err(e)
-        }
-    }
+    device.add_outbuf(queue, buf).map_err(|(e, buf)| {
+        give_back(pool, buf);
+        e
+    })
+}
+
+/// Sends one buffer filled by `fill` on `queue` and waits until the host has
+/// processed it.
+fn tell_host(
+    pool: &mut KVec<KBox<Buffer>>,
+    device: &mut BoundGuard<'_>,
+    queue: QueueId,
+    fill: impl FnOnce(&mut Buffer) -> Result,
+) -> Result {
+    queue_pfns(pool, device, queue, fill)?;
+    device.kick(queue)?;
+    let buf = device.wait_buf(queue)?;
+    give_back(pool, buf);
+    Ok(())
 }
 
 /// Appends the 4 KiB frame numbers of one guest page, starting at `first`.

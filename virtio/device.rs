@@ -545,19 +545,6 @@ impl BoundGuard<'_> {
         Ok(())
     }
 
-    /// Sends `buf` on `queue` and waits until the host has used it. On
-    /// failure the buffer comes back too, unless the device kept it.
-    pub(crate) fn send_and_wait(
-        &mut self,
-        queue: QueueId,
-        buf: KBox<Buffer>,
-    ) -> core::result::Result<KBox<Buffer>, (Error, Option<KBox<Buffer>>)> {
-        self.add_outbuf(queue, buf)
-            .map_err(|(e, buf)| (e, Some(buf)))?;
-        self.kick(queue).map_err(|e| (e, None))?;
-        self.wait_buf(queue).map_err(|e| (e, None))
-    }
-
     /// Reads a little-endian `u32` from config space at `offset`.
     pub(crate) fn read_config_le32(&self, offset: usize) -> Result<u32> {
         let mut bytes = [0u8; 4];
