@@ -93,15 +93,19 @@ impl Drop for Page {
     }
 }
 
-/// The guest frame number of `page`, in 4 KiB protocol units.
-fn balloon_pfn(page: NonNull<b::page>) -> u64 {
+/// The guest frame number of `page`, in guest pages.
+fn guest_pfn(page: NonNull<b::page>) -> u64 {
     // With SPARSEMEM_VMEMMAP (x86-64 always), `struct page`s form one virtual
     // array starting at `vmemmap_base`, and a page's PFN is its index there:
     // C's `page_to_pfn()`, which is an inline function Rust cannot call.
     // SAFETY: Reading an exported, boot-time constant.
     let base = unsafe { b::vmemmap_base };
-    let pfn = (page.as_ptr() as usize - base) / b::RB_STRUCT_PAGE_SIZE;
-    pfn::balloon_pfns(pfn as u64, PAGE_SHIFT).start
+    ((page.as_ptr() as usize - base) / b::RB_STRUCT_PAGE_SIZE) as u64
+}
+
+/// The frame number of `page`, in 4 KiB protocol units.
+fn balloon_pfn(page: NonNull<b::page>) -> u64 {
+    pfn::balloon_pfns(guest_pfn(page), PAGE_SHIFT).start
 }
 
 #[cfg(not(all(CONFIG_X86_64, CONFIG_SPARSEMEM_VMEMMAP)))]
@@ -119,9 +123,6 @@ fn lru_of_page(page: NonNull<b::page>) -> *mut b::list_head {
     // SAFETY: `lru` lies within the page struct.
     unsafe { page.as_ptr().cast::<u8>().add(b::RB_PAGE_LRU_OFFSET) }.cast()
 }
-
-/// Pages [`PageList::clear`] frees at a time (the kernel's folio batch).
-const FREE_BATCH: usize = 31;
 
 /// A list of pages the driver owns, linked through `page->lru`: pages on
 /// their way into the balloon, or just taken out of it. Dropping the list
@@ -316,14 +317,56 @@ impl PageList {
         other.len = 0;
     }
 
-    /// Frees every page on the list. Single pages go back in batches
-    /// (`release_pages()`: one per-CPU list lock per batch), which makes
-    /// deflating cheaper than freeing them one by one.
+    /// Frees every page on the list.
     pub(crate) fn clear(&mut self) {
         if self.order != 0 {
             while self.pop().is_some() {}
             return;
         }
+        self.free_single_pages();
+    }
+
+    /// Frees single pages in runs of physically contiguous ones, one call
+    /// per run (`free_contig_range()`). Pages of a huge block inflation
+    /// split come back out of the balloon side by side, so a deflated
+    /// 2 MiB block goes back to the allocator as one free block instead of
+    /// 512 single pages that it merges again one by one.
+    #[cfg(CONFIG_CONTIG_ALLOC)]
+    fn free_single_pages(&mut self) {
+        /// Frees `len` pages from guest frame `first` on.
+        fn free_run(first: u64, len: u64) {
+            // SAFETY: Each page of the run is a single page (order 0, not
+            // part of a compound page: `split_page()` or
+            // `balloon_page_alloc()` made it) that this list owned, with the
+            // one reference that it hands over here.
+            unsafe { b::free_contig_range(first as usize, len as usize) };
+        }
+        // Frames [first, first + len) popped and not yet freed.
+        let mut run: Option<(u64, u64)> = None;
+        while let Some(page) = self.pop() {
+            let pfn = guest_pfn(core::mem::ManuallyDrop::new(page).page);
+            run = match run {
+                // Either end: a split block may come back in either order.
+                Some((first, len)) if pfn == first + len => Some((first, len + 1)),
+                Some((first, len)) if pfn + 1 == first => Some((pfn, len + 1)),
+                Some((first, len)) => {
+                    free_run(first, len);
+                    Some((pfn, 1))
+                }
+                None => Some((pfn, 1)),
+            };
+        }
+        if let Some((first, len)) = run {
+            free_run(first, len);
+        }
+    }
+
+    /// Frees single pages in batches (`release_pages()`: one per-CPU list
+    /// lock per batch), which is cheaper than one by one.
+    #[cfg(not(CONFIG_CONTIG_ALLOC))]
+    fn free_single_pages(&mut self) {
+        /// Pages freed at a time (the kernel's folio batch).
+        const FREE_BATCH: usize = 31;
         let mut batch = [core::ptr::null_mut::<b::page>(); FREE_BATCH];
         loop {
             let mut n = 0;
