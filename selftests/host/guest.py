@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -52,6 +53,10 @@ class GuestError(Exception):
     pass
 
 
+class BootHang(GuestError):
+    """The guest did not get to its agent, and QEMU is still running."""
+
+
 def pick_accel(kernel, initrd, workdir, timeout=30):
     """'kvm' if a real guest boots under KVM here, else 'tcg'.
 
@@ -64,7 +69,7 @@ def pick_accel(kernel, initrd, workdir, timeout=30):
         return "tcg"
     g = Guest(kernel, initrd, workdir, mem_mib=256, accel="kvm")
     try:
-        g.start(timeout=timeout)
+        g.start(timeout=timeout, attempts=1)
         return "kvm"
     except GuestError:
         return "tcg"
@@ -115,7 +120,29 @@ class Guest:
             return os.environ.get("RB_TCG", "tcg,thread=single")
         return self.accel
 
-    def start(self, timeout=180):
+    def start(self, timeout=180, attempts=2):
+        """Boots the guest and waits for its agent. A boot that hangs
+        before the agent answers (seen once in many hundred TCG boots: the
+        console stopped after the HPET line, QEMU spinning) is retried with
+        a fresh QEMU: no module of ours is loaded by then. Its console is
+        kept as console-hung<N>.log. Anything else fails at once; on every
+        failure QEMU is stopped."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._boot(timeout)
+            except BootHang as e:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                hung = self.workdir / f"console-hung{attempt}.log"
+                self.console_path.replace(hung)
+                print(f"warning: guest boot hung, booting again (console in {hung}): "
+                      + str(e).splitlines()[0], file=sys.stderr)
+            except BaseException:
+                self.stop()
+                raise
+
+    def _boot(self, timeout):
         cmd_sock = self.workdir / "cmd.sock"
         qmp_sock = self.workdir / "qmp.sock"
         for p in (cmd_sock, qmp_sock, self.console_path):
@@ -144,13 +171,21 @@ class Guest:
             time.sleep(0.05)
         self.chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.chan.connect(str(cmd_sock))
-        self._read_until(re.compile(rb"@@rb-ready\n"), timeout)
+        try:
+            self._read_until(re.compile(rb"@@rb-ready\n"), timeout)
+        except GuestError as e:
+            if self.proc.poll() is None:
+                raise BootHang(str(e)) from None
+            raise
         self.qmp = QEMUMonitorProtocol(str(qmp_sock))
         self.qmp.connect()
         self.mark = self.console_size()
         return self
 
     def stop(self):
+        if self.proc and not self.qmp:
+            # Not booted: nothing to tell QEMU, and it may be spinning.
+            self.proc.kill()
         if self.qmp:
             try:
                 self.qmp.cmd("quit")
