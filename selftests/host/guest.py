@@ -170,6 +170,7 @@ class Guest:
                 raise GuestError("QEMU did not start: " + self._qemu_err())
             time.sleep(0.05)
         self.chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.chan.settimeout(30)
         self.chan.connect(str(cmd_sock))
         try:
             self._read_until(re.compile(rb"@@rb-ready\n"), timeout)
