@@ -56,11 +56,24 @@ def test_inflate_takes_whole_huge_blocks(guest):
     assert offline_pages(guest)[0] == 0
 
 
+def free_huge_pages(g):
+    """4 KiB pages free in blocks of 2 MiB or more (/proc/buddyinfo)."""
+    pages = 0
+    for row in g.sh("cat /proc/buddyinfo").splitlines():
+        counts = [int(c) for c in row.split()[4:]]
+        pages += sum(n << order for order, n in enumerate(counts) if order >= 9)
+    return pages
+
+
 def test_falls_back_to_single_pages(boot):
     """With free memory fragmented into holes smaller than 2 MiB, the
     balloon still reaches its target, from single pages."""
     g = boot(mem_mib=512)
     g.sh("insmod /lib/modules/rust_balloon.ko")
+    # No proactive compaction: kcompactd would otherwise rebuild free 2 MiB
+    # blocks in the background (a clean-clone run found 34 wholly ballooned
+    # blocks here), which inflation then rightly takes first.
+    g.sh("echo 0 > /proc/sys/vm/compaction_proactiveness")
     # Fill the guest with 1 MiB files, then free every other one: most
     # free memory is then in holes too small for a 2 MiB block.
     g.sh("mkdir /mem/f; n=$(awk '/MemFree/ {print int($2 / 1024) - 24}' /proc/meminfo); "
@@ -68,10 +81,13 @@ def test_falls_back_to_single_pages(boot):
          "dd if=/dev/zero of=/mem/f/$i bs=1M count=1 2>/dev/null; i=$((i + 1)); done; "
          "rm -f /mem/f/*[02468]", timeout=600)
     pages = 128 * MIB // PAGE
+    free_huge = free_huge_pages(g)
+    assert free_huge < pages // 4, f"setup left {free_huge} pages in free 2 MiB blocks"
     g.set_balloon_pages(pages)
     g.wait_balloon(pages)
     total, whole = offline_pages(g)
     assert total == pages, (total, pages)
-    assert whole < pages // 2, f"{whole} of {pages} pages in whole 2 MiB blocks"
+    assert whole < pages // 2, (f"{whole} of {pages} pages in whole 2 MiB blocks "
+                                f"({free_huge} free in such blocks before)")
     g.set_balloon_pages(0)
     g.wait_balloon(0)
