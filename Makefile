@@ -16,6 +16,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 # KDIR defaults to the cached test kernel (built by `make kernel`).
 KDIR ?= $(shell $(ROOT)/scripts/kernel.sh test --print 2>/dev/null)
+# A kernel built with clang (the debug kernel) builds modules with its LLVM.
+KMAKE = $(MAKE) -C "$(KDIR)" $(shell sed -n \
+	's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/LLVM=-\1/p' "$(KDIR)/.config" 2>/dev/null)
 
 .PHONY: all module setup kernel check demo bench fmt clippy clean
 
@@ -25,10 +28,10 @@ module:
 	@test -n "$(KDIR)" || { echo "no KDIR: pass KDIR=/path/to/kernel or run 'make kernel'"; exit 1; }
 	@grep -qx CONFIG_RUST=y "$(KDIR)/.config" 2>/dev/null || \
 		{ echo "KDIR without CONFIG_RUST: $(KDIR) is not a Rust-enabled kernel build"; exit 1; }
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" modules
+	$(KMAKE) M="$(ROOT)" modules
 
 clippy:
-	$(MAKE) -C "$(KDIR)" M="$(ROOT)" CLIPPY=1 modules
+	$(KMAKE) M="$(ROOT)" CLIPPY=1 modules
 
 fmt:
 	rustfmt --edition 2021 --config-path "$(KDIR)/source/.rustfmt.toml" $$(git ls-files '*.rs')
@@ -49,5 +52,5 @@ bench: setup
 	@scripts/bench.sh
 
 clean:
-	@if [ -n "$(KDIR)" ]; then $(MAKE) -C "$(KDIR)" M="$(ROOT)" clean; fi
+	@if [ -n "$(KDIR)" ]; then $(KMAKE) M="$(ROOT)" clean; fi
 	rm -f virtio/bindings_generated.rs virtio/.bindings_generated.rs.cmd

@@ -11,23 +11,45 @@
 //!
 //! This file holds the balloon logic only; every operation the compiler cannot
 //! check lives in the [`virtio`] layer.
+//!
+//! # Lock order
+//!
+//! Taken in this order, never the other way round:
+//!
+//! 1. `Balloon::inflating`: pages allocated for the next inflate step. Only
+//!    the resize work takes it, and it is the only lock held while the
+//!    driver allocates memory with reclaim.
+//! 2. The balloon's lock ([`BalloonPages::lock`], the [`State`]): what the
+//!    host knows about the balloon. Held to dequeue, enqueue and talk to the
+//!    host; the OOM notifier takes it (with the kernel's `oom_lock` held) and
+//!    balloon page migration tries it (from compaction). Nothing under it
+//!    allocates with reclaim or waits for anything but the host.
+//! 3. The device ([`Binding::lock`]): config space and virtqueues. Held
+//!    across a wait for the host, never across an allocation with reclaim
+//!    (finding the queues allocates, and takes only the binding's own setup
+//!    lock meanwhile).
+//! 4. `Hints::blocks` and `Balloon::stats`: taken under the device lock or
+//!    alone; the shrinker only tries `Hints::blocks`.
 
 mod virtio;
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use kernel::{
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{Atomic, Full, Relaxed},
+        Arc, Mutex,
+    },
     time::{delay::fsleep, Delta},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
 use virtio::{
     available_pages as guest_available_pages, balloon_uapi as uapi, balloon_uapi::stat,
     BalloonPages, Binding, BoundGuard, Buffer, Device, MemoryCounters, Migrate, OomHandler,
-    OomNotifier, Page, PageList, PageReporting, QueueId, QueueInfo, ReportHandler, ReportedPages,
-    ShrinkHandler, Shrinker, PFNS_PER_PAGE,
+    OomNotifier, Page, PageList, QueueId, QueueInfo, ShrinkHandler, Shrinker, Used, PFNS_PER_PAGE,
 };
+#[cfg(CONFIG_PAGE_REPORTING)]
+use virtio::{PageReporting, ReportHandler, ReportedPages};
 
 module! {
     type: BalloonModule,
@@ -50,9 +72,9 @@ const INFLATE_QUEUE: QueueId = QueueId(0);
 const DEFLATE_QUEUE: QueueId = QueueId(1);
 
 /// PFN buffers one step keeps in flight on a queue. The C driver waits for
-/// the host after each buffer; here the next buffer is allocated and filled
-/// while the host works on the previous ones (with a host that handles
-/// notifications asynchronously, as KVM's ioeventfd does).
+/// the host after each buffer; here the next buffer is filled while the
+/// host works on the previous ones (with a host that handles notifications
+/// asynchronously, as KVM's ioeventfd does).
 const BUFFERS_IN_FLIGHT: usize = 8;
 
 /// Guest pages in one full PFN buffer (256 frames).
@@ -125,7 +147,7 @@ impl Queues {
             true => Some(add(c"reporting_vq")?),
             false => None,
         };
-        binding.lock()?.find_vqs(&infos)?;
+        binding.find_vqs(&infos)?;
         Ok(Self {
             stats,
             hint,
@@ -134,51 +156,38 @@ impl Queues {
     }
 }
 
-/// What moves pages between guest and host, under the balloon's lock
-/// (see [`BalloonPages`]). Nothing here is allocated per step: the buffers
-/// are made at probe and the page lists link through `page->lru`.
+/// What the host knows about the balloon, under the balloon's lock (see
+/// [`BalloonPages`]). Nothing here is allocated per step: the buffers are
+/// made at probe and the page lists link through `page->lru`.
 struct State {
     binding: Arc<Binding>,
     /// Balloon size in 4 KiB pages: what the host has been told.
     num_pages: u32,
-    /// PFN buffers not in a queue: all `depth` of them while the lock is
-    /// free (fewer only if the device broke holding some).
+    /// PFN buffers not in a queue: all of them while the lock is free
+    /// (fewer only if the device broke holding some).
     pfns: KVec<KBox<Buffer>>,
-    /// Buffers a step keeps in flight: [`BUFFERS_IN_FLIGHT`], or fewer if
-    /// the device's rings are smaller.
-    depth: usize,
-    /// Pages allocated (inflate) or dequeued (deflate) but not yet sent...
+    /// Pages dequeued for deflation but not yet sent...
     unsent: PageList,
     /// ...those of the buffer being filled...
     batch: PageList,
     /// ...and those in buffers sent during this step.
     sent: PageList,
-    /// Whether the last inflate could not allocate (logged once per stall).
-    out_of_puff: bool,
 }
 
 impl State {
     /// Sends the pages of `batch` on `queue` in one buffer, kicking the host
-    /// if `kick`. On success they move to `sent`; on failure back to
-    /// `unsent`.
+    /// if `kick`. On success they move to `sent`; on failure they stay in
+    /// `batch`.
     fn send_batch(&mut self, queue: QueueId, kick: bool) -> Result {
-        let result = self.try_send_batch(queue, kick);
-        match result {
-            Ok(()) => self.sent.append(&mut self.batch),
-            Err(_) => self.unsent.append(&mut self.batch),
-        }
-        result
-    }
-
-    fn try_send_batch(&mut self, queue: QueueId, kick: bool) -> Result {
         let mut device = self.binding.lock()?;
         queue_pfns(&mut self.pfns, &mut device, queue, |buf| {
             push_list_pfns(buf, &self.batch)
         })?;
-        match kick {
-            true => device.kick(queue),
-            false => Ok(()),
+        if kick {
+            device.kick(queue)?;
         }
+        self.sent.append(&mut self.batch);
+        Ok(())
     }
 
     /// Kicks `queue` and waits until the host has handed back the `count`
@@ -257,14 +266,106 @@ fn push_list_pfns(buf: &mut Buffer, list: &PageList) -> Result {
 impl Migrate for State {
     /// Balloon page migration, C's `virtballoon_migratepage()`: inflate the
     /// new page, then deflate the old one.
+    ///
+    /// Once the host knows the new page is ballooned, the migration must
+    /// go through, even if telling it about the old page fails: an error
+    /// would make compaction free the new page, which the host may have
+    /// discarded already, and keep the old one. The old page is then the
+    /// guest's without the host having been told, which is what a reset
+    /// does to every page, and what the C driver does here too.
     fn migrate(&mut self, new_pfn: u64, old_pfn: u64) -> Result {
         let mut device = self.binding.lock()?;
         tell_host(&mut self.pfns, &mut device, INFLATE_QUEUE, |buf| {
             push_page_pfns(buf, new_pfn)
         })?;
-        tell_host(&mut self.pfns, &mut device, DEFLATE_QUEUE, |buf| {
+        if let Err(e) = tell_host(&mut self.pfns, &mut device, DEFLATE_QUEUE, |buf| {
             push_page_pfns(buf, old_pfn)
-        })
+        }) {
+            pr_warn!(
+                "migration: could not tell the host about the old page: {:?}\n",
+                e
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Pages allocated for the next inflate step, before the balloon's lock is
+/// taken (see the lock order).
+struct Inflating {
+    pages: PageList,
+    /// Whether the last step could not allocate (logged once per stall).
+    out_of_puff: bool,
+}
+
+/// Free page hinting: during live migration the host asks, with a fresh
+/// command id, which guest memory is free, so it need not send it.
+#[pin_data]
+struct Hints {
+    /// Blocks the host has handed back, kept until it says DONE (or the
+    /// shrinker wants them). Blocks still in the queue are the queue's.
+    #[pin]
+    blocks: Mutex<PageList>,
+    /// Pages in `blocks`, for the shrinker's count (which must not wait).
+    held_pages: Atomic<usize>,
+    /// The command id being (or last) answered. Only the hint work uses it.
+    active: Atomic<u32>,
+    /// The host's command id as last read from config space...
+    received: Atomic<u32>,
+    /// ...and whether the config changed since, so it must be read again.
+    /// Reading it only then (as C does) costs one config read per change,
+    /// not one per block.
+    stale: Atomic<bool>,
+}
+
+impl Hints {
+    fn new() -> Result<impl PinInit<Self>> {
+        let blocks = PageList::with_order(virtio::HINT_BLOCK_ORDER)?;
+        Ok(pin_init!(Self {
+            blocks <- new_mutex!(blocks),
+            held_pages: Atomic::new(0),
+            active: Atomic::new(uapi::CMD_ID_STOP),
+            received: Atomic::new(uapi::CMD_ID_STOP),
+            stale: Atomic::new(true),
+        }))
+    }
+
+    /// The host's current command id: read from config space only if it
+    /// changed since the last read.
+    fn command(&self, binding: &Binding) -> Result<u32> {
+        if self.stale.load(Relaxed) {
+            // Clear first: a change that comes while reading marks it again.
+            self.stale.store(false, Relaxed);
+            let cmd = binding.lock()?.read_config_le32(uapi::CONFIG_HINT_CMD_ID)?;
+            self.received.store(cmd, Relaxed);
+        }
+        Ok(self.received.load(Relaxed))
+    }
+
+    /// Keeps the blocks the host has handed back on `queue`.
+    fn collect(&self, device: &mut BoundGuard<'_>, queue: QueueId) {
+        while let Some(used) = device.take_used(queue) {
+            if let Used::Block(block) = used {
+                let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
+                self.blocks.lock().push(block);
+                self.held_pages.add(pages, Relaxed);
+            }
+        }
+    }
+
+    /// Frees every block handed back. Blocks still in the queue stay the
+    /// queue's (they come back later, or are freed when it is torn down).
+    fn free_blocks(&self) {
+        let mut blocks = self.blocks.lock();
+        blocks.clear();
+        self.held_pages.store(0, Relaxed);
+    }
+
+    /// Forgets the command: after a reset, the next one starts afresh.
+    fn reset(&self) {
+        self.free_blocks();
+        self.active.store(uapi::CMD_ID_STOP, Relaxed);
+        self.stale.store(true, Relaxed);
     }
 }
 
@@ -275,34 +376,33 @@ struct Balloon {
     /// is still there.
     #[pin]
     pages: BalloonPages<State>,
+    #[pin]
+    inflating: Mutex<Inflating>,
     binding: Arc<Binding>,
     queues: Queues,
-    /// Set on remove: no more work may start.
-    stopping: AtomicBool,
+    /// PFN buffers a step keeps in flight: [`BUFFERS_IN_FLIGHT`], or fewer
+    /// if the device's rings are smaller.
+    depth: usize,
+    /// Set on remove and shutdown: no more work may start.
+    stopping: Atomic<bool>,
     /// The resize work's next pause if it cannot move (milliseconds).
-    backoff_ms: AtomicU32,
+    backoff_ms: Atomic<u32>,
+    /// Resize requests so far (config changes, `ready`): a run lets the
+    /// system sleep again only if none came since it read the target.
+    resize_requests: Atomic<u32>,
     #[pin]
     resize_work: Work<Balloon, 0>,
     #[pin]
     stats_work: Work<Balloon, 1>,
     #[pin]
     hint_work: Work<Balloon, 2>,
-    /// Free page hinting state.
     #[pin]
-    hints: Mutex<Hints>,
-    /// Pages in hinted blocks (for the shrinker, which must not wait).
-    hinted_pages: AtomicUsize,
-    /// The host's hint command id, as last read from config space...
-    hint_cmd: AtomicU32,
-    /// ...and whether a config change came since. QEMU's config space shows
-    /// STOP once it has the start id, so the id is only re-read on a
-    /// change (as the C driver does).
-    hint_cmd_stale: AtomicBool,
+    hints: Hints,
     /// The stats buffer between two host requests.
     #[pin]
     stats: Mutex<Option<KBox<Buffer>>>,
     /// Registrations that hold a reference on the balloon: dropped in
-    /// `remove`, which breaks the cycle.
+    /// `remove` and `shutdown`, which breaks the cycle.
     #[pin]
     hooks: Mutex<Hooks>,
 }
@@ -310,18 +410,9 @@ struct Balloon {
 #[derive(Default)]
 struct Hooks {
     oom: Option<Pin<KBox<OomNotifier<Balloon>>>>,
+    #[cfg(CONFIG_PAGE_REPORTING)]
     reporting: Option<Pin<KBox<PageReporting<Balloon>>>>,
     shrinker: Option<Shrinker<Balloon>>,
-}
-
-/// Free page hinting: during live migration the host asks, with a fresh
-/// command id, which guest memory is free, so it need not send it.
-struct Hints {
-    /// The command id being (or last) answered.
-    active: u32,
-    /// Blocks given to the host as hints, kept until it says DONE (or the
-    /// shrinker wants them back).
-    blocks: PageList,
 }
 
 impl_has_work! {
@@ -343,34 +434,37 @@ impl WorkItem<0> for Balloon {
     type Pointer = Arc<Balloon>;
 
     fn run(this: Arc<Balloon>) {
+        // Requests up to here are served by this run (it reads the target
+        // after this).
+        let served = this.resize_requests.load(Relaxed);
         for _ in 0..STEPS_PER_RUN {
-            if this.stopping.load(Ordering::Acquire) {
+            if this.stopping.load(Relaxed) {
                 this.binding.relax();
                 return;
             }
             match this.step() {
                 Ok(Step::Done) => {
-                    // At the target: let the system sleep again.
-                    this.binding.relax();
+                    this.settle(served);
                     return;
                 }
-                Ok(Step::Moved(_)) => this.backoff_ms.store(BACKOFF_MIN_MS, Ordering::Relaxed),
+                Ok(Step::Moved(_)) => this.backoff_ms.store(BACKOFF_MIN_MS, Relaxed),
                 Ok(Step::Stalled) => {
                     this.back_off();
                     break;
                 }
                 Err(ENODEV) => {
+                    // The device is gone: nothing more to wait for.
                     this.binding.relax();
                     return;
                 }
                 Err(e) => {
-                    pr_err!("rust_balloon: resize failed: {:?}\n", e);
+                    pr_err!("resize failed: {:?}\n", e);
                     this.back_off();
                     break;
                 }
             }
         }
-        Balloon::schedule_resize(&this);
+        Balloon::requeue_resize(&this);
     }
 }
 
@@ -387,32 +481,58 @@ impl Balloon {
     /// Pauses the resize work after a step that moved nothing, and doubles
     /// the next pause (see [`BACKOFF_MIN_MS`]).
     fn back_off(&self) {
-        let ms = self.backoff_ms.load(Ordering::Relaxed);
-        self.backoff_ms
-            .store((ms * 2).min(BACKOFF_MAX_MS), Ordering::Relaxed);
+        let ms = self.backoff_ms.load(Relaxed);
+        self.backoff_ms.store((ms * 2).min(BACKOFF_MAX_MS), Relaxed);
         fsleep(Delta::from_millis(ms.into()));
     }
 
     /// Runs one piece of deferred work unless the device is going away; a
     /// device that went away meanwhile (`ENODEV`) is not an error.
     fn run_once(&self, what: &str, work: impl FnOnce(&Self) -> Result) {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.stopping.load(Relaxed) {
             return;
         }
         match work(self) {
             Ok(()) | Err(ENODEV) => {}
-            Err(e) => pr_err!("rust_balloon: {} failed: {:?}\n", what, e),
+            Err(e) => pr_err!("{} failed: {:?}\n", what, e),
         }
     }
 
-    /// Queues a resize unless the device is going away. Callable from atomic
-    /// context. As in the C driver, the system stays awake (no autosleep)
-    /// until the balloon has reached the target.
-    fn schedule_resize(this: &Arc<Self>) {
-        if !this.stopping.load(Ordering::Acquire) {
-            this.binding.stay_awake();
-            // Already queued is fine: that run will read the new target.
-            let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
+    /// The host asked for a new size (or the device became ready): keep
+    /// the system awake (no autosleep) until the balloon has reached it, as
+    /// the C driver does, and queue a resize. Callable from atomic context.
+    fn request_resize(this: &Arc<Self>) {
+        if this.stopping.load(Relaxed) {
+            return;
+        }
+        // Counted before staying awake: see `settle`.
+        this.resize_requests.fetch_add(1, Full);
+        this.binding.stay_awake();
+        // Already queued is fine: that run will read the new target.
+        let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
+    }
+
+    /// Queues the resize work again to go on where a run stopped, or lets
+    /// the system sleep if the device is going away.
+    fn requeue_resize(this: &Arc<Self>) {
+        if this.stopping.load(Relaxed) {
+            this.binding.relax();
+            return;
+        }
+        let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
+    }
+
+    /// The balloon reached the target a run read after `served` requests:
+    /// let the system sleep again, unless a request came since. Its stay
+    /// awake may have come before this relax (and been undone by it), so
+    /// stay awake again for it; if it came after, the count read here
+    /// misses it but its own stay awake comes after the relax.
+    fn settle(self: &Arc<Self>, served: u32) {
+        self.binding.relax();
+        // A fully ordered read, after the relax.
+        if self.resize_requests.fetch_add(0, Full) != served {
+            self.binding.stay_awake();
+            Self::requeue_resize(self);
         }
     }
 
@@ -456,40 +576,55 @@ impl Balloon {
     /// `min_available_mib`: a target larger than the guest can give would
     /// otherwise leave nothing for anyone else and end in the OOM killer.
     /// It takes free huge blocks first (whole host huge pages, one
-    /// allocation for 512 pages) and single pages once they run out, and
-    /// fills and sends each buffer while the host works on the last one.
+    /// allocation for 512 pages) and single pages once they run out.
+    ///
+    /// The pages are allocated before the balloon's lock is taken, as in C:
+    /// the allocation may reclaim and compact, and both may call back into
+    /// the driver (the OOM notifier deflates, compaction migrates balloon
+    /// pages), which must not wait for an allocation to finish.
     fn inflate(&self, wanted: usize) -> Result<Step> {
         let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
-        let wanted = wanted.min(spare);
+        let wanted = wanted
+            .min(spare)
+            .min(self.depth * uapi::MAX_PFNS_PER_BUFFER);
+        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
+        let mut guard = self.inflating.lock();
+        let new = &mut *guard;
+        let mut huge = pages >= HUGE_BLOCK_PAGES;
+        new.pages.alloc_balloon_pages(pages, &mut huge);
+        if new.pages.is_empty() {
+            if !new.out_of_puff {
+                pr_info!(
+                    "out of puff: no page to spare (keeping {} MiB available), backing off\n",
+                    *module_parameters::min_available_mib.value()
+                );
+                new.out_of_puff = true;
+            }
+            return Ok(Step::Stalled);
+        }
+        new.out_of_puff = false;
+
         let mut state = self.pages.lock();
         let state = &mut *state;
-        let wanted = wanted.min(state.depth * uapi::MAX_PFNS_PER_BUFFER);
-        let mut to_allocate = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
-        let mut huge = to_allocate >= HUGE_BLOCK_PAGES;
         let mut in_flight = 0;
         let mut sent = Ok(());
-        while in_flight < state.depth {
-            if state.unsent.len() < PAGES_PER_BUFFER && to_allocate > 0 {
-                // A huge block's worth at a time, so that its two buffers
-                // reach the host in one notification (QEMU frees a
-                // hugetlbfs page only if all its parts come in one go).
-                let ask = to_allocate.min(HUGE_BLOCK_PAGES.max(PAGES_PER_BUFFER));
-                let got = state.unsent.alloc_balloon_pages(ask, &mut huge);
-                // Short of memory: send what there is.
-                to_allocate = if got < ask { 0 } else { to_allocate - got };
-            }
-            if state.unsent.is_empty() {
-                break;
-            }
-            state.unsent.move_to(&mut state.batch, PAGES_PER_BUFFER);
-            sent = state.send_batch(INFLATE_QUEUE, state.unsent.is_empty());
-            if sent.is_err() {
-                break;
-            }
+        while !new.pages.is_empty() && in_flight < self.depth {
+            new.pages.move_to(&mut state.batch, PAGES_PER_BUFFER);
             in_flight += 1;
+            // The host starts on each huge block's worth while the next
+            // buffers are filled.
+            let kick =
+                new.pages.is_empty() || (in_flight * PAGES_PER_BUFFER) % HUGE_BLOCK_PAGES == 0;
+            sent = state.send_batch(INFLATE_QUEUE, kick);
+            if sent.is_err() {
+                in_flight -= 1;
+                break;
+            }
         }
-        // Pages allocated but not sent (only after an error) go back.
-        state.unsent.clear();
+        // Pages not sent (only after an error) go back.
+        state.batch.clear();
+        new.pages.clear();
+        drop(guard);
         if let Err(e) = state.wait_sent(INFLATE_QUEUE, in_flight) {
             // The device broke: it cannot use the pages any more, so they
             // go back to the guest.
@@ -502,16 +637,8 @@ impl Balloon {
         state.num_pages += moved as u32;
         if moved == 0 {
             sent?;
-            if !state.out_of_puff {
-                pr_info!(
-                    "rust_balloon: out of puff: no page to spare (keeping {} MiB available), backing off\n",
-                    *module_parameters::min_available_mib.value()
-                );
-                state.out_of_puff = true;
-            }
             return Ok(Step::Stalled);
         }
-        state.out_of_puff = false;
         Ok(Step::Moved(moved))
     }
 
@@ -526,7 +653,7 @@ impl Balloon {
         let mut state = self.pages.lock();
         let state = &mut *state;
         let wanted = wanted
-            .min(state.depth * uapi::MAX_PFNS_PER_BUFFER)
+            .min(self.depth * uapi::MAX_PFNS_PER_BUFFER)
             .min(state.num_pages as usize);
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         if self.pages.dequeue(&mut state.unsent, pages) == 0 {
@@ -537,7 +664,7 @@ impl Balloon {
         state.num_pages -= moved as u32;
         let mut in_flight = 0;
         let mut sent = Ok(());
-        while !state.unsent.is_empty() && in_flight < state.depth {
+        while !state.unsent.is_empty() && in_flight < self.depth {
             state.unsent.move_to(&mut state.batch, PAGES_PER_BUFFER);
             sent = state.send_batch(DEFLATE_QUEUE, false);
             if sent.is_err() {
@@ -551,6 +678,7 @@ impl Balloon {
         let acked = state.wait_sent(DEFLATE_QUEUE, in_flight);
         // A host that is gone cannot object: the pages are freed either way.
         state.sent.clear();
+        state.batch.clear();
         state.unsent.clear();
         sent.and(acked).map(|()| Step::Moved(moved))
     }
@@ -575,12 +703,21 @@ impl Balloon {
                 Ok(Step::Stalled) => fsleep(Delta::from_millis(10)),
                 Ok(_) => {}
                 Err(e) => {
-                    pr_err!("rust_balloon: deflate on remove failed: {:?}\n", e);
+                    pr_err!("deflate on remove failed: {:?}\n", e);
                     break;
                 }
             }
         }
         let _ = self.report_actual();
+    }
+
+    /// Stops everything that may use the device: the hooks first (their
+    /// callbacks may be waiting for the host, which still answers), then
+    /// the work items, none of which queues itself again afterwards.
+    fn quiesce(&self) {
+        self.unregister_hooks();
+        self.stopping.store(true, Relaxed);
+        self.flush_works();
     }
 
     /// Refills the stats buffer the host handed back, and queues it again.
@@ -610,45 +747,55 @@ impl Balloon {
         let Some(queue) = self.queues.hint else {
             return Ok(());
         };
-        let read_cmd = || {
-            self.binding
-                .lock()?
-                .read_config_le32(uapi::CONFIG_HINT_CMD_ID)
-        };
-        let mut hints = self.hints.lock();
-        let cmd = read_cmd()?;
+        let hints = &self.hints;
+        let cmd = hints.command(&self.binding)?;
         if cmd == uapi::CMD_ID_DONE {
-            let blocks = hints.blocks.len();
-            hints.blocks.clear();
-            self.hinted_pages.store(0, Ordering::Relaxed);
-            pr_info!(
-                "rust_balloon: free page hint done: {} blocks back\n",
-                blocks
-            );
+            if let Ok(mut device) = self.binding.lock() {
+                hints.collect(&mut device, queue);
+            }
+            let blocks = hints.blocks.lock().len();
+            hints.free_blocks();
+            pr_info!("free page hint done: {} blocks back\n", blocks);
             return Ok(());
         }
-        if cmd == uapi::CMD_ID_STOP || cmd == hints.active {
+        if cmd == uapi::CMD_ID_STOP || cmd == hints.active.load(Relaxed) {
             return Ok(());
         }
-        hints.active = cmd;
+        hints.active.store(cmd, Relaxed);
         self.send_hint_cmd(queue, cmd)?;
-        let mut sent = 0usize;
-        // Hint until the free blocks run out, a new command comes, or DONE.
-        // Not on STOP: QEMU's config space reads STOP while it accepts hints
-        // for `cmd`, and two config interrupts close together (QEMU sends
-        // STOP and the new id back to back) make us re-read it then. A host
-        // ignores hints for a stopped command, so going on costs only the
-        // blocks, which the shrinker and DONE give back.
-        while !self.stopping.load(Ordering::Acquire)
-            && matches!(read_cmd()?, c if c == cmd || c == uapi::CMD_ID_STOP)
+        let run = self.send_free_blocks(queue, cmd);
+        // The spec asks for STOP at the end of a run, however it ended.
+        let stop = self.send_hint_cmd(queue, uapi::CMD_ID_STOP);
+        let sent = run?;
+        stop?;
+        pr_info!("free page hint {:#x}: {} blocks sent\n", cmd, sent);
+        Ok(())
+    }
+
+    /// Hands the host free blocks for command `cmd` until they run out, a
+    /// new command comes, or DONE; returns how many it sent.
+    ///
+    /// Not on STOP: QEMU's config space reads STOP while it accepts hints
+    /// for `cmd`, and two config interrupts close together (QEMU sends STOP
+    /// and the new id back to back) make us read it then. A host ignores
+    /// hints for a stopped command, so going on costs only the blocks,
+    /// which the shrinker and DONE give back.
+    fn send_free_blocks(&self, queue: QueueId, cmd: u32) -> Result<usize> {
+        let hints = &self.hints;
+        let mut sent = 0;
+        while !self.stopping.load(Relaxed)
+            && matches!(hints.command(&self.binding)?, c if c == cmd || c == uapi::CMD_ID_STOP)
         {
-            let mut device = self.binding.lock()?;
-            device.drain_used(queue);
-            // One slot stays free for the stop command. Wait for room
-            // before taking a block: allocating 4 MiB only to free it again
-            // (as the C driver does when the ring is full) is wasted work.
-            if device.free_slots(queue)? <= 1 {
-                drop(device);
+            let room = {
+                let mut device = self.binding.lock()?;
+                hints.collect(&mut device, queue);
+                // One slot stays free for the stop command.
+                device.free_slots(queue)? > 1
+            };
+            if !room {
+                // Wait for room before taking a block: allocating 4 MiB only
+                // to free it again (as the C driver does when the ring is
+                // full) is wasted work.
                 fsleep(Delta::from_millis(1));
                 continue;
             }
@@ -656,21 +803,13 @@ impl Balloon {
             let Some(block) = Page::alloc_hint_block() else {
                 break;
             };
-            device.add_hint_block(queue, &block)?;
+            let mut device = self.binding.lock()?;
+            // On failure the block comes back, and is freed here.
+            device.add_hint_block(queue, block).map_err(|(e, _)| e)?;
             device.kick(queue)?;
-            drop(device);
-            self.hinted_pages
-                .fetch_add(block.bytes() >> kernel::page::PAGE_SHIFT, Ordering::Relaxed);
-            hints.blocks.push(block);
             sent += 1;
         }
-        self.send_hint_cmd(queue, uapi::CMD_ID_STOP)?;
-        pr_info!(
-            "rust_balloon: free page hint {:#x}: {} blocks sent\n",
-            cmd,
-            sent
-        );
-        Ok(())
+        Ok(sent)
     }
 
     /// Sends a hint command id (start or stop) on the hint queue.
@@ -678,16 +817,23 @@ impl Balloon {
         let mut buf = Buffer::new(core::mem::size_of::<u32>())?;
         buf.push_le32(cmd)?;
         let mut device = self.binding.lock()?;
-        device.drain_used(queue);
+        self.hints.collect(&mut device, queue);
         device.add_outbuf(queue, buf).map_err(|(e, _)| e)?;
         device.kick(queue)
     }
 
-    /// Frees every hinted block. Only once the host cannot use them any
-    /// more: after DONE, or after the device was reset.
-    fn free_hint_blocks(&self) {
-        self.hints.lock().blocks.clear();
-        self.hinted_pages.store(0, Ordering::Relaxed);
+    /// Tells the host which value free pages hold, if it was negotiated.
+    /// The device forgets it on reset, and the spec wants it set before
+    /// DRIVER_OK: at probe and at every restore.
+    fn write_poison_val(binding: &Binding) -> Result {
+        if !binding.has_feature(uapi::F_PAGE_POISON) {
+            return Ok(());
+        }
+        // What free pages hold, in every byte of the value.
+        let fill = virtio::free_page_fill().unwrap_or(0);
+        binding
+            .lock()?
+            .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))
     }
 
     /// Registers the OOM notifier and page reporting, as negotiated.
@@ -699,6 +845,7 @@ impl Balloon {
         if this.queues.hint.is_some() {
             hooks.shrinker = Some(Shrinker::register(this.clone(), c"rust-balloon")?);
         }
+        #[cfg(CONFIG_PAGE_REPORTING)]
         if let Some(queue) = this.queues.reporting {
             let capacity = this.binding.lock()?.vring_size(queue)?;
             hooks.reporting = Some(PageReporting::register(this.clone(), capacity)?);
@@ -723,7 +870,7 @@ impl OomHandler for Balloon {
         };
         let _ = self.report_actual();
         if released > 0 {
-            pr_info!("rust_balloon: out of memory: released {} pages\n", released);
+            pr_info!("out of memory: released {} pages\n", released);
         }
         released
     }
@@ -731,28 +878,29 @@ impl OomHandler for Balloon {
 
 impl ShrinkHandler for Balloon {
     fn count(&self) -> usize {
-        self.hinted_pages.load(Ordering::Relaxed)
+        self.hints.held_pages.load(Relaxed)
     }
 
     /// Hinted blocks may be reused at any time (the host only skips sending
-    /// them if they stay untouched), so give them back under pressure.
-    fn scan(&self, pages: usize) -> usize {
-        // Never wait in reclaim: the hint work may be the one allocating.
-        let Some(mut hints) = self.hints.try_lock() else {
-            return 0;
-        };
+    /// them if they stay untouched), so give back those the host has
+    /// handed back under pressure.
+    fn scan(&self, pages: usize) -> Option<usize> {
+        // Never wait in reclaim: whoever holds the list is quick, so ask
+        // reclaim to move on rather than to come back at once.
+        let mut blocks = self.hints.blocks.try_lock()?;
         let mut freed = 0;
         while freed < pages {
-            let Some(block) = hints.blocks.pop() else {
+            let Some(block) = blocks.pop() else {
                 break;
             };
             freed += block.bytes() >> kernel::page::PAGE_SHIFT;
         }
-        self.hinted_pages.fetch_sub(freed, Ordering::Relaxed);
-        freed
+        self.hints.held_pages.fetch_sub(freed, Relaxed);
+        Some(freed)
     }
 }
 
+#[cfg(CONFIG_PAGE_REPORTING)]
 impl ReportHandler for Balloon {
     fn report(&self, pages: &ReportedPages) -> Result {
         let queue = self.queues.reporting.ok_or(EINVAL)?;
@@ -818,8 +966,12 @@ impl virtio::Driver for Balloon {
 
     /// As the C driver: tell the host about poisoned (or zeroed) free pages
     /// or do not report them at all, and keep page reporting free of memory
-    /// allocation (no indirect descriptors).
+    /// allocation (no indirect descriptors). No page reporting either in a
+    /// kernel built without it (see `Kbuild`).
     fn validate(dev: &Device) -> Result {
+        if !cfg!(CONFIG_PAGE_REPORTING) {
+            dev.clear_feature(uapi::F_REPORTING);
+        }
         if virtio::free_page_fill().is_none() {
             dev.clear_feature(uapi::F_PAGE_POISON);
         } else if !dev.has_feature(uapi::F_PAGE_POISON) {
@@ -853,30 +1005,26 @@ impl virtio::Driver for Balloon {
                 }
                 pool
             },
-            depth,
             unsent: PageList::new()?,
             batch: PageList::new()?,
             sent: PageList::new()?,
+        };
+        let inflating = Inflating {
+            pages: PageList::new()?,
             out_of_puff: false,
         };
         let stats = match queues.stats {
             Some(_) => Some(Buffer::new(STATS_BYTES)?),
             None => None,
         };
-        if binding.has_feature(uapi::F_PAGE_POISON) {
-            // What free pages hold, in every byte of the value.
-            let fill = virtio::free_page_fill().unwrap_or(0);
-            binding
-                .lock()?
-                .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))?;
-        }
+        Self::write_poison_val(&binding)?;
         if let Some(queue) = queues.hint {
             // One entry always stays free for the stop command.
             if binding.lock()?.vring_size(queue)? < 2 {
                 return Err(ENOSPC);
             }
         }
-        let hint_blocks = PageList::with_order(virtio::HINT_BLOCK_ORDER)?;
+        let hints = Hints::new()?;
         // The balloon cannot wake the system, but it handles the wakeup
         // events its transport passes up.
         binding.set_wakeup_capable();
@@ -885,20 +1033,17 @@ impl virtio::Driver for Balloon {
                 // With deflate-on-OOM the guest may take ballooned memory
                 // back at any time, so it stays in MemTotal (as in C).
                 pages <- BalloonPages::new(!deflate_on_oom, new_mutex!(state)),
+                inflating <- new_mutex!(inflating),
                 binding,
                 queues,
-                stopping: AtomicBool::new(false),
-                backoff_ms: AtomicU32::new(BACKOFF_MIN_MS),
+                depth,
+                stopping: Atomic::new(false),
+                backoff_ms: Atomic::new(BACKOFF_MIN_MS),
+                resize_requests: Atomic::new(0),
                 resize_work <- new_work!("Balloon::resize_work"),
                 stats_work <- new_work!("Balloon::stats_work"),
                 hint_work <- new_work!("Balloon::hint_work"),
-                hints <- new_mutex!(Hints {
-                    active: uapi::CMD_ID_STOP,
-                    blocks: hint_blocks,
-                }),
-                hinted_pages: AtomicUsize::new(0),
-                hint_cmd: AtomicU32::new(uapi::CMD_ID_STOP),
-                hint_cmd_stale: AtomicBool::new(true),
+                hints <- hints,
                 stats <- new_mutex!(stats),
                 hooks <- new_mutex!(Hooks::default()),
             }),
@@ -923,58 +1068,60 @@ impl virtio::Driver for Balloon {
     }
 
     fn ready(this: &Arc<Self>) {
-        Self::schedule_resize(this);
+        Self::request_resize(this);
     }
 
     fn config_changed(this: &Arc<Self>) {
-        Self::schedule_resize(this);
-        if this.queues.hint.is_some() && !this.stopping.load(Ordering::Acquire) {
-            this.hint_cmd_stale.store(true, Ordering::Release);
+        Self::request_resize(this);
+        if this.queues.hint.is_some() && !this.stopping.load(Relaxed) {
+            this.hints.stale.store(true, Relaxed);
             let _ = workqueue::system_freezable().enqueue::<_, 2>(this.clone());
         }
     }
 
     fn queue_event(this: &Arc<Self>, queue: QueueId) {
-        if Some(queue) == this.queues.stats && !this.stopping.load(Ordering::Acquire) {
+        if Some(queue) == this.queues.stats && !this.stopping.load(Relaxed) {
             let _ = workqueue::system_freezable().enqueue::<_, 1>(this.clone());
         }
     }
 
     /// Suspend: as the C driver, give every page back (the host may not
-    /// keep its side of the balloon across the suspend).
+    /// keep its side of the balloon across the suspend). Nothing here
+    /// allocates: a failure after the reset below would leave the device
+    /// dead while the system resumes.
     fn freeze(this: &Arc<Self>, dev: &Device) -> Result {
         let pages = this.pages.lock().num_pages;
         this.deflate_all();
         // Hinted blocks are free once the device is reset.
         this.binding.teardown();
-        this.free_hint_blocks();
-        *this.hints.lock() = Hints {
-            active: uapi::CMD_ID_STOP,
-            blocks: PageList::with_order(virtio::HINT_BLOCK_ORDER)?,
-        };
+        this.hints.reset();
+        this.binding.relax();
         dev_info!(dev.as_dev(), "suspend: {} pages returned\n", pages);
         Ok(())
     }
 
-    /// Resume: the same queues again, and a fresh stats buffer (the old one
-    /// went with the reset); `ready` then moves back towards the target.
+    /// Resume: the same queues again, the poison value again (the reset
+    /// cleared it), and a fresh stats buffer (the old one went with the
+    /// reset); `ready` then moves back towards the target.
     fn restore(this: &Arc<Self>, _dev: &Device) -> Result {
+        let stats = match this.queues.stats {
+            Some(_) => Some(Buffer::new(STATS_BYTES)?),
+            None => None,
+        };
         // Same features, same queues; anything else would be a device bug.
         if Queues::find(&this.binding)? != this.queues {
             return Err(EINVAL);
         }
-        if this.queues.stats.is_some() {
-            *this.stats.lock() = Some(Buffer::new(STATS_BYTES)?);
+        Self::write_poison_val(&this.binding)?;
+        if stats.is_some() {
+            *this.stats.lock() = stats;
             this.send_stats()?;
         }
         Ok(())
     }
 
     fn remove(this: &Arc<Self>, dev: &Device) {
-        this.unregister_hooks();
-        this.stopping.store(true, Ordering::Release);
-        // A run that started before `stopping` may have queued one more.
-        this.flush_works();
+        this.quiesce();
         let pages = this.pages.lock().num_pages;
         this.deflate_all();
         // Reset the device now (the bus would right after): once no queue
@@ -982,11 +1129,27 @@ impl virtio::Driver for Balloon {
         // last flush leaves nothing behind to run after unload.
         this.binding.teardown();
         this.flush_works();
-        this.free_hint_blocks();
+        this.hints.free_blocks();
+        this.binding.relax();
         dev_info!(
             dev.as_dev(),
             "rust_balloon removed, {} pages returned\n",
             pages
+        );
+    }
+
+    /// Power off, reboot or kexec: stop every user of the device while the
+    /// host still answers (a step waiting for it would otherwise wait for
+    /// ever once the core resets the device, holding the locks the OOM
+    /// notifier takes). The pages stay ballooned: the host keeps its side
+    /// until its reset, and the memory is the next kernel's anyway.
+    fn shutdown(this: &Arc<Self>, dev: &Device) {
+        this.quiesce();
+        this.binding.relax();
+        dev_info!(
+            dev.as_dev(),
+            "shutdown with {} pages ballooned\n",
+            this.pages.lock().num_pages
         );
     }
 }

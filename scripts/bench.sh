@@ -14,7 +14,7 @@ trap 'rm -rf "$obj"' EXIT
 # Build the module for this kernel in a copy, leaving the tree's build alone.
 cp -r "$RB_ROOT"/{Kbuild,rust_balloon.rs,virtio} "$obj/"
 rm -f "$obj"/virtio/bindings_generated.rs
-make -s -C "$kdir" M="$obj" modules
+kmake "$kdir" -s M="$obj" modules
 "$RB_ROOT/selftests/guest/mkinitramfs.sh" "$obj/initramfs.cpio.gz" "$obj/rust_balloon.ko" \
 	"$kdir/drivers/virtio/virtio_balloon.ko"
 cd "$RB_ROOT/selftests/host"

@@ -8,7 +8,7 @@ kdir=$1
 grep -qx CONFIG_RUST=y "$kdir/.config" 2>/dev/null ||
 	die "KDIR without CONFIG_RUST: $kdir is not a Rust-enabled kernel build"
 cd "$RB_ROOT"
-make -s -C "$kdir" M="$RB_ROOT" modules
+kmake "$kdir" -s M="$RB_ROOT" modules
 say "built $RB_ROOT/rust_balloon.ko"
 
 rustfmt --edition 2021 --config-path "$kdir/source/.rustfmt.toml" --check \
@@ -17,7 +17,7 @@ rustfmt --edition 2021 --config-path "$kdir/source/.rustfmt.toml" --check \
 
 # Clippy rebuilds the object; keep its output and refuse any warning.
 touch rust_balloon.rs
-log=$(make -C "$kdir" M="$RB_ROOT" CLIPPY=1 modules 2>&1) || { echo "$log"; die "clippy build failed"; }
+log=$(kmake "$kdir" M="$RB_ROOT" CLIPPY=1 modules 2>&1) || { echo "$log"; die "clippy build failed"; }
 if grep -q '^warning' <<<"$log"; then
 	echo "$log" | grep -A12 '^warning' >&2
 	die "clippy warnings (see above)"

@@ -24,3 +24,16 @@ need_space() {
 	[ "$avail" -ge "$gib" ] ||
 		die "no space: $dir has ${avail} GiB free, ${gib} GiB needed"
 }
+
+# The LLVM toolchain that builds the debug kernel (KASAN with Rust needs
+# clang); setup.sh installs it.
+RB_LLVM=-19
+
+# make in kernel tree $1, with the LLVM toolchain if that kernel was built
+# with clang (modules must be built by the kernel's compiler).
+kmake() {
+	local kdir=$1
+	shift
+	make -C "$kdir" $(sed -n 's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$/LLVM=-\1/p' \
+		"$kdir/.config" 2>/dev/null) "$@"
+}

@@ -4,7 +4,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 "$RB_ROOT/scripts/setup.sh"
 kdir=${KDIR:-$("$RB_ROOT/scripts/kernel.sh" test)}
-make -s -C "$kdir" M="$RB_ROOT" modules
+kmake "$kdir" -s M="$RB_ROOT" modules
 initramfs=$(mktemp --suffix=.cpio.gz)
 trap 'rm -f "$initramfs"' EXIT
 "$RB_ROOT/selftests/guest/mkinitramfs.sh" "$initramfs" "$RB_ROOT/rust_balloon.ko" \

@@ -6,10 +6,13 @@
 # (a Rust module must be built by the rustc that built its kernel), so CI and
 # later sessions reuse the kernel until one of them changes.
 #
-#   scripts/kernel.sh [test|bench] [--print]
+#   scripts/kernel.sh [test|bench|debug] [--print]
 #     --print - only print the directory, if that kernel is built
 #     test  - selftests/config (debug checks on): what `make check` boots
 #     bench - the same without the debug checks, for `make bench`
+#     debug - the test kernel plus KASAN, kmemleak and the other checks of
+#             selftests/config.debug, built with clang: what `make stress`
+#             boots
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -21,8 +24,8 @@ flavour=${1:-test}
 print_only=${2:-}
 fragment=$RB_ROOT/selftests/config
 case $flavour in
-test | bench) ;;
-*) die "unknown kernel flavour '$flavour' (test or bench)" ;;
+test | bench | debug) ;;
+*) die "unknown kernel flavour '$flavour' (test, bench or debug)" ;;
 esac
 
 src_dir=$RB_CACHE/src/linux-$RB_KVER
@@ -78,14 +81,24 @@ extract_source() {
 	mv "$src_dir.tmp" "$src_dir"
 }
 
-# The fragment for this flavour: bench drops the debug checks.
+# The fragment for this flavour: bench drops the debug checks; debug drops
+# what brings CONTIG_ALLOC (CMA, memory hotplug) and adds config.debug.
 flavour_fragment() {
-	if [ "$flavour" = bench ]; then
-		sed -E 's/^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|DEBUG_LIST|DEBUG_VM)=y/# CONFIG_\1 is not set/' "$fragment"
-	else
-		cat "$fragment"
-	fi
+	case $flavour in
+	bench)
+		sed -E 's/^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|DEBUG_LIST|DEBUG_VM)=y/# CONFIG_\1 is not set/' "$fragment" ;;
+	debug)
+		grep -Ev '^CONFIG_(CMA|CONTIG_ALLOC|MEMORY_HOTPLUG|MEMORY_HOTREMOVE|ACPI_HOTPLUG_MEMORY)=' "$fragment"
+		cat "$fragment.debug" ;;
+	*)
+		cat "$fragment" ;;
+	esac
 }
+
+# The debug kernel is built with clang: the kernel allows KASAN with Rust
+# only then.
+make_flags=()
+[ "$flavour" = debug ] && make_flags=("LLVM=$RB_LLVM")
 
 cache_key() {
 	{
@@ -94,6 +107,7 @@ cache_key() {
 		rustc --version
 		bindgen --version
 		gcc --version | head -n1
+		[ "$flavour" != debug ] || "clang$RB_LLVM" --version | head -n1
 		echo "recipe $RECIPE"
 	} | sha256sum | cut -c1-12
 }
@@ -113,7 +127,7 @@ check_config() {
 		esac
 	done < <(flavour_fragment)
 	if ! grep -qx CONFIG_RUST=y "$cfg"; then
-		make -s -C "$src_dir" O="$1" rustavailable >&2 || true
+		make -s -C "$src_dir" O="$1" "${make_flags[@]}" rustavailable >&2 || true
 		die "KDIR without CONFIG_RUST: the Rust toolchain is not usable for this kernel (see above)"
 	fi
 	[ $bad -eq 0 ] || die "config fragment not honoured (see above)"
@@ -141,14 +155,14 @@ main() {
 	say "building Linux $RB_KVER ($flavour) in $build; log in $log (about 11 min on 2 cores)"
 	flavour_fragment > "$build/fragment.config"
 	{
-		make -C "$src_dir" O="$build" x86_64_defconfig
+		make -C "$src_dir" O="$build" "${make_flags[@]}" x86_64_defconfig
 		(cd "$build" && "$src_dir/scripts/kconfig/merge_config.sh" -m .config \
 			"$src_dir/kernel/configs/kvm_guest.config" fragment.config)
-		make -C "$src_dir" O="$build" olddefconfig
+		make -C "$src_dir" O="$build" "${make_flags[@]}" olddefconfig
 	} > "$log" 2>&1 || { tail -n 30 "$log" >&2; die "kernel configuration failed"; }
 	check_config "$build"
 	local start=$SECONDS
-	if ! make -C "$src_dir" O="$build" -j"$(nproc)" bzImage modules >> "$log" 2>&1; then
+	if ! make -C "$src_dir" O="$build" "${make_flags[@]}" -j"$(nproc)" bzImage modules >> "$log" 2>&1; then
 		grep -E 'error|Error' "$log" | tail -n 20 >&2
 		die "kernel build failed; see $log"
 	fi

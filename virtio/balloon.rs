@@ -11,7 +11,10 @@ use super::{bindings as b, pfn};
 use core::ptr::NonNull;
 use kernel::{
     prelude::*,
-    sync::{Mutex, MutexGuard},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Mutex, MutexGuard,
+    },
     types::Opaque,
 };
 
@@ -66,9 +69,36 @@ impl Page {
     /// driver's flags. `None` once no such block is free.
     pub(crate) fn alloc_hint_block() -> Option<Self> {
         let order = HINT_BLOCK_ORDER;
-        // SAFETY: FFI call without preconditions.
-        let page = unsafe { b::alloc_pages_noprof(b::RB_HINT_GFP, order) };
-        NonNull::new(page).map(|page| Self { page, order })
+        let page = NonNull::new(alloc_pages(b::RB_HINT_GFP, order))?;
+        // INVARIANT: A fresh block of `order` with one reference, on no list.
+        Some(Self { page, order })
+    }
+
+    /// Takes ownership of a block from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `page` heads a block of `1 << order` pages that satisfies the type
+    /// invariant and whose ownership the caller hands over (it came from
+    /// [`Page::into_raw`] of a block of that order).
+    pub(super) unsafe fn from_raw(page: *mut b::page, order: u32) -> Self {
+        // INVARIANT: As the caller guarantees; `into_raw` never yields null.
+        Self {
+            // SAFETY: As above.
+            page: unsafe { NonNull::new_unchecked(page) },
+            order,
+        }
+    }
+
+    /// Gives up ownership of the block without freeing it; see
+    /// [`Page::from_raw`].
+    pub(super) fn into_raw(self) -> NonNull<b::page> {
+        core::mem::ManuallyDrop::new(self).page
+    }
+
+    /// The block's order.
+    pub(crate) fn order(&self) -> u32 {
+        self.order
     }
 
     /// Size of the block in bytes.
@@ -91,6 +121,17 @@ impl Drop for Page {
         // SAFETY: The block is owned and on no list (type invariant).
         unsafe { b::__free_pages(self.page.as_ptr(), self.order) };
     }
+}
+
+/// Allocates a block of `1 << order` pages through the kernel's own Rust
+/// helper for `alloc_pages()`, which sets the allocation tag the page
+/// allocator expects (`CONFIG_MEM_ALLOC_PROFILING`): calling
+/// `alloc_pages_noprof()` directly would leave it unset, which
+/// `MEM_ALLOC_PROFILING_DEBUG` reports with a warning.
+fn alloc_pages(gfp: b::gfp_t, order: u32) -> *mut b::page {
+    // SAFETY: FFI call without preconditions; both `page` types are the
+    // same C struct.
+    unsafe { kernel::bindings::alloc_pages(gfp, order).cast() }
 }
 
 /// The guest frame number of `page`, in guest pages.
@@ -245,9 +286,7 @@ impl PageList {
         let block = 1usize << HUGE_ORDER;
         let mut got = 0;
         while *huge && n - got >= block {
-            // SAFETY: FFI call without preconditions.
-            let head = unsafe { b::alloc_pages_noprof(b::RB_HUGE_GFP, HUGE_ORDER) };
-            let Some(head) = NonNull::new(head) else {
+            let Some(head) = NonNull::new(alloc_pages(b::RB_HUGE_GFP, HUGE_ORDER)) else {
                 *huge = false;
                 break;
             };
@@ -429,12 +468,16 @@ pub(crate) trait Migrate: Send + Unpin {
 ///
 /// `info` is initialised, pinned and the first field (`repr(C)`): the list
 /// head and, with balloon migration, every listed page's `page->private`
-/// point to it, and the migration callback finds `Self` from it.
+/// point to it, and the migration callback finds `Self` from it. `held`
+/// counts the pages in the balloon: on its list or isolated by compaction
+/// (migration swaps one page for another, and the driver's callback never
+/// returns `-ENOENT`, the one outcome that would drop a page).
 #[pin_data(PinnedDrop)]
 #[repr(C)]
 pub(crate) struct BalloonPages<S: Migrate> {
     #[pin]
     info: Opaque<b::balloon_dev_info>,
+    held: Atomic<usize>,
     #[pin]
     state: Mutex<S>,
 }
@@ -453,6 +496,8 @@ impl<S: Migrate> BalloonPages<S> {
         adjust_managed_page_count: bool,
         state: impl PinInit<Mutex<S>>,
     ) -> impl PinInit<Self> {
+        // INVARIANT: `info` is initialised in place (pinned, first field)
+        // and the balloon holds no page.
         pin_init!(Self {
             // SAFETY: `ptr` is valid for writes; this is C's
             // `balloon_devinfo_init()` plus the two settings.
@@ -464,6 +509,7 @@ impl<S: Migrate> BalloonPages<S> {
                 (*ptr).adjust_managed_page_count = adjust_managed_page_count;
                 (*ptr).migratepage = Some(Self::migrate_callback);
             }),
+            held: Atomic::new(0),
             state <- state,
         })
     }
@@ -471,6 +517,11 @@ impl<S: Migrate> BalloonPages<S> {
     /// Locks the driver state.
     pub(crate) fn lock(&self) -> MutexGuard<'_, S> {
         self.state.lock()
+    }
+
+    /// Pages in the balloon, including those compaction has isolated.
+    pub(crate) fn len(&self) -> usize {
+        self.held.load(Relaxed)
     }
 
     /// Moves every page of `list` into the balloon; returns how many.
@@ -483,6 +534,8 @@ impl<S: Migrate> BalloonPages<S> {
         // owned (list invariant) and handed over to the balloon.
         let n = unsafe { b::balloon_page_list_enqueue(self.info.get(), list.raw()) };
         list.len = 0;
+        // INVARIANT: `n` more pages in the balloon.
+        self.held.add(n, Relaxed);
         n
     }
 
@@ -496,13 +549,9 @@ impl<S: Migrate> BalloonPages<S> {
         // `list`.
         let got = unsafe { b::balloon_page_list_dequeue(self.info.get(), list.raw(), n) };
         list.len += got;
+        // INVARIANT: `got` pages fewer in the balloon.
+        self.held.fetch_sub(got, Relaxed);
         got
-    }
-
-    fn isolated_pages(&self) -> usize {
-        // SAFETY: A racy read of a counter the balloon core updates under its
-        // lock; callers poll it.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*self.info.get()).isolated_pages)) }
     }
 
     /// Migration callback, from compaction (page lock held).
@@ -518,8 +567,8 @@ impl<S: Migrate> BalloonPages<S> {
         _mode: b::migrate_mode,
     ) -> kernel::ffi::c_int {
         // SAFETY: `info` is the first field of a live `Self` (type
-        // invariant); pages with `page->private` set keep it alive (drop
-        // waits for isolated pages).
+        // invariant): `page` is isolated, so it counts in `held`, and drop
+        // waits until `held` is 0.
         let this = unsafe { &*info.cast::<Self>() };
         let (Some(new), Some(old)) = (NonNull::new(newpage), NonNull::new(page)) else {
             return EINVAL.to_errno();
@@ -530,6 +579,8 @@ impl<S: Migrate> BalloonPages<S> {
         };
         match state.migrate(balloon_pfn(new), balloon_pfn(old)) {
             Ok(()) => 0,
+            // Anything but -ENOENT leaves the old page in the balloon.
+            Err(ENOENT) => EAGAIN.to_errno(),
             Err(e) => e.to_errno(),
         }
     }
@@ -538,19 +589,32 @@ impl<S: Migrate> BalloonPages<S> {
 #[pinned_drop]
 impl<S: Migrate> PinnedDrop for BalloonPages<S> {
     fn drop(self: Pin<&mut Self>) {
-        // Pages isolated for migration still point here: wait until
-        // compaction has put them back or migrated them.
-        while self.isolated_pages() > 0 {
-            kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
-        }
         // Drivers empty the balloon, telling the host, before dropping it.
         // If one did not, free the pages anyway rather than leave pages
-        // pointing at a freed `balloon_dev_info`.
-        if let Ok(mut list) = PageList::new() {
-            let n = self.dequeue(&mut list, usize::MAX);
-            if n > 0 {
-                pr_warn!("rust_balloon: {} pages still ballooned at teardown\n", n);
+        // pointing at a freed `balloon_dev_info`. Pages compaction has
+        // isolated are off the list, and point here until it puts them
+        // back or migrates them (onto the list again): so dequeue until
+        // every page the balloon held has come off it, not merely until
+        // the list is empty.
+        // A list head is 16 bytes: should it not come at once, wait for
+        // it rather than free what compaction may still use.
+        let mut list = loop {
+            match PageList::new() {
+                Ok(list) => break list,
+                Err(_) => kernel::time::delay::fsleep(kernel::time::Delta::from_millis(10)),
             }
+        };
+        let mut left_over = 0;
+        while self.len() > 0 {
+            let got = self.dequeue(&mut list, usize::MAX);
+            left_over += got;
+            list.clear();
+            if got == 0 {
+                kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+            }
+        }
+        if left_over > 0 {
+            pr_warn!("{} pages still ballooned at teardown\n", left_over);
         }
     }
 }

@@ -23,6 +23,8 @@
 /* Macros bindgen cannot evaluate, as constants it can. */
 const unsigned int RB_TASK_IDLE = TASK_IDLE;
 const int RB_TASK_NORMAL = TASK_NORMAL;
+const unsigned long RB_HZ = HZ;
+const unsigned long RB_SHRINK_STOP = SHRINK_STOP;
 const unsigned long RB_PAGE_SIZE = PAGE_SIZE;
 const size_t RB_STRUCT_PAGE_SIZE = sizeof(struct page);
 const size_t RB_PAGE_LRU_OFFSET = offsetof(struct page, lru);

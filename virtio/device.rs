@@ -2,8 +2,10 @@
 
 //! Virtio devices and the driver's binding to one.
 
-use super::{bindings as b, reporting::ReportedPages, wait::WaitQueue, Buffer, Page};
-use core::ptr::NonNull;
+#[cfg(CONFIG_PAGE_REPORTING)]
+use super::reporting::ReportedPages;
+use super::{bindings as b, wait::WaitQueue, Buffer, Page, HINT_BLOCK_ORDER};
+use core::{ops::ControlFlow, ptr::NonNull};
 use kernel::{
     error::to_result,
     new_mutex,
@@ -99,38 +101,55 @@ pub(crate) struct QueueInfo {
     pub(crate) callback: bool,
 }
 
-/// Tokens of buffers the queue does not own (reported pages, hinted
-/// blocks): never a `KBox<Buffer>` address.
-static FOREIGN_TOKENS: [u8; 2] = [0; 2];
+/// Token of reported pages, which the queue never owns (they stay the page
+/// allocator's). Never the address of a `KBox<Buffer>` or a `struct page`.
+static REPORT_TOKEN: u64 = 0;
 
 fn report_token() -> *mut kernel::ffi::c_void {
-    core::ptr::addr_of!(FOREIGN_TOKENS[0]).cast_mut().cast()
+    core::ptr::addr_of!(REPORT_TOKEN).cast_mut().cast()
 }
 
-fn hint_token() -> *mut kernel::ffi::c_void {
-    core::ptr::addr_of!(FOREIGN_TOKENS[1]).cast_mut().cast()
-}
+/// Tag bit of a token that is a hint block's `struct page`: `KBox<Buffer>`
+/// addresses and `struct page`s are both at least 8-byte aligned, so bit 0
+/// of either is free.
+const BLOCK_TAG: usize = 1;
 
-/// A buffer the device has used.
-enum Used {
+/// A buffer the device has handed back: the queue's ownership ends here.
+pub(crate) enum Used {
+    /// A buffer the driver filled ([`BoundGuard::add_outbuf`]).
     Buffer(KBox<Buffer>),
-    Reported,
-    Hinted,
+    /// A free page hint block ([`BoundGuard::add_hint_block`]).
+    Block(Page),
 }
 
-impl Used {
+/// What a token stood for.
+enum Token {
+    Used(Used),
+    Reported,
+}
+
+impl Token {
     /// # Safety
     ///
-    /// `token` is non-null and either a foreign token or from
-    /// `KBox::<Buffer>::into_raw`, and not used again.
-    unsafe fn from_token(token: *mut kernel::ffi::c_void) -> Self {
+    /// `token` is non-null and one the queue invariant allows (see
+    /// [`Binding`]), handed back by the queue, and not used again.
+    unsafe fn take(token: *mut kernel::ffi::c_void) -> Self {
         if token == report_token() {
-            Used::Reported
-        } else if token == hint_token() {
-            Used::Hinted
+            Token::Reported
+        } else if token as usize & BLOCK_TAG != 0 {
+            let page = (token as usize & !BLOCK_TAG) as *mut b::page;
+            // SAFETY: A tagged token is a hint block that `add_hint_block`
+            // handed to the queue (caller's guarantee); ownership comes
+            // back with it.
+            Token::Used(Used::Block(unsafe {
+                Page::from_raw(page, HINT_BLOCK_ORDER)
+            }))
         } else {
-            // SAFETY: Guaranteed by the caller.
-            Used::Buffer(unsafe { KBox::from_raw(token.cast::<Buffer>()) })
+            // SAFETY: Any other token is from `KBox::<Buffer>::into_raw`
+            // (caller's guarantee).
+            Token::Used(Used::Buffer(unsafe {
+                KBox::from_raw(token.cast::<Buffer>())
+            }))
         }
     }
 }
@@ -143,7 +162,10 @@ enum Direction {
     FromDevice,
 }
 
-/// Adds one buffer of a single segment to `vq`.
+/// Adds one buffer of a single segment to `vq`. Never sleeps and never
+/// allocates with reclaim (`GFP_NOWAIT`; a single segment never takes an
+/// indirect descriptor anyway), so it may run under locks that memory
+/// reclaim or the OOM notifier take.
 ///
 /// # Safety
 ///
@@ -163,22 +185,17 @@ unsafe fn add_one(
     // and copied by the add functions, which need it only for the call.
     let ret = unsafe {
         b::sg_init_one(sg.as_mut_ptr(), data.cast(), len);
-        match direction {
-            Direction::ToDevice => b::virtqueue_add_outbuf(
-                vq.as_ptr(),
-                sg.as_mut_ptr(),
-                1,
-                token,
-                kernel::bindings::GFP_KERNEL,
-            ),
-            Direction::FromDevice => b::virtqueue_add_inbuf(
-                vq.as_ptr(),
-                sg.as_mut_ptr(),
-                1,
-                token,
-                kernel::bindings::GFP_KERNEL,
-            ),
-        }
+        let add = match direction {
+            Direction::ToDevice => b::virtqueue_add_outbuf,
+            Direction::FromDevice => b::virtqueue_add_inbuf,
+        };
+        add(
+            vq.as_ptr(),
+            sg.as_mut_ptr(),
+            1,
+            token,
+            kernel::bindings::GFP_NOWAIT,
+        )
     };
     to_result(ret)
 }
@@ -202,19 +219,26 @@ struct BindingState {
 /// It outlives the binding safely: once the device is removed (or
 /// [`Binding::teardown`] ran), every operation fails with `ENODEV` instead of
 /// touching a device that is gone. All operations are serialised by one lock,
-/// which a waiter keeps while the host processes its buffer.
+/// which a waiter keeps while the host processes its buffer. Setting the
+/// queues up and tearing them down take a second lock first (`setup`), so
+/// that finding the queues, which allocates memory, never holds the first:
+/// code that reclaim or the OOM killer calls may take it.
 ///
 /// # Invariants
 ///
 /// `vdev` is valid for as long as `self` lives (a reference is held on its
 /// `struct device`). While `state.alive`, the device is bound and `state.vqs`
 /// are its live virtqueues, each holding only tokens made by
-/// `KBox::<Buffer>::into_raw` or foreign tokens (for reported pages and
-/// hinted blocks, which the queue never owns).
+/// `KBox::<Buffer>::into_raw`, hint blocks (`struct page` pointers tagged
+/// with [`BLOCK_TAG`], owned by the queue) or [`report_token`] (reported
+/// pages, which the queue never owns).
 #[pin_data(PinnedDrop)]
 pub(crate) struct Binding {
     vdev: NonNull<b::virtio_device>,
     callback: VqCallback,
+    /// Held while the queues are found or torn down (before `state`).
+    #[pin]
+    setup: Mutex<()>,
     #[pin]
     state: Mutex<BindingState>,
     /// Woken whenever the device uses a buffer on any queue.
@@ -235,10 +259,13 @@ impl Binding {
         let vdev = NonNull::new(dev.as_raw()).ok_or(EINVAL)?;
         // SAFETY: `dev` is valid; the reference is dropped in `Drop`.
         unsafe { b::get_device(core::ptr::addr_of_mut!((*vdev.as_ptr()).dev)) };
+        // INVARIANT: The reference on the device was taken above; the device
+        // is bound (probe), and has no queues yet.
         Arc::pin_init(
             pin_init!(Self {
                 vdev,
                 callback,
+                setup <- new_mutex!(()),
                 state <- new_mutex!(BindingState { alive: true, vqs: KVec::new() }),
                 used <- WaitQueue::new(c"virtio_binding_used", static_lock_class!()),
             }),
@@ -264,7 +291,8 @@ impl Binding {
     }
 
     /// Keeps the system from suspending on its own (autosleep) until
-    /// [`Binding::relax`]. Callable from any context.
+    /// [`Binding::relax`]. Not counted: one relax ends any number of calls.
+    /// Callable from any context.
     pub(crate) fn stay_awake(&self) {
         // SAFETY: The device is valid; `pm_stay_awake` takes its own lock
         // with interrupts disabled.
@@ -290,6 +318,66 @@ impl Binding {
         })
     }
 
+    /// Finds the virtqueues, in order: queue `i` of `infos` is `QueueId(i)`.
+    ///
+    /// Pass only the queues the negotiated features call for: indices are
+    /// dense, an absent optional queue takes none. The transport allocates
+    /// memory here, so the operations lock is not held meanwhile: code that
+    /// runs in reclaim (the OOM notifier, balloon page migration) can use
+    /// the device, and finds no queues (`EINVAL`) until this returns.
+    pub(crate) fn find_vqs(&self, infos: &[QueueInfo]) -> Result {
+        let mut raw_infos = KVec::with_capacity(infos.len(), GFP_KERNEL)?;
+        for info in infos {
+            raw_infos.push(
+                b::virtqueue_info {
+                    name: info.name.as_char_ptr(),
+                    callback: info.callback.then_some(self.callback),
+                    ctx: false,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        let mut vqs = KVec::<*mut b::virtqueue>::with_capacity(infos.len(), GFP_KERNEL)?;
+        vqs.resize(infos.len(), core::ptr::null_mut(), GFP_KERNEL)?;
+        let mut found = KVec::with_capacity(infos.len(), GFP_KERNEL)?;
+        let count = u32::try_from(infos.len())?;
+        let _setup = self.setup.lock();
+        {
+            let state = self.state.lock();
+            if !state.alive {
+                return Err(ENODEV);
+            }
+            if !state.vqs.is_empty() {
+                return Err(EBUSY);
+            }
+        }
+        let vdev = self.vdev.as_ptr();
+        // SAFETY: The device is alive and has no queues, and `setup` keeps
+        // it so (only `teardown` ends it, under `setup`). Both arrays hold
+        // `count` entries; `find_vqs` is set by every transport.
+        let ret = unsafe {
+            let find_vqs = (*(*vdev).config).find_vqs.ok_or(ENODEV)?;
+            find_vqs(
+                vdev,
+                count,
+                vqs.as_mut_ptr(),
+                raw_infos.as_mut_ptr(),
+                core::ptr::null_mut(),
+            )
+        };
+        to_result(ret)?;
+        for vq in vqs {
+            // On success every requested queue exists; `found` has room.
+            let vq = NonNull::new(vq).ok_or(ENODEV)?;
+            if found.push_within_capacity(vq).is_err() {
+                return Err(ENOMEM);
+            }
+        }
+        // INVARIANT: The queues are new and hold no buffers.
+        self.state.lock().vqs = found;
+        Ok(())
+    }
+
     /// Called from the virtqueue interrupt: wakes waiters for used buffers.
     pub(super) fn notify_used(&self) {
         self.used.wake_all();
@@ -299,6 +387,7 @@ impl Binding {
     /// the virtqueues. Afterwards no callback runs and every operation fails
     /// with `ENODEV`. Idempotent.
     pub(crate) fn teardown(&self) {
+        let _setup = self.setup.lock();
         let mut state = self.state.lock();
         if !state.alive {
             return;
@@ -307,19 +396,7 @@ impl Binding {
         let vdev = self.vdev.as_ptr();
         // SAFETY: The device is alive (checked above, under the lock).
         unsafe { b::virtio_reset_device(vdev) };
-        for vq in state.vqs.drain_all() {
-            loop {
-                // SAFETY: `vq` is live and the device reset, so the device
-                // no longer owns any of its buffers.
-                let token = unsafe { b::virtqueue_detach_unused_buf(vq.as_ptr()) };
-                if token.is_null() {
-                    break;
-                }
-                // SAFETY: Tokens are `KBox<Buffer>`s or foreign tokens (type
-                // invariant), each detached once.
-                drop(unsafe { Used::from_token(token) });
-            }
-        }
+        Self::detach_all(&mut state);
         // SAFETY: The device is alive; `config` and `del_vqs` are set by every
         // transport. Deleting with no queues found is allowed.
         unsafe {
@@ -329,9 +406,46 @@ impl Binding {
         }
     }
 
+    /// System shutdown, reboot or kexec: stops the device the way the
+    /// virtio core does for drivers without a `shutdown` method (breaks the
+    /// queues so nothing kicks a reset device, waits for callbacks running,
+    /// resets), and frees the buffers still queued. The queues stay (as in
+    /// C). Afterwards every operation fails with `ENODEV`. Idempotent.
+    pub(super) fn shutdown(&self) {
+        let _setup = self.setup.lock();
+        let mut state = self.state.lock();
+        if !state.alive {
+            return;
+        }
+        state.alive = false;
+        // SAFETY: The device is alive and bound (checked above, under the
+        // lock); this is what the core would call without our callback.
+        unsafe { b::virtio_device_shutdown(self.vdev.as_ptr()) };
+        Self::detach_all(&mut state);
+    }
+
+    /// Takes every buffer back from a device that was reset, and forgets
+    /// the queues.
+    fn detach_all(state: &mut BindingState) {
+        for vq in state.vqs.drain_all() {
+            loop {
+                // SAFETY: `vq` is live and the device reset, so the device
+                // no longer owns any of its buffers.
+                let token = unsafe { b::virtqueue_detach_unused_buf(vq.as_ptr()) };
+                if token.is_null() {
+                    break;
+                }
+                // SAFETY: Tokens are of the kinds the type invariant allows,
+                // each detached once.
+                drop(unsafe { Token::take(token) });
+            }
+        }
+    }
+
     /// Makes the device usable again after [`Binding::teardown`] (resume
     /// from suspend). It has no virtqueues until they are found again.
     pub(super) fn revive(&self) {
+        let _setup = self.setup.lock();
         self.state.lock().alive = true;
     }
 }
@@ -353,51 +467,6 @@ pub(crate) struct BoundGuard<'a> {
 impl BoundGuard<'_> {
     fn vdev(&self) -> *mut b::virtio_device {
         self.binding.vdev.as_ptr()
-    }
-
-    /// Finds the virtqueues, in order: queue `i` of `infos` is `QueueId(i)`.
-    ///
-    /// Pass only the queues the negotiated features call for: indices are
-    /// dense, an absent optional queue takes none.
-    pub(crate) fn find_vqs(&mut self, infos: &[QueueInfo]) -> Result {
-        if !self.state.vqs.is_empty() {
-            return Err(EBUSY);
-        }
-        let mut raw_infos = KVec::with_capacity(infos.len(), GFP_KERNEL)?;
-        for info in infos {
-            raw_infos.push(
-                b::virtqueue_info {
-                    name: info.name.as_char_ptr(),
-                    callback: info.callback.then_some(self.binding.callback),
-                    ctx: false,
-                },
-                GFP_KERNEL,
-            )?;
-        }
-        let mut vqs = KVec::<*mut b::virtqueue>::with_capacity(infos.len(), GFP_KERNEL)?;
-        vqs.resize(infos.len(), core::ptr::null_mut(), GFP_KERNEL)?;
-        let vdev = self.vdev();
-        let count = u32::try_from(infos.len())?;
-        // SAFETY: The device is alive (guard invariant); both arrays hold
-        // `count` entries; `find_vqs` is set by every transport.
-        let ret = unsafe {
-            let find_vqs = (*(*vdev).config).find_vqs.ok_or(ENODEV)?;
-            find_vqs(
-                vdev,
-                count,
-                vqs.as_mut_ptr(),
-                raw_infos.as_mut_ptr(),
-                core::ptr::null_mut(),
-            )
-        };
-        to_result(ret)?;
-        let mut found = KVec::with_capacity(vqs.len(), GFP_KERNEL)?;
-        for vq in vqs {
-            // On success every requested queue exists.
-            found.push(NonNull::new(vq).ok_or(ENODEV)?, GFP_KERNEL)?;
-        }
-        self.state.vqs = found;
-        Ok(())
     }
 
     fn vq(&self, queue: QueueId) -> Result<NonNull<b::virtqueue>> {
@@ -433,6 +502,41 @@ impl BoundGuard<'_> {
         })
     }
 
+    /// Hands a free page hint block to the device ("in" buffer, as in C).
+    /// The queue owns the block until [`Self::take_used`] hands it back, or
+    /// frees it when the device is torn down; on failure it comes back at
+    /// once. Only blocks of [`HINT_BLOCK_ORDER`] are taken.
+    pub(crate) fn add_hint_block(
+        &mut self,
+        queue: QueueId,
+        block: Page,
+    ) -> core::result::Result<(), (Error, Page)> {
+        let vq = match self.vq(queue) {
+            Ok(vq) => vq,
+            Err(e) => return Err((e, block)),
+        };
+        if block.order() != HINT_BLOCK_ORDER {
+            return Err((EINVAL, block));
+        }
+        let Ok(len) = u32::try_from(block.bytes()) else {
+            return Err((EINVAL, block));
+        };
+        let data = block.address();
+        let page = block.into_raw();
+        let token = (page.as_ptr() as usize | BLOCK_TAG) as *mut kernel::ffi::c_void;
+        // SAFETY: `data` is the block's `len` bytes in the linear map; the
+        // queue owns the block from here on through `token`, which is
+        // tagged (a `struct page` is at least 8-byte aligned).
+        let added = unsafe { add_one(vq, data, len, token, Direction::FromDevice) };
+        added.map_err(|e| {
+            // SAFETY: The queue did not take the block; `page` came from
+            // `into_raw` above, with this order.
+            (e, unsafe {
+                Page::from_raw(page.as_ptr(), HINT_BLOCK_ORDER)
+            })
+        })
+    }
+
     /// Tells the device there are new buffers in `queue`.
     pub(crate) fn kick(&mut self, queue: QueueId) -> Result {
         let vq = self.vq(queue)?;
@@ -444,44 +548,58 @@ impl BoundGuard<'_> {
         }
     }
 
-    fn get_used(&mut self, queue: QueueId) -> Option<Used> {
+    fn get_token(&mut self, queue: QueueId) -> Option<Token> {
         let vq = self.vq(queue).ok()?;
         let mut len = 0u32;
         // SAFETY: `vq` is live (guard invariant); `len` is valid for writes.
         let token = unsafe { b::virtqueue_get_buf(vq.as_ptr(), &mut len) };
-        // SAFETY: Tokens are `KBox<Buffer>`s or foreign tokens (type
-        // invariant), each handed back once.
-        (!token.is_null()).then(|| unsafe { Used::from_token(token) })
+        // SAFETY: Tokens are of the kinds the type invariant allows, each
+        // handed back once.
+        (!token.is_null()).then(|| unsafe { Token::take(token) })
     }
 
-    /// Takes back a buffer the device has used, if any.
-    pub(crate) fn get_buf(&mut self, queue: QueueId) -> Option<KBox<Buffer>> {
+    /// Takes back a buffer or block the device has used, if any.
+    pub(crate) fn take_used(&mut self, queue: QueueId) -> Option<Used> {
         loop {
-            match self.get_used(queue)? {
-                Used::Buffer(buf) => return Some(buf),
-                Used::Reported | Used::Hinted => continue,
+            match self.get_token(queue)? {
+                Token::Used(used) => return Some(used),
+                Token::Reported => continue,
             }
         }
     }
 
-    /// Sleeps until the device has used a buffer of `queue`, and returns it.
+    /// Takes back a buffer the device has used, if any; hint blocks used on
+    /// the same queue are freed.
+    pub(crate) fn get_buf(&mut self, queue: QueueId) -> Option<KBox<Buffer>> {
+        loop {
+            match self.take_used(queue)? {
+                Used::Buffer(buf) => return Some(buf),
+                Used::Block(_) => continue,
+            }
+        }
+    }
+
+    /// Whether the device marked `queue` broken (it will use no more
+    /// buffers).
+    fn broken(&self, queue: QueueId) -> bool {
+        // SAFETY: `vq` is live (guard invariant).
+        self.vq(queue)
+            .map_or(true, |vq| unsafe { b::virtqueue_is_broken(vq.as_ptr()) })
+    }
+
+    /// Sleeps until the device has used a buffer of `queue`, and returns it;
+    /// `EIO` if the queue breaks meanwhile.
     ///
     /// The lock stays held, as C drivers hold theirs across `wait_event()`:
     /// nothing else may use the device until the host has answered.
     pub(crate) fn wait_buf(&mut self, queue: QueueId) -> Result<KBox<Buffer>> {
         self.vq(queue)?;
-        let mut used = None;
         let binding = self.binding;
-        binding.used.wait_until(|| {
-            used = self.get_buf(queue);
-            used.is_some()
-        });
-        used.ok_or(EIO)
-    }
-
-    /// Takes back every buffer the device has used on `queue`.
-    pub(crate) fn drain_used(&mut self, queue: QueueId) {
-        while self.get_used(queue).is_some() {}
+        binding.used.wait_for(|| match self.get_buf(queue) {
+            Some(buf) => ControlFlow::Break(Ok(buf)),
+            None if self.broken(queue) => ControlFlow::Break(Err(EIO)),
+            None => ControlFlow::Continue(()),
+        })
     }
 
     /// Free descriptors in `queue`'s ring.
@@ -492,26 +610,6 @@ impl BoundGuard<'_> {
         Ok(unsafe { (*vq.as_ptr()).num_free })
     }
 
-    /// Hands a free page block to the device as a hint ("in" buffer). The
-    /// queue does not own the block: the caller keeps it until the host
-    /// is done with hints (or the device is reset), as the C driver does.
-    pub(crate) fn add_hint_block(&mut self, queue: QueueId, block: &Page) -> Result {
-        let vq = self.vq(queue)?;
-        let len = u32::try_from(block.bytes())?;
-        // SAFETY: `block` is a whole, owned block in the linear map, `len`
-        // bytes long; the caller keeps it allocated while the host may use
-        // it.
-        unsafe {
-            add_one(
-                vq,
-                block.address(),
-                len,
-                hint_token(),
-                Direction::FromDevice,
-            )
-        }
-    }
-
     /// Number of descriptors in `queue`'s ring.
     pub(crate) fn vring_size(&self, queue: QueueId) -> Result<u32> {
         let vq = self.vq(queue)?;
@@ -519,14 +617,17 @@ impl BoundGuard<'_> {
         Ok(unsafe { b::virtqueue_get_vring_size(vq.as_ptr()) })
     }
 
+    #[cfg(CONFIG_PAGE_REPORTING)]
     /// Hands reported free pages to the device (which writes to nothing:
-    /// "in" buffers it may discard) and waits until it has processed them.
+    /// "in" buffers it may discard) and waits until it has processed them;
+    /// `EIO` if the queue breaks meanwhile.
     pub(crate) fn report_pages(&mut self, queue: QueueId, pages: &ReportedPages) -> Result {
         let vq = self.vq(queue)?;
         // SAFETY: `vq` is live; `pages` is valid for the duration of the
         // report (its invariant), and the wait below returns only once the
-        // device has given the buffer back. No allocation: indirect
-        // descriptors are turned off in `validate`.
+        // device has given the buffer back or is broken (then it touches
+        // nothing). No allocation: indirect descriptors are turned off in
+        // `validate`, and the flags allow none with reclaim.
         let ret = unsafe {
             b::virtqueue_add_inbuf(
                 vq.as_ptr(),
@@ -539,10 +640,13 @@ impl BoundGuard<'_> {
         kernel::error::to_result(ret)?;
         self.kick(queue)?;
         let binding = self.binding;
-        binding
-            .used
-            .wait_until(|| matches!(self.get_used(queue), Some(Used::Reported)));
-        Ok(())
+        binding.used.wait_for(|| match self.get_token(queue) {
+            Some(Token::Reported) => ControlFlow::Break(Ok(())),
+            // Nothing else is queued on a reporting queue.
+            Some(Token::Used(_)) => ControlFlow::Continue(()),
+            None if self.broken(queue) => ControlFlow::Break(Err(EIO)),
+            None => ControlFlow::Continue(()),
+        })
     }
 
     /// Reads a little-endian `u32` from config space at `offset`.

@@ -48,6 +48,14 @@ pub(crate) trait Driver: Send + Sync + Sized + 'static {
     /// the device still works here. The binding is torn down afterwards.
     fn remove(this: &Arc<Self>, dev: &Device);
 
+    /// The system is shutting down, rebooting or starting another kernel
+    /// (kexec). Stop all work and unregister every hook, so that nothing
+    /// waits for the device once it is stopped; the device still works
+    /// here. The layer then stops it as the virtio core does (break, reset)
+    /// and every operation on the binding fails with `ENODEV`. Nothing
+    /// needs to be given back: the memory is the next kernel's.
+    fn shutdown(_this: &Arc<Self>, _dev: &Device) {}
+
     /// The system is suspending (freezable work is frozen already). Give
     /// back what the device holds; the binding is torn down afterwards.
     fn freeze(_this: &Arc<Self>, _dev: &Device) -> Result {
@@ -119,6 +127,7 @@ impl<T: Driver> Registration<T> {
                     (*drv).validate = Some(validate_callback::<T>);
                     (*drv).probe = Some(probe_callback::<T>);
                     (*drv).remove = Some(remove_callback::<T>);
+                    (*drv).shutdown = Some(shutdown_callback::<T>);
                     (*drv).config_changed = Some(config_changed_callback::<T>);
                     (*drv).freeze = Some(freeze_callback::<T>);
                     (*drv).restore = Some(restore_callback::<T>);
@@ -226,6 +235,25 @@ unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
         (*vdev).priv_ = core::ptr::null_mut();
         drop(KBox::from_raw(ptr));
     }
+}
+
+/// The bus's `shutdown` callback (power off, reboot, kexec).
+///
+/// # Safety
+///
+/// `vdev` is a valid device bound by `probe_callback::<T>`.
+unsafe extern "C" fn shutdown_callback<T: Driver>(vdev: *mut b::virtio_device) {
+    // SAFETY: The bus passes a valid, bound device for the call.
+    let dev = unsafe { Device::from_raw(vdev) };
+    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
+    let Some(context) = (unsafe { context::<T>(vdev) }) else {
+        return;
+    };
+    if let Some(data) = context.data.as_ref() {
+        T::shutdown(data, dev);
+    }
+    // The context stays: the device stays bound until the machine goes.
+    context.binding.shutdown();
 }
 
 /// The bus's `freeze` callback (system suspend).

@@ -18,6 +18,7 @@ mod driver;
 mod mm;
 mod oom;
 mod pfn;
+#[cfg(CONFIG_PAGE_REPORTING)]
 mod reporting;
 mod shrinker;
 mod wait;
@@ -27,11 +28,12 @@ pub(crate) use balloon::{
     BalloonPages, Migrate, Page, PageList, HINT_BLOCK_ORDER, HUGE_ORDER, PAGE_SHIFT, PFNS_PER_PAGE,
 };
 pub(crate) use buffer::Buffer;
-pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo};
+pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo, Used};
 pub(crate) use driver::{Driver, Registration};
 pub(crate) use mm::{available_pages, free_page_fill, memory_counters, MemoryCounters};
 pub(crate) use oom::{OomHandler, OomNotifier};
 pub(crate) use pfn::{round_target, whole_pages};
+#[cfg(CONFIG_PAGE_REPORTING)]
 pub(crate) use reporting::{PageReporting, ReportHandler, ReportedPages};
 pub(crate) use shrinker::{ShrinkHandler, Shrinker};
 pub(crate) use workqueue::flush as flush_work;

@@ -10,8 +10,10 @@ use kernel::{prelude::*, sync::Arc, types::ForeignOwnable};
 pub(crate) trait ShrinkHandler: Send + Sync + 'static {
     /// How many pages could be freed now (0: nothing to do).
     fn count(&self) -> usize;
-    /// Frees up to `pages` pages; returns how many were freed.
-    fn scan(&self, pages: usize) -> usize;
+    /// Frees up to `pages` pages; returns how many were freed, or `None`
+    /// if it cannot free any now without waiting (reclaim then stops
+    /// asking this time: `SHRINK_STOP`).
+    fn scan(&self, pages: usize) -> Option<usize>;
 }
 
 /// A registered shrinker; freed (unregistered) on drop. Holds a reference
@@ -83,7 +85,10 @@ impl<T: ShrinkHandler> Shrinker<T> {
         // SAFETY: The core passes a valid control block.
         let wanted = unsafe { (*sc).nr_to_scan };
         // SAFETY: As the caller guarantees.
-        unsafe { Self::handler(shrinker) }.scan(wanted) as kernel::ffi::c_ulong
+        match unsafe { Self::handler(shrinker) }.scan(wanted) {
+            Some(freed) => freed as kernel::ffi::c_ulong,
+            None => b::RB_SHRINK_STOP,
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! the check and the sleep is never lost.
 
 use super::bindings as b;
-use core::mem::MaybeUninit;
+use core::{mem::MaybeUninit, ops::ControlFlow};
 use kernel::{prelude::*, sync::LockClassKey, types::Opaque};
 
 /// A wait queue (`struct wait_queue_head`).
@@ -54,31 +54,34 @@ impl WaitQueue {
         };
     }
 
-    /// Sleeps until `cond` returns true; `cond` is checked after every wake-up.
+    /// Sleeps until `poll` breaks, and returns what it broke with. `poll`
+    /// runs after every wake-up, and at least every 100 ms: a device that
+    /// broke never wakes its waiters, so `poll` should also check for that.
     ///
     /// The sleep is `TASK_IDLE`: it cannot be interrupted (the caller holds
     /// state the host may still be reading), and it does not count as load
     /// or trip the hung-task detector while a slow host takes its time.
-    pub(crate) fn wait_until(&self, mut cond: impl FnMut() -> bool) {
-        if cond() {
-            return;
+    pub(crate) fn wait_for<T>(&self, mut poll: impl FnMut() -> ControlFlow<T>) -> T {
+        if let ControlFlow::Break(value) = poll() {
+            return value;
         }
         let mut entry = MaybeUninit::<b::wait_queue_entry>::uninit();
         let entry = entry.as_mut_ptr();
         // SAFETY: `entry` is valid for writes and stays in place until
         // `finish_wait` below has taken it off the queue.
         unsafe { b::init_wait_entry(entry, 0) };
-        loop {
+        let value = loop {
             // SAFETY: `head` is initialised; `entry` was initialised above.
             unsafe { b::prepare_to_wait_event(self.head.get(), entry, b::RB_TASK_IDLE as i32) };
-            if cond() {
-                break;
+            if let ControlFlow::Break(value) = poll() {
+                break value;
             }
             // SAFETY: Sleeping is allowed here: callers are in process
             // context (the same rule as C's `wait_event()`).
-            unsafe { b::schedule() };
-        }
+            unsafe { b::schedule_timeout((b::RB_HZ / 10) as kernel::ffi::c_long) };
+        };
         // SAFETY: `entry` was queued on `head` by `prepare_to_wait_event`.
         unsafe { b::finish_wait(self.head.get(), entry) };
+        value
     }
 }

@@ -25,7 +25,9 @@ def kdir():
 
 @pytest.fixture(scope="session")
 def initramfs(kdir, tmp_path_factory):
-    rust_ko = ROOT / "rust_balloon.ko"
+    # RB_RUST_KO: another build of the module (an older commit's, say, to
+    # show that a test fails without a fix).
+    rust_ko = Path(os.environ.get("RB_RUST_KO", ROOT / "rust_balloon.ko"))
     c_ko = kdir / "drivers/virtio/virtio_balloon.ko"
     for ko in (rust_ko, c_ko):
         if not ko.exists():

@@ -40,6 +40,19 @@ def without_oom_reports(lines):
     return kept
 
 
+def wait_until(what, check, timeout, interval=0.2):
+    """Polls `check` until it returns something true, and returns that;
+    fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise GuestError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def disable_thp():
     """prctl(PR_SET_THP_DISABLE): no transparent huge pages for this process
     and what it executes."""
@@ -85,7 +98,7 @@ class Guest:
 
     def __init__(self, kernel, initrd, workdir, mem_mib=1024, smp=2,
                  balloon="virtio-balloon-pci,id=balloon0", accel=None,
-                 extra=(), cmdline="", thp=True):
+                 extra=(), cmdline="", thp=True, share=None, machine=None):
         self.kernel, self.initrd = str(kernel), str(initrd)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +111,10 @@ class Guest:
         # False: QEMU runs with PR_SET_THP_DISABLE, so guest RAM is backed by
         # 4 KiB pages whatever the host's THP setting.
         self.thp = thp
+        # A host directory the guest mounts read-only at /host (9p).
+        self.share = share
+        # QEMU's -machine (and -m) options, when a test needs others.
+        self.machine = machine
         self.proc = None
         self.qmp = None
         self.chan = None
@@ -108,6 +125,8 @@ class Guest:
         # A test that provokes the OOM killer on purpose sets this: the OOM
         # report (with its call trace) is then not a splat.
         self.expect_oom_kill = False
+        # What the guest had before rust_balloon was loaded (see load()).
+        self.memtotal0 = None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -159,8 +178,9 @@ class Guest:
             "-chardev", f"socket,id=cmd,path={cmd_sock},server=on,wait=on",
             "-serial", "chardev:cmd",
             "-qmp", f"unix:{qmp_sock},server=on,wait=off",
-            "-device", self.balloon_device,
-        ] + self.extra
+        ] + (["-device", self.balloon_device] if self.balloon_device else []) + (
+            ["-virtfs", f"local,path={self.share},mount_tag=host,security_model=none,readonly=on"]
+            if self.share else []) + (["-machine", self.machine] if self.machine else []) + self.extra
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=open(self.workdir / "qemu.err", "wb"),
                                      preexec_fn=None if self.thp else disable_thp)
@@ -335,6 +355,77 @@ class Guest:
             if row.startswith("VmRSS:"):
                 return int(row.split()[1]) * 1024
         raise GuestError("no VmRSS for QEMU")
+
+    # -- the driver, and what it must leave behind ---------------------------
+
+    def load(self, module="/lib/modules/rust_balloon.ko", params=""):
+        """Loads rust_balloon, noting MemTotal first (see unload_and_check)."""
+        if self.memtotal0 is None:
+            self.memtotal0 = self.meminfo()["MemTotal"]
+        self.sh(f"insmod {module} {params}".strip())
+
+    def kmemleak_clear(self):
+        """Forgets what kmemleak knew (boot-time objects), where it runs."""
+        self.sh("[ ! -e /sys/kernel/debug/kmemleak ] || "
+                "{ echo scan > /sys/kernel/debug/kmemleak; echo clear > /sys/kernel/debug/kmemleak; }",
+                timeout=600)
+
+    def kmemleak_leaks(self):
+        """Leak reports that involve rust_balloon, after two scans (kmemleak
+        reports an object only once it is 5 s old and unreferenced in two
+        scans). Empty where the kernel has no kmemleak."""
+        text = self.sh("[ ! -e /sys/kernel/debug/kmemleak ] || { sleep 6; "
+                       "echo scan > /sys/kernel/debug/kmemleak; "
+                       "echo scan > /sys/kernel/debug/kmemleak; cat /sys/kernel/debug/kmemleak; }",
+                       timeout=900)
+        reports = re.split(r"(?m)^(?=unreferenced object)", text)
+        return [r for r in reports if "rust_balloon" in r]
+
+    def unload_and_check(self, unload=True):
+        """The accounting check that ends every reliability scenario:
+        rmmod returns every page (MemTotal exactly as before the module was
+        loaded, vmstat balloon_inflate == balloon_deflate, no balloon page
+        left, `actual` 0 on the host) and leaves no leak behind."""
+        if unload:
+            self.sh("rmmod rust_balloon", timeout=600)
+        info, vm = self.meminfo(), self.vmstat()
+        problems = []
+        if self.memtotal0 is not None and info["MemTotal"] != self.memtotal0:
+            problems.append(f"MemTotal {info['MemTotal']} != {self.memtotal0} before loading")
+        if vm.get("balloon_inflate", 0) != vm.get("balloon_deflate", 0):
+            problems.append(f"balloon_inflate {vm.get('balloon_inflate')} != "
+                            f"balloon_deflate {vm.get('balloon_deflate')}")
+        if vm.get("nr_balloon_pages", 0) != 0:
+            problems.append(f"nr_balloon_pages {vm['nr_balloon_pages']}")
+        if self.balloon_device and self.balloon_pages() != 0:
+            problems.append(f"host sees actual {self.balloon_pages()} pages")
+        leaks = self.kmemleak_leaks()
+        if leaks:
+            problems.append("kmemleak:\n" + "\n".join(leaks))
+        if problems:
+            raise GuestError("accounting check failed: " + "; ".join(problems))
+        return vm
+
+    def features(self):
+        """The balloon device's negotiated feature bits (sysfs), as a set."""
+        bits = self.sh('for d in /sys/bus/virtio/devices/*; do '
+                       '[ "$(cat $d/device)" = 0x0005 ] && cat $d/features; done; true').strip()
+        return {i for i, c in enumerate(bits) if c == "1"}
+
+    def wait_event(self, name, timeout):
+        """Waits for QMP event `name`; returns it, or None on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev in self.qmp.get_events(wait=False):
+                if ev.get("event") == name:
+                    return ev
+            try:
+                ev = self.qmp.pull_event(wait=min(1.0, max(deadline - time.monotonic(), 0.01)))
+            except Exception:
+                ev = None
+            if ev and ev.get("event") == name:
+                return ev
+        return None
 
     # -- the kernel log -----------------------------------------------------
 
