@@ -23,6 +23,7 @@ SPLAT = re.compile(
     r"|inconsistent lock state|INFO: task .* blocked|rust_kernel: panicked"
     r"|panicked at|list_(add|del) corruption|UBSAN:|refcount_t:"
     r"|Call Trace:|Out of memory: Killed process"
+    r"|KASAN:|ODEBUG:|pagealloc: memory corruption|alloc_tag was not"
 )
 
 
@@ -127,6 +128,8 @@ class Guest:
         self.expect_oom_kill = False
         # What the guest had before rust_balloon was loaded (see load()).
         self.memtotal0 = None
+        # RAM plugged in since boot (DIMMs): QEMU's balloon counts it.
+        self.hotplugged = 0
 
     # -- life cycle ---------------------------------------------------------
 
@@ -178,6 +181,9 @@ class Guest:
             "-chardev", f"socket,id=cmd,path={cmd_sock},server=on,wait=on",
             "-serial", "chardev:cmd",
             "-qmp", f"unix:{qmp_sock},server=on,wait=off",
+            # A second monitor, for a host thread that drives the balloon
+            # while the test talks to the guest (see second_qmp()).
+            "-qmp", f"unix:{self.workdir / 'qmp2.sock'},server=on,wait=off",
         ] + (["-device", self.balloon_device] if self.balloon_device else []) + (
             ["-virtfs", f"local,path={self.share},mount_tag=host,security_model=none,readonly=on"]
             if self.share else []) + (["-machine", self.machine] if self.machine else []) + self.extra
@@ -202,6 +208,12 @@ class Guest:
         self.qmp.connect()
         self.mark = self.console_size()
         return self
+
+    def second_qmp(self):
+        """A connection to the second monitor, for another thread."""
+        qmp = QEMUMonitorProtocol(str(self.workdir / "qmp2.sock"))
+        qmp.connect()
+        return qmp
 
     def stop(self):
         if self.proc and not self.qmp:
@@ -265,6 +277,30 @@ class Guest:
         self.chan.sendall(line.encode())
         return self.seq
 
+    def poll(self, seq, timeout=0.0):
+        """(status, output) of script `seq` if it ended within `timeout`
+        seconds, else None."""
+        pattern = re.compile(rb"@@rb-done %d (\d+)\n" % seq)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = pattern.search(self.buf)
+            if m:
+                out, self.buf = self.buf[:m.start()], self.buf[m.end():]
+                return int(m.group(1)), out.decode(errors="replace")
+            left = deadline - time.monotonic()
+            self.chan.settimeout(max(left, 0.001))
+            try:
+                data = self.chan.recv(65536)
+            except (socket.timeout, BlockingIOError):
+                data = None
+            if data == b"":
+                raise GuestError("guest channel closed; console tail:\n"
+                                 + self.console()[-3000:])
+            if data:
+                self.buf += data
+            elif left <= 0:
+                return None
+
     def wait(self, seq, timeout=120):
         """Waits for script `seq`; returns (status, output)."""
         out, m = self._read_until(re.compile(rb"@@rb-done %d (\d+)\n" % seq), timeout)
@@ -324,12 +360,12 @@ class Guest:
     def set_balloon_pages(self, pages):
         """Asks for a balloon of `pages` 4 KiB pages (QMP `balloon` takes the
         guest size the host wants, in bytes)."""
-        self.qmp.cmd("balloon", value=self.mem_bytes - pages * PAGE)
+        self.qmp.cmd("balloon", value=self.mem_bytes + self.hotplugged - pages * PAGE)
 
     def balloon_pages(self):
         """The balloon size the driver reports (`actual`), in 4 KiB pages."""
         actual = self.qmp.cmd("query-balloon")["actual"]
-        return (self.mem_bytes - actual) // PAGE
+        return (self.mem_bytes + self.hotplugged - actual) // PAGE
 
     def wait_balloon(self, pages, timeout=300):
         """Waits until the driver reports `pages`; returns the seconds it took."""
