@@ -5,6 +5,7 @@
 #   make check                 install, build kernel + module, run all tests
 #   make demo                  boot a guest and balloon it live from the host
 #   make bench                 C vs Rust driver benchmark
+#   make stress                reliability scenarios on the debug kernel
 #   make fmt | clippy | clean
 
 SHELL := /bin/bash
@@ -20,7 +21,7 @@ KDIR ?= $(shell $(ROOT)/scripts/kernel.sh test --print 2>/dev/null)
 KMAKE = $(MAKE) -C "$(KDIR)" $(shell sed -n \
 	's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/LLVM=-\1/p' "$(KDIR)/.config" 2>/dev/null)
 
-.PHONY: all module setup kernel check demo bench fmt clippy clean
+.PHONY: all module setup kernel check demo bench stress fmt clippy clean
 
 all: module
 
@@ -50,6 +51,9 @@ demo: setup
 
 bench: setup
 	@scripts/bench.sh
+
+stress: setup
+	@scripts/stress.sh
 
 clean:
 	@if [ -n "$(KDIR)" ]; then $(KMAKE) M="$(ROOT)" clean; fi

@@ -308,6 +308,9 @@ struct Hints {
     blocks: Mutex<PageList>,
     /// Pages in `blocks`, for the shrinker's count (which must not wait).
     held_pages: Atomic<usize>,
+    /// Pages in blocks the queue holds: the host may hand them back
+    /// before the hint work next looks, so the shrinker counts them too.
+    queued_pages: Atomic<usize>,
     /// The command id being (or last) answered. Only the hint work uses it.
     active: Atomic<u32>,
     /// The host's command id as last read from config space...
@@ -324,6 +327,7 @@ impl Hints {
         Ok(pin_init!(Self {
             blocks <- new_mutex!(blocks),
             held_pages: Atomic::new(0),
+            queued_pages: Atomic::new(0),
             active: Atomic::new(uapi::CMD_ID_STOP),
             received: Atomic::new(uapi::CMD_ID_STOP),
             stale: Atomic::new(true),
@@ -342,11 +346,20 @@ impl Hints {
         Ok(self.received.load(Relaxed))
     }
 
+    /// Hands `block` to the host on `queue`; on failure it is freed.
+    fn send(&self, device: &mut BoundGuard<'_>, queue: QueueId, block: Page) -> Result {
+        let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
+        device.add_hint_block(queue, block).map_err(|(e, _)| e)?;
+        self.queued_pages.add(pages, Relaxed);
+        Ok(())
+    }
+
     /// Keeps the blocks the host has handed back on `queue`.
     fn collect(&self, device: &mut BoundGuard<'_>, queue: QueueId) {
         while let Some(used) = device.take_used(queue) {
             if let Used::Block(block) = used {
                 let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
+                self.queued_pages.fetch_sub(pages, Relaxed);
                 self.blocks.lock().push(block);
                 self.held_pages.add(pages, Relaxed);
             }
@@ -361,9 +374,11 @@ impl Hints {
         self.held_pages.store(0, Relaxed);
     }
 
-    /// Forgets the command: after a reset, the next one starts afresh.
+    /// Forgets the command: after a reset, the next one starts afresh (the
+    /// reset gave the queue's blocks back to the allocator).
     fn reset(&self) {
         self.free_blocks();
+        self.queued_pages.store(0, Relaxed);
         self.active.store(uapi::CMD_ID_STOP, Relaxed);
         self.stale.store(true, Relaxed);
     }
@@ -725,6 +740,10 @@ impl Balloon {
         let Some(queue) = self.queues.stats else {
             return Ok(());
         };
+        // Read before taking the device lock: reading the event counters
+        // takes the CPU hotplug lock, which memory offlining holds while it
+        // migrates balloon pages, which takes the device lock.
+        let counters = virtio::memory_counters();
         let mut device = self.binding.lock()?;
         let mut spare = self.stats.lock();
         // The host returns the buffer to ask for stats; before the first
@@ -733,7 +752,7 @@ impl Balloon {
             return Ok(());
         };
         buf.clear();
-        fill_stats(&mut buf, &virtio::memory_counters())?;
+        fill_stats(&mut buf, &counters)?;
         device.add_outbuf(queue, buf).map_err(|(e, buf)| {
             *spare = Some(buf);
             e
@@ -804,8 +823,7 @@ impl Balloon {
                 break;
             };
             let mut device = self.binding.lock()?;
-            // On failure the block comes back, and is freed here.
-            device.add_hint_block(queue, block).map_err(|(e, _)| e)?;
+            hints.send(&mut device, queue, block)?;
             device.kick(queue)?;
             sent += 1;
         }
@@ -878,15 +896,19 @@ impl OomHandler for Balloon {
 
 impl ShrinkHandler for Balloon {
     fn count(&self) -> usize {
-        self.hints.held_pages.load(Relaxed)
+        self.hints.held_pages.load(Relaxed) + self.hints.queued_pages.load(Relaxed)
     }
 
     /// Hinted blocks may be reused at any time (the host only skips sending
     /// them if they stay untouched), so give back those the host has
-    /// handed back under pressure.
+    /// handed back under pressure. Blocks still in the queue are the
+    /// device's until it hands them back.
     fn scan(&self, pages: usize) -> Option<usize> {
-        // Never wait in reclaim: whoever holds the list is quick, so ask
+        // Never wait in reclaim: whoever holds a lock is quick, so ask
         // reclaim to move on rather than to come back at once.
+        if let (Some(queue), Some(Ok(mut device))) = (self.queues.hint, self.binding.try_lock()) {
+            self.hints.collect(&mut device, queue);
+        }
         let mut blocks = self.hints.blocks.try_lock()?;
         let mut freed = 0;
         while freed < pages {
@@ -1129,7 +1151,7 @@ impl virtio::Driver for Balloon {
         // last flush leaves nothing behind to run after unload.
         this.binding.teardown();
         this.flush_works();
-        this.hints.free_blocks();
+        this.hints.reset();
         this.binding.relax();
         dev_info!(
             dev.as_dev(),

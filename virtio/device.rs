@@ -378,6 +378,19 @@ impl Binding {
         Ok(())
     }
 
+    /// Like [`Binding::lock`], but `None` instead of waiting if the lock is
+    /// taken: for reclaim (a shrinker), which must not wait.
+    pub(crate) fn try_lock(&self) -> Option<Result<BoundGuard<'_>>> {
+        let state = self.state.try_lock()?;
+        if !state.alive {
+            return Some(Err(ENODEV));
+        }
+        Some(Ok(BoundGuard {
+            binding: self,
+            state,
+        }))
+    }
+
     /// Called from the virtqueue interrupt: wakes waiters for used buffers.
     pub(super) fn notify_used(&self) {
         self.used.wake_all();
@@ -386,18 +399,22 @@ impl Binding {
     /// Resets the device, takes back every buffer still queued and deletes
     /// the virtqueues. Afterwards no callback runs and every operation fails
     /// with `ENODEV`. Idempotent.
+    ///
+    /// The operations lock is held only to end the device's life: the
+    /// reset and the queues' teardown (which frees interrupts) run under
+    /// the setup lock alone, so code that reclaim or memory offlining runs
+    /// (balloon page migration) never waits behind them.
     pub(crate) fn teardown(&self) {
         let _setup = self.setup.lock();
-        let mut state = self.state.lock();
-        if !state.alive {
+        let Some(vqs) = self.end() else {
             return;
-        }
-        state.alive = false;
+        };
         let vdev = self.vdev.as_ptr();
-        // SAFETY: The device is alive (checked above, under the lock).
+        // SAFETY: The device was alive until `end` above; `setup` keeps
+        // anyone else from finding queues or tearing down meanwhile.
         unsafe { b::virtio_reset_device(vdev) };
-        Self::detach_all(&mut state);
-        // SAFETY: The device is alive; `config` and `del_vqs` are set by every
+        Self::detach_all(vqs);
+        // SAFETY: As above; `config` and `del_vqs` are set by every
         // transport. Deleting with no queues found is allowed.
         unsafe {
             if let Some(del_vqs) = (*(*vdev).config).del_vqs {
@@ -413,24 +430,34 @@ impl Binding {
     /// C). Afterwards every operation fails with `ENODEV`. Idempotent.
     pub(super) fn shutdown(&self) {
         let _setup = self.setup.lock();
-        let mut state = self.state.lock();
-        if !state.alive {
+        let Some(vqs) = self.end() else {
             return;
-        }
-        state.alive = false;
-        // SAFETY: The device is alive and bound (checked above, under the
-        // lock); this is what the core would call without our callback.
+        };
+        // SAFETY: The device was alive and bound until `end` above; this is
+        // what the core would call without our callback.
         unsafe { b::virtio_device_shutdown(self.vdev.as_ptr()) };
-        Self::detach_all(&mut state);
+        Self::detach_all(vqs);
     }
 
-    /// Takes every buffer back from a device that was reset, and forgets
-    /// the queues.
-    fn detach_all(state: &mut BindingState) {
-        for vq in state.vqs.drain_all() {
+    /// Marks the device gone, under the operations lock (so no operation is
+    /// under way), and hands over its queues; `None` if it was gone
+    /// already. Callers hold `setup`.
+    fn end(&self) -> Option<KVec<NonNull<b::virtqueue>>> {
+        let mut state = self.state.lock();
+        if !state.alive {
+            return None;
+        }
+        state.alive = false;
+        Some(core::mem::take(&mut state.vqs))
+    }
+
+    /// Takes every buffer back from queues of a device that was reset.
+    fn detach_all(mut vqs: KVec<NonNull<b::virtqueue>>) {
+        for vq in vqs.drain_all() {
             loop {
                 // SAFETY: `vq` is live and the device reset, so the device
-                // no longer owns any of its buffers.
+                // no longer owns any of its buffers; no one else uses the
+                // queue any more (the binding is not alive).
                 let token = unsafe { b::virtqueue_detach_unused_buf(vq.as_ptr()) };
                 if token.is_null() {
                     break;

@@ -23,19 +23,24 @@ def kdir():
     return Path(path)
 
 
+def make_initramfs(kdir, rust_ko, out):
+    """An initramfs holding `rust_ko` and the kernel's C virtio_balloon.ko."""
+    c_ko = kdir / "drivers/virtio/virtio_balloon.ko"
+    for ko in (rust_ko, c_ko):
+        if not ko.exists():
+            pytest.exit(f"missing {ko}", 2)
+    subprocess.run([str(ROOT / "selftests/guest/mkinitramfs.sh"), str(out),
+                    str(rust_ko), str(c_ko)], check=True)
+    return out
+
+
 @pytest.fixture(scope="session")
 def initramfs(kdir, tmp_path_factory):
     # RB_RUST_KO: another build of the module (an older commit's, say, to
     # show that a test fails without a fix).
     rust_ko = Path(os.environ.get("RB_RUST_KO", ROOT / "rust_balloon.ko"))
-    c_ko = kdir / "drivers/virtio/virtio_balloon.ko"
-    for ko in (rust_ko, c_ko):
-        if not ko.exists():
-            pytest.exit(f"missing {ko}", 2)
-    out = tmp_path_factory.mktemp("initramfs") / "initramfs.cpio.gz"
-    subprocess.run([str(ROOT / "selftests/guest/mkinitramfs.sh"), str(out),
-                    str(rust_ko), str(c_ko)], check=True)
-    return out
+    return make_initramfs(kdir, rust_ko,
+                          tmp_path_factory.mktemp("initramfs") / "initramfs.cpio.gz")
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +53,17 @@ def accel(kdir, initramfs, tmp_path_factory):
 
 @pytest.fixture
 def boot(kdir, initramfs, accel, tmp_path, request):
-    """Boots guests: boot(mem_mib=..., balloon=...). Each is stopped after the
-    test, and any kernel splat it printed fails the test."""
+    """Boots guests: boot(mem_mib=..., balloon=...), or boot(module=KO) with
+    another build of rust_balloon.ko. Each is stopped after the test, and
+    any kernel splat it printed fails the test."""
     guests = []
 
-    def start(**kwargs):
-        g = Guest(kdir / "arch/x86/boot/bzImage", initramfs,
+    def start(module=None, **kwargs):
+        image = initramfs
+        if module:
+            image = make_initramfs(kdir, Path(module),
+                                   tmp_path / f"initramfs{len(guests)}.cpio.gz")
+        g = Guest(kdir / "arch/x86/boot/bzImage", image,
                   tmp_path / f"guest{len(guests)}", accel=accel, **kwargs)
         guests.append(g)
         return g.start()

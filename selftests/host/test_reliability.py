@@ -459,14 +459,23 @@ def test_hinting_gives_way_to_a_hog(boot, tmp_path):
     mib = int(g.meminfo()["MemTotal"] * 0.8) // MIB
     g.sh("echo 1 > /proc/sys/vm/overcommit_memory")
     # The hog starts with the migration, so that it needs memory while the
-    # driver hands free blocks to the host.
-    start_migration(g, tmp_path / "migration")
-    status, out = g.run(f"dd if=/dev/zero of=/dev/null bs={mib}M count=3", timeout=600,
-                        check=False)
-    assert status == 0, out
+    # driver hands free blocks to the host. The source stops when the
+    # migration completes: it runs on (`cont`) so the hog can finish.
+    start_migration(g, tmp_path / "migration", mib_per_s=8)
+    seq = g.send(f"dd if=/dev/zero of=/dev/null bs={mib}M count=3")
+    deadline = time.monotonic() + 600
+    while (done := g.poll(seq, timeout=0.5)) is None:
+        assert time.monotonic() < deadline, "the hog did not finish"
+        status = g.qmp.cmd("query-migrate").get("status")
+        assert status not in ("failed", "cancelled"), status
+        if status == "completed" and g.qmp.cmd("query-status")["status"] != "running":
+            g.qmp.cmd("cont")
+    assert done[0] == 0, done[1]
     assert g.vmstat().get("oom_kill", 0) == oom0
+    assert "free page hint 0x" in g.console(g.mark)
     wait_migration(g)
-    g.qmp.cmd("cont")
+    if g.qmp.cmd("query-status")["status"] != "running":
+        g.qmp.cmd("cont")
     g.unload_and_check()
 
 
@@ -475,7 +484,7 @@ def test_hinting_lifecycle(boot, tmp_path):
     (the host says DONE); rmmod during a hinting run frees them all too."""
     g = hint_guest(boot)
     free0 = g.meminfo()["MemFree"]
-    start_migration(g, tmp_path / "m1", mib_per_s=8)
+    start_migration(g, tmp_path / "m1", mib_per_s=1)
     wait_until("hinting to start", lambda: "free page hint 0x" in g.console(g.mark), 120)
     g.qmp.cmd("migrate_cancel")
     wait_until("DONE", lambda: "free page hint done" in g.console(g.mark), 60)
@@ -484,7 +493,7 @@ def test_hinting_lifecycle(boot, tmp_path):
     # rmmod while the host still holds hints: the queue's blocks and the
     # handed-back ones are all freed.
     mark = g.console_size()
-    start_migration(g, tmp_path / "m2", mib_per_s=8)
+    start_migration(g, tmp_path / "m2", mib_per_s=1)
     wait_until("hinting again", lambda: "free page hint 0x" in g.console(mark), 120)
     g.unload_and_check()
     wait_until("the hinted memory back after rmmod",

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make stress`: every reliability scenario at full size (RB_STRESS=1) on
+# the debug kernel (KASAN, kmemleak, DEBUG_PAGEALLOC, page poisoning, debug
+# objects, allocation-tag checks, Rust debug assertions; built with clang),
+# plus the functional suite there. The one scenario that needs memory
+# hotplug runs on the test kernel: memory hotplug brings CONTIG_ALLOC,
+# which the debug kernel leaves out (see selftests/config.debug).
+# Output in docs/stress-output.txt.
+#   stress.sh [pytest args...]
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+"$RB_ROOT/scripts/setup.sh"
+debug=$("$RB_ROOT/scripts/kernel.sh" debug)
+test_kdir=$("$RB_ROOT/scripts/kernel.sh" test)
+obj=$(mktemp -d)
+trap 'rm -rf "$obj"' EXIT
+# Build the module for each kernel in a copy, leaving the tree's build alone.
+for k in debug test; do
+	mkdir -p "$obj/$k"
+	cp -r "$RB_ROOT"/{Kbuild,rust_balloon.rs,virtio} "$obj/$k/"
+	rm -f "$obj/$k"/virtio/bindings_generated.rs
+done
+kmake "$debug" -s M="$obj/debug" modules
+kmake "$test_kdir" -s M="$obj/test" modules
+out=${RB_STRESS_OUT:-$RB_ROOT/docs/stress-output.txt}
+mkdir -p "$(dirname "$out")"
+cd "$RB_ROOT/selftests/host"
+start=$SECONDS
+status=0
+{
+	echo "# make stress, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$RB_ROOT" describe --always --dirty)"
+	echo "# debug kernel: $debug"
+	RB_STRESS=1 RB_KDIR=$debug RB_RUST_KO=$obj/debug/rust_balloon.ko \
+		"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider \
+		-k "not memory_hot_remove" test_reliability.py test_foundation.py \
+		test_features.py test_huge_blocks.py "$@" || status=$?
+	echo "# test kernel (memory hotplug): $test_kdir"
+	RB_STRESS=1 RB_KDIR=$test_kdir RB_RUST_KO=$obj/test/rust_balloon.ko \
+		"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider \
+		-k memory_hot_remove test_reliability.py "$@" || status=$?
+	echo "# make stress took $((SECONDS - start)) s, exit status $status"
+} 2>&1 | tee "$out"
+exit "$status"

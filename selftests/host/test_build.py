@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Building against kernels configured differently from the test kernel.
+
+BALLOON and PAGE_REPORTING are hidden options that only balloon drivers
+select, so a kernel built without VIRTIO_BALLOON lacks them. Building such a
+kernel takes a quarter of an hour, so these tests build against a copy of
+the test kernel's build tree (hard links) whose generated configuration
+(auto.conf for make, autoconf.h for C and bindgen, rustc_cfg for rustc)
+has the options taken out: what an M= build reads of a kernel's config."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from conftest import ROOT
+
+CONFIG_FILES = ("include/config/auto.conf", "include/generated/autoconf.h",
+                "include/generated/rustc_cfg", ".config")
+
+
+def shadow_kdir(kdir, dest, drop):
+    """A copy of build tree `kdir` without the CONFIG_ options in `drop`."""
+    subprocess.run(["cp", "-al", str(kdir), str(dest)], check=True)
+    pattern = re.compile(r"CONFIG_(%s)\b" % "|".join(drop))
+    for name in CONFIG_FILES:
+        path = dest / name
+        kept = [row for row in path.read_text().splitlines(keepends=True)
+                if not pattern.search(row)]
+        path.unlink()  # a hard link: never touch the original
+        path.write_text("".join(kept))
+    return dest
+
+
+def build(kdir, tmp_path):
+    """Builds the module from a copy of the sources against `kdir`."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("Kbuild", "rust_balloon.rs"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "virtio", src / "virtio",
+                    ignore=shutil.ignore_patterns("bindings_generated.rs", "*.o", ".*.cmd"))
+    run = subprocess.run(["make", "-C", str(kdir), f"M={src}", "modules"],
+                         capture_output=True, text=True, timeout=900)
+    return run, src / "rust_balloon.ko"
+
+
+def test_kernel_without_balloon_gives_a_clear_error(kdir, tmp_path):
+    shadow = shadow_kdir(kdir, tmp_path / "kdir", ["BALLOON", "BALLOON_MIGRATION",
+                                                  "VIRTIO_BALLOON", "VIRTIO_BALLOON_MODULE"])
+    run, ko = build(shadow, tmp_path)
+    assert run.returncode != 0
+    assert "has no CONFIG_BALLOON" in run.stderr and "CONFIG_VIRTIO_BALLOON" in run.stderr, \
+        run.stdout + run.stderr
+    assert not ko.exists()
+
+
+def test_kernel_without_page_reporting_builds_without_it(kdir, tmp_path, boot):
+    shadow = shadow_kdir(kdir, tmp_path / "kdir", ["PAGE_REPORTING"])
+    run, ko = build(shadow, tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "building without free page reporting" in run.stderr
+    undefined = subprocess.run(["nm", "-u", str(ko)], capture_output=True, text=True).stdout
+    assert "page_reporting" not in undefined
+    # The real kernel underneath has reporting; the module must not offer it.
+    g = boot(module=ko, balloon="virtio-balloon-pci,id=balloon0,free-page-reporting=on")
+    g.load()
+    assert 5 not in g.features()  # VIRTIO_BALLOON_F_REPORTING
+    g.set_balloon_pages(10000)
+    g.wait_balloon(10000)
+    g.set_balloon_pages(0)
+    g.wait_balloon(0)
+    g.unload_and_check()
