@@ -27,13 +27,17 @@ mkdir -p "$(dirname "$out")"
 cd "$RB_ROOT/selftests/host"
 start=$SECONDS
 status=0
+# Under TCG with KASAN the ACPI interpreter runs QEMU's pc machine's _PRT
+# method (a loop over 128 slots) into ACPICA's 30 s loop timeout at every
+# boot ("AE_AML_LOOP_TIMEOUT"); PCI interrupts routed by the BIOS's table
+# instead (acpi=noirq) boot in half the time. ACPI hotplug and S3 stay.
+export RB_GUEST_CMDLINE=${RB_GUEST_CMDLINE-acpi=noirq}
 {
 	echo "# make stress, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$RB_ROOT" describe --always --dirty)"
 	echo "# debug kernel: $debug"
 	RB_STRESS=1 RB_KDIR=$debug RB_RUST_KO=$obj/debug/rust_balloon.ko \
 		"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider \
-		-k "not memory_hot_remove" test_reliability.py test_foundation.py \
-		test_features.py test_huge_blocks.py "$@" || status=$?
+		-k "not memory_hot_remove" test_reliability.py "$@" || status=$?
 	echo "# test kernel (memory hotplug): $test_kdir"
 	RB_STRESS=1 RB_KDIR=$test_kdir RB_RUST_KO=$obj/test/rust_balloon.ko \
 		"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider \

@@ -173,7 +173,8 @@ class Guest:
             "qemu-system-x86_64", "-accel", self.accel_option(),
             "-m", f"{self.mem_bytes // MIB}M", "-smp", str(self.smp),
             "-kernel", self.kernel, "-initrd", self.initrd,
-            "-append", f"console=ttyS0 panic=-1 oops=panic loglevel=7 {self.cmdline}".strip(),
+            "-append", " ".join(["console=ttyS0 panic=-1 oops=panic loglevel=7", self.cmdline,
+                                 os.environ.get("RB_GUEST_CMDLINE", "")]).strip(),
             "-display", "none", "-monitor", "none", "-no-reboot",
             "-serial", f"file:{self.console_path}",
             # wait=on: QEMU starts the guest only once we are connected, so
