@@ -36,7 +36,7 @@ export RB_GUEST_CMDLINE=${RB_GUEST_CMDLINE-acpi=noirq}
 	echo "# make stress, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$RB_ROOT" describe --always --dirty)"
 	echo "# debug kernel: $debug"
 	RB_STRESS=1 RB_KDIR=$debug RB_RUST_KO=$obj/debug/rust_balloon.ko \
-		"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider \
+		"$RB_VENV/bin/python" -m pytest -v -ra --durations=0 -p no:cacheprovider \
 		-k "not memory_hot_remove" test_reliability.py "$@" || status=$?
 	echo "# test kernel (memory hotplug): $test_kdir"
 	RB_STRESS=1 RB_KDIR=$test_kdir RB_RUST_KO=$obj/test/rust_balloon.ko \

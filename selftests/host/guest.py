@@ -443,6 +443,11 @@ class Guest:
             raise GuestError("accounting check failed: " + "; ".join(problems))
         return vm
 
+    def debug_kernel(self):
+        """Whether the guest runs the debug kernel (KASAN and friends), on
+        which freeing and touching memory is many times slower."""
+        return "KernelAddressSanitizer initialized" in self.console()
+
     def features(self):
         """The balloon device's negotiated feature bits (sysfs), as a set."""
         bits = self.sh('for d in /sys/bus/virtio/devices/*; do '
