@@ -133,6 +133,7 @@ def test_reboot_during_inflate(boot):
     time.sleep(1)
     g.send("reboot -f")
     assert g.wait_event("SHUTDOWN", 30), "no SHUTDOWN within 30 s of reboot -f"
+    assert "shutdown with" in g.console(g.mark), "the driver's shutdown did not run"
 
 
 def test_kexec_during_inflate(boot, kdir, initramfs, tmp_path):
