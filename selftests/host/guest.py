@@ -63,6 +63,10 @@ def disable_thp():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE)")
 
 
+# Folds every CPU's vmstat deltas into the global counters.
+STAT_REFRESH = "echo 1 > /proc/sys/vm/stat_refresh"
+
+
 class GuestError(Exception):
     pass
 
@@ -99,7 +103,7 @@ class Guest:
 
     def __init__(self, kernel, initrd, workdir, mem_mib=1024, smp=2,
                  balloon="virtio-balloon-pci,id=balloon0", accel=None,
-                 extra=(), cmdline="", thp=True, share=None, machine=None):
+                 extra=(), cmdline="", thp=True, share=None, s3=False):
         self.kernel, self.initrd = str(kernel), str(initrd)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -114,8 +118,14 @@ class Guest:
         self.thp = thp
         # A host directory the guest mounts read-only at /host (9p).
         self.share = share
-        # QEMU's -machine (and -m) options, when a test needs others.
-        self.machine = machine
+        # QEMU's machine: pc (i440FX) unless RB_MACHINE says otherwise.
+        # `make stress` boots the debug kernel on q35, whose ACPI PCI
+        # interrupt routing (_PRT) is a table: pc's is an AML loop over 128
+        # slots, which under TCG with KASAN runs into ACPICA's 30 s loop
+        # timeout, leaving the balloon (INTx only) without an interrupt.
+        self.machine = os.environ.get("RB_MACHINE", "pc")
+        # S3 (suspend to RAM) offered to the guest.
+        self.s3 = s3
         self.proc = None
         self.qmp = None
         self.chan = None
@@ -185,9 +195,13 @@ class Guest:
             # A second monitor, for a host thread that drives the balloon
             # while the test talks to the guest (see second_qmp()).
             "-qmp", f"unix:{self.workdir / 'qmp2.sock'},server=on,wait=off",
-        ] + (["-device", self.balloon_device] if self.balloon_device else []) + (
+        ] + (
             ["-virtfs", f"local,path={self.share},mount_tag=host,security_model=none,readonly=on"]
-            if self.share else []) + (["-machine", self.machine] if self.machine else []) + self.extra
+            if self.share else []) + ["-machine", self.machine] + (
+            ["-global", ("ICH9-LPC" if self.q35() else "PIIX4_PM") + ".disable_s3=0"]
+            if self.s3 else []) + self.extra + (
+            # After the extras: the balloon may sit on a bus one of them adds.
+            ["-device", self.balloon_device] if self.balloon_device else [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=open(self.workdir / "qemu.err", "wb"),
                                      preexec_fn=None if self.thp else disable_thp)
@@ -209,6 +223,9 @@ class Guest:
         self.qmp.connect()
         self.mark = self.console_size()
         return self
+
+    def q35(self):
+        return self.machine.startswith("q35")
 
     def second_qmp(self):
         """A connection to the second monitor, for another thread."""
@@ -332,6 +349,12 @@ class Guest:
         return {k: v * 1024 for k, v in self._kv("/proc/meminfo").items()}
 
     def vmstat(self):
+        """/proc/vmstat with every CPU's counter deltas folded in first:
+        node counters such as nr_balloon_pages keep per-CPU deltas that
+        reading /proc/vmstat does not fold, so a page ballooned on one CPU
+        and deflated on the other could show as 8 left (a CI run failed on
+        that). Events (balloon_inflate) are always summed exactly."""
+        self.sh(STAT_REFRESH)
         return self._kv("/proc/vmstat")
 
     def dirty(self, mib):

@@ -234,7 +234,7 @@ def test_suspend_and_resume(boot):
     """S3 suspend with the balloon inflated, woken over QMP: freeze gives
     every page back, restore finds the queues again and re-inflates to the
     host's target; stats still flow."""
-    g = boot(extra=["-global", "PIIX4_PM.disable_s3=0"])
+    g = boot(s3=True)
     g.sh("insmod /lib/modules/rust_balloon.ko")
     total = g.meminfo()["MemTotal"]
     g.set_balloon_pages(20000)

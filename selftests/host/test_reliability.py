@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from guest import MIB, PAGE, GuestError, wait_until
+from guest import MIB, PAGE, STAT_REFRESH, GuestError, wait_until
 
 STRESS = os.environ.get("RB_STRESS") == "1"
 
@@ -34,7 +34,6 @@ def size(check, stress):
 # Feature bits (include/uapi/linux/virtio_balloon.h).
 F_DEFLATE_ON_OOM, F_FREE_PAGE_HINT, F_PAGE_POISON, F_REPORTING = 2, 3, 4, 5
 
-S3 = ["-global", "PIIX4_PM.disable_s3=0"]
 HINT = ["-object", "iothread,id=io0"]
 
 
@@ -66,15 +65,28 @@ def compaction_loop(g):
 
 
 def suspend_resume(g):
-    """One S3 cycle: suspend from the guest, wake it over QMP."""
+    """One S3 cycle: suspend from the guest, wake it over QMP.
+
+    On q35, QEMU 7.2 wakes a guest from S3 by itself within a second once a
+    balloon has been inflated (the C driver's too: measured, cause not
+    found): such a cycle went through freeze, S3 and restore all the same,
+    which the console shows."""
+    mark = g.console_size()
     seq = g.send("echo mem > /sys/power/state")
+    woke_by_itself = []
 
     def suspended():
         done = g.poll(seq)
-        assert done is None, f"suspend failed: {done}"
+        if done is not None:
+            assert done[0] == 0 and g.q35() and \
+                "Waking up from system sleep state S3" in g.console(mark), f"suspend failed: {done}"
+            woke_by_itself.append(done)
+            return True
         return g.qmp.cmd("query-status")["status"] == "suspended"
 
     wait_until("the guest to suspend", suspended, 60)
+    if woke_by_itself:
+        return
     g.qmp.cmd("system_wakeup")
     status, out = g.wait(seq, timeout=180)
     assert status == 0, out
@@ -204,7 +216,7 @@ def test_random_walk(boot):
     second: the balloon converges on the last one."""
     g = boot()
     g.load()
-    g.dirty(600)
+    g.dirty_all()
     pids = [compaction_loop(g)]
     g.qom_balloon("guest-stats-polling-interval", 1)
     rng = random.Random(8)
@@ -256,13 +268,13 @@ def test_rmmod_and_unbind_while_resizing(boot):
     and deflating, while the host changes the target every 5 ms: every
     page comes back every time."""
     g = boot()
-    g.dirty(600)
+    g.dirty_all()
     g.memtotal0 = g.meminfo()["MemTotal"]
     ram = g.mem_bytes // PAGE
     rng = random.Random(50)
     host = HostDriver(g, lambda: rng.randint(0, int(ram * 0.6)), 0.005)
     host.start()
-    check = ("awk '/^nr_balloon_pages/ {b = $2} END {print b}' /proc/vmstat; "
+    check = (STAT_REFRESH + "; awk '/^nr_balloon_pages/ {b = $2} END {print b}' /proc/vmstat; "
              "awk '/^MemTotal/ {print $2 * 1024}' /proc/meminfo")
 
     def all_back(when):
@@ -296,9 +308,13 @@ def test_device_hot_unplug_and_plug(boot):
     """device_del of the balloon while 1 GiB is inflated: QEMU reports
     DEVICE_DELETED within 10 s and every page is back; device_add brings a
     new balloon that the driver binds and that honours the target."""
-    g = boot(mem_mib=2048)
+    # On q35 a hot-pluggable slot is a PCIe root port's.
+    port = {"bus": "rp1"} if os.environ.get("RB_MACHINE", "pc").startswith("q35") else {}
+    g = boot(mem_mib=2048, balloon="virtio-balloon-pci,id=balloon0"
+             + "".join(f",{k}={v}" for k, v in port.items()),
+             extra=["-device", "pcie-root-port,id=rp1,slot=1"] if port else [])
     g.load()
-    g.dirty(1200)
+    g.dirty_all()
     converge(g, 1024 * MIB // PAGE)
     start = time.monotonic()
     g.qmp.cmd("device_del", id="balloon0")
@@ -312,7 +328,7 @@ def test_device_hot_unplug_and_plug(boot):
     assert vm["balloon_inflate"] == vm["balloon_deflate"]
     assert g.meminfo()["MemTotal"] == g.memtotal0
     assert "pages returned" in g.console(g.mark)
-    g.qmp.cmd("device_add", driver="virtio-balloon-pci", id="balloon0")
+    g.qmp.cmd("device_add", driver="virtio-balloon-pci", id="balloon0", **port)
     wait_until("the new device to bind",
                lambda: g.sh("ls /sys/bus/virtio/drivers/rust_balloon/ | grep -c virtio; true")
                .strip() == "1", 30)
@@ -329,7 +345,7 @@ def test_suspend_cycles_under_load(boot):
     compaction looping, some cycles while inflated."""
     g = boot(balloon="virtio-balloon-pci,id=balloon0,deflate-on-oom=on,"
                      "free-page-reporting=on,free-page-hint=on,iothread=io0",
-             extra=S3 + HINT)
+             s3=True, extra=HINT)
     g.load()
     assert {F_DEFLATE_ON_OOM, F_FREE_PAGE_HINT, F_REPORTING} <= g.features()
     g.sh("echo deep > /sys/power/mem_sleep; echo 1 > /proc/sys/vm/overcommit_memory")
@@ -355,7 +371,7 @@ def test_poison_value_survives_resume(boot):
     again, so the host keeps reported pages instead of discarding them
     into zeroes, which the kernel's poison check would report as memory
     corruption once it allocates them again."""
-    g = boot(mem_mib=2048, cmdline="page_poison=1", extra=S3,
+    g = boot(mem_mib=2048, cmdline="page_poison=1", s3=True,
              balloon="virtio-balloon-pci,id=balloon0,free-page-reporting=on")
     g.load()
     assert {F_PAGE_POISON, F_REPORTING} <= g.features()
@@ -407,7 +423,7 @@ def test_suspend_with_failing_allocations_in_freeze(boot):
     fails (fault injection, filtered by call stack): suspend still works,
     and so does the balloon after resume. (freeze used to allocate after
     resetting the device: suspend then aborted with the device dead.)"""
-    g = boot(extra=S3)
+    g = boot(s3=True)
     g.load()
     g.sh("echo deep > /sys/power/mem_sleep")
     converge(g, 20000)
