@@ -774,7 +774,11 @@ impl Balloon {
             }
             let blocks = hints.blocks.lock().len();
             hints.free_blocks();
-            pr_info!("free page hint done: {} blocks back\n", blocks);
+            // DONE stands until the next migration and every config change
+            // reads it again: say it once.
+            if hints.active.xchg(cmd, Relaxed) != cmd || blocks != 0 {
+                pr_info!("free page hint done: {} blocks back\n", blocks);
+            }
             return Ok(());
         }
         if cmd == uapi::CMD_ID_STOP || cmd == hints.active.load(Relaxed) {

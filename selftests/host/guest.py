@@ -132,6 +132,9 @@ class Guest:
         self.buf = b""
         self.seq = 0
         self.console_path = self.workdir / "console.log"
+        # Where the running QEMU's sockets are (see migrate_to_new_qemu).
+        self.rundir = self.workdir
+        self.migrations = 0
         self.mark = 0
         # A test that provokes the OOM killer on purpose sets this: the OOM
         # report (with its call trace) is then not a splat.
@@ -174,27 +177,25 @@ class Guest:
                 self.stop()
                 raise
 
-    def _boot(self, timeout):
-        cmd_sock = self.workdir / "cmd.sock"
-        qmp_sock = self.workdir / "qmp.sock"
-        for p in (cmd_sock, qmp_sock, self.console_path):
-            p.unlink(missing_ok=True)
-        args = [
+    def _qemu_args(self, rundir, serial):
+        """QEMU's command line, with its sockets in `rundir` and the
+        console on `serial` (QEMU options)."""
+        return [
             "qemu-system-x86_64", "-accel", self.accel_option(),
             "-m", f"{self.mem_bytes // MIB}M", "-smp", str(self.smp),
             "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", " ".join(["console=ttyS0 panic=-1 oops=panic loglevel=7", self.cmdline,
                                  os.environ.get("RB_GUEST_CMDLINE", "")]).strip(),
             "-display", "none", "-monitor", "none", "-no-reboot",
-            "-serial", f"file:{self.console_path}",
+        ] + serial + [
             # wait=on: QEMU starts the guest only once we are connected, so
             # not a byte of the channel is lost.
-            "-chardev", f"socket,id=cmd,path={cmd_sock},server=on,wait=on",
+            "-chardev", f"socket,id=cmd,path={rundir / 'cmd.sock'},server=on,wait=on",
             "-serial", "chardev:cmd",
-            "-qmp", f"unix:{qmp_sock},server=on,wait=off",
+            "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
             # A second monitor, for a host thread that drives the balloon
             # while the test talks to the guest (see second_qmp()).
-            "-qmp", f"unix:{self.workdir / 'qmp2.sock'},server=on,wait=off",
+            "-qmp", f"unix:{rundir / 'qmp2.sock'},server=on,wait=off",
         ] + (
             ["-virtfs", f"local,path={self.share},mount_tag=host,security_model=none,readonly=on"]
             if self.share else []) + ["-machine", self.machine] + (
@@ -202,34 +203,99 @@ class Guest:
             if self.s3 else []) + self.extra + (
             # After the extras: the balloon may sit on a bus one of them adds.
             ["-device", self.balloon_device] if self.balloon_device else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.workdir / "qemu.err", "wb"),
-                                     preexec_fn=None if self.thp else disable_thp)
+
+    def _start_qemu(self, rundir, serial, more=()):
+        """Starts QEMU and connects the command channel (QEMU waits for
+        that before it runs anything); returns (process, channel)."""
+        cmd_sock = rundir / "cmd.sock"
+        for p in (cmd_sock, rundir / "qmp.sock", rundir / "qmp2.sock"):
+            p.unlink(missing_ok=True)
+        proc = subprocess.Popen(self._qemu_args(rundir, serial) + list(more),
+                                stdout=subprocess.DEVNULL,
+                                stderr=open(rundir / "qemu.err", "wb"),
+                                preexec_fn=None if self.thp else disable_thp)
         deadline = time.monotonic() + 30
         while not cmd_sock.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise GuestError("QEMU did not start: " + self._qemu_err())
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise GuestError("QEMU did not start: " + self._qemu_err(rundir))
             time.sleep(0.05)
-        self.chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.chan.settimeout(30)
-        self.chan.connect(str(cmd_sock))
+        chan = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        chan.settimeout(30)
+        chan.connect(str(cmd_sock))
+        return proc, chan
+
+    def _boot(self, timeout):
+        self.rundir = self.workdir
+        self.console_path.unlink(missing_ok=True)
+        self.proc, self.chan = self._start_qemu(self.rundir, ["-serial", f"file:{self.console_path}"])
         try:
             self._read_until(re.compile(rb"@@rb-ready\n"), timeout)
         except GuestError as e:
             if self.proc.poll() is None:
                 raise BootHang(str(e)) from None
             raise
-        self.qmp = QEMUMonitorProtocol(str(qmp_sock))
+        self.qmp = QEMUMonitorProtocol(str(self.rundir / "qmp.sock"))
         self.qmp.connect()
         self.mark = self.console_size()
         return self
+
+    def migrate_to_new_qemu(self, timeout=600):
+        """Live-migrates the guest to a second QEMU with the same devices on
+        this host, over a unix socket, and goes on with that one: the
+        command channel, both monitors and the console (appended to the same
+        file) move over; the first QEMU quits. Returns the source's final
+        query-migrate answer."""
+        self.migrations += 1
+        rundir = self.workdir / f"migrated{self.migrations}"
+        rundir.mkdir(exist_ok=True)
+        incoming = rundir / "migration.sock"
+        incoming.unlink(missing_ok=True)
+        proc, chan = self._start_qemu(
+            rundir, ["-chardev", f"file,id=console,path={self.console_path},append=on",
+                     "-serial", "chardev:console"],
+            ["-incoming", f"unix:{incoming}"])
+        try:
+            wait_until("the destination to listen", incoming.exists, 30)
+            self.qmp.cmd("migrate", uri=f"unix:{incoming}")
+
+            def completed():
+                info = self.qmp.cmd("query-migrate")
+                if info.get("status") in ("failed", "cancelled"):
+                    raise GuestError(f"migration {info.get('status')}: {info}")
+                return info if info.get("status") == "completed" else None
+            info = wait_until("the migration", completed, timeout, interval=0.5)
+            qmp = QEMUMonitorProtocol(str(rundir / "qmp.sock"))
+            qmp.connect()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            chan.close()
+            raise
+        # The source stays paused; quit it and carry on with the new one.
+        old_proc, old_chan, old_qmp = self.proc, self.chan, self.qmp
+        self.proc, self.chan, self.qmp, self.rundir = proc, chan, qmp, rundir
+        try:
+            old_qmp.cmd("quit")
+            old_qmp.close()
+        except Exception:
+            pass
+        old_chan.close()
+        try:
+            old_proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            old_proc.kill()
+            old_proc.wait()
+        wait_until("the destination to run",
+                   lambda: self.qmp.cmd("query-status")["status"] == "running", 60)
+        return info
 
     def q35(self):
         return self.machine.startswith("q35")
 
     def second_qmp(self):
         """A connection to the second monitor, for another thread."""
-        qmp = QEMUMonitorProtocol(str(self.workdir / "qmp2.sock"))
+        qmp = QEMUMonitorProtocol(str(self.rundir / "qmp2.sock"))
         qmp.connect()
         return qmp
 
@@ -258,9 +324,9 @@ class Guest:
                 self.proc.wait()
             self.proc = None
 
-    def _qemu_err(self):
+    def _qemu_err(self, rundir=None):
         try:
-            return (self.workdir / "qemu.err").read_text()[-2000:]
+            return ((rundir or self.rundir) / "qemu.err").read_text()[-2000:]
         except OSError:
             return ""
 
