@@ -25,9 +25,13 @@
 //!    balloon page migration tries it (from compaction). Nothing under it
 //!    allocates with reclaim or waits for anything but the host.
 //! 3. The device ([`Binding::lock`]): config space and virtqueues. Held
-//!    across a wait for the host, never across an allocation with reclaim
-//!    (finding the queues allocates, and takes only the binding's own setup
-//!    lock meanwhile).
+//!    across a wait for the host (which gives up if the queue breaks), never
+//!    across an allocation with reclaim (finding the queues allocates, and
+//!    takes only the binding's own setup lock meanwhile; so do resetting
+//!    and deleting them) nor across anything that takes the CPU hotplug
+//!    lock: memory offlining holds that lock while it migrates balloon
+//!    pages, which takes locks 2 and 3, so the statistics read the kernel's
+//!    event counters (`cpus_read_lock()`) before taking this one.
 //! 4. `Hints::blocks` and `Balloon::stats`: taken under the device lock or
 //!    alone; the shrinker only tries `Hints::blocks`.
 

@@ -265,10 +265,12 @@ def test_config_change_storm(boot):
 
 def test_rmmod_and_unbind_while_resizing(boot):
     """rmmod and sysfs unbind, again and again, in the middle of inflating
-    and deflating, while the host changes the target every 5 ms: every
-    page comes back every time."""
+    and deflating, while the host changes the target every 5 ms and
+    compaction keeps isolating balloon pages: every page comes back every
+    time."""
     g = boot()
     g.dirty_all()
+    pids = [compaction_loop(g)]
     g.memtotal0 = g.meminfo()["MemTotal"]
     ram = g.mem_bytes // PAGE
     rng = random.Random(50)
@@ -296,6 +298,7 @@ def test_rmmod_and_unbind_while_resizing(boot):
         all_back(f"unbind {i}")
         g.sh(f"echo {dev} > {drv}/bind")
     host.stop()
+    stop_background(g, *pids)
     print(f"host sent {host.sent} targets")
     converge(g, ram // 4)
     converge(g, 0)
