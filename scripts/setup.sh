@@ -10,7 +10,7 @@ DEB_PACKAGES=(
 	libclang-19-dev clang-19 llvm-19 lld-19
 	qemu-system-x86 busybox-static
 )
-PY_PACKAGES=(pytest qemu.qmp virtme-ng matplotlib)
+PY_PACKAGES=(pytest pytest-xdist qemu.qmp virtme-ng matplotlib)
 BINDGEN_MIN=0.71.1
 
 as_root() {

@@ -34,12 +34,18 @@ status=0
 # (acpi=noirq boots too, but its BIOS-routed INTx stays silent after an
 # S3 resume: the balloon then never hears from the host again.)
 export RB_MACHINE=${RB_MACHINE:-q35}
+# Two guests at a time (pytest-xdist): under TCG each guest runs on one host
+# thread (see guest.py), so two fill this machine's two cores; one at a
+# time took 51 minutes.
+jobs=${RB_STRESS_JOBS:-2}
+# Which sources ran, taken before tee truncates the (tracked) output file.
+rev=$(git -C "$RB_ROOT" describe --always --dirty)
 {
-	echo "# make stress, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git -C "$RB_ROOT" describe --always --dirty)"
+	echo "# make stress, $(date -u '+%Y-%m-%d %H:%M UTC'), $rev"
 	echo "# debug kernel: $debug"
 	RB_STRESS=1 RB_KDIR=$debug RB_RUST_KO=$obj/debug/rust_balloon.ko \
 		"$RB_VENV/bin/python" -m pytest -v -ra --durations=0 -p no:cacheprovider \
-		-k "not memory_hot_remove" test_reliability.py "$@" || status=$?
+		-n "$jobs" -k "not memory_hot_remove" test_reliability.py "$@" || status=$?
 	echo "# test kernel (memory hotplug): $test_kdir"
 	RB_STRESS=1 RB_KDIR=$test_kdir RB_RUST_KO=$obj/test/rust_balloon.ko \
 		"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider \

@@ -23,7 +23,7 @@ SPLAT = re.compile(
     r"|inconsistent lock state|INFO: task .* blocked|rust_kernel: panicked"
     r"|panicked at|list_(add|del) corruption|UBSAN:|refcount_t:"
     r"|Call Trace:|Out of memory: Killed process"
-    r"|KASAN:|ODEBUG:|pagealloc: memory corruption|alloc_tag was not"
+    r"|KASAN:|ODEBUG:|pagealloc: memory corruption|alloc_tag was not|alloc_tag not set"
 )
 
 

@@ -57,6 +57,16 @@ def hog(g, mib, rounds):
     """A process that holds `mib` MiB and writes all of it `rounds` times
     (busybox dd's buffer); started in the background, returns its pid."""
     g.sh("echo 1 > /proc/sys/vm/overcommit_memory")
+    # Once the OOM killer's victim has let go of its mm, it no longer counts
+    # as a victim, though its memory is freed only later (seconds for a
+    # large hog under KASAN and TCG): an allocation then finds nothing
+    # killable (the agent is PID 1, which the killer never picks) and the
+    # kernel panics, "System is deadlocked on memory" (seen on the debug
+    # kernel with the balloon empty). A real guest has other processes:
+    # give the killer a few small ones, which it picks after the hog (the
+    # agent runs commands at oom_score_adj 0).
+    for _ in range(4):
+        background(g, "exec sleep 1000000")
     return background(g, f"dd if=/dev/zero of=/dev/null bs={mib}M count={rounds}")
 
 
