@@ -48,7 +48,7 @@ rev=$(git -C "$RB_ROOT" describe --always --dirty)
 		-n "$jobs" -k "not memory_hot_remove" test_reliability.py "$@" || status=$?
 	echo "# test kernel (memory hotplug): $test_kdir"
 	RB_STRESS=1 RB_KDIR=$test_kdir RB_RUST_KO=$obj/test/rust_balloon.ko \
-		"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider \
+		"$RB_VENV/bin/python" -m pytest -v -ra --durations=0 -p no:cacheprovider \
 		-k memory_hot_remove test_reliability.py "$@" || status=$?
 	echo "# make stress took $((SECONDS - start)) s, exit status $status"
 } 2>&1 | tee "$out"
