@@ -63,6 +63,15 @@ def disable_thp():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE)")
 
 
+def machine():
+    """QEMU's machine type: pc (i440FX) unless RB_MACHINE says otherwise."""
+    return os.environ.get("RB_MACHINE", "pc")
+
+
+def on_q35():
+    return machine().startswith("q35")
+
+
 # Folds every CPU's vmstat deltas into the global counters.
 STAT_REFRESH = "echo 1 > /proc/sys/vm/stat_refresh"
 
@@ -118,12 +127,11 @@ class Guest:
         self.thp = thp
         # A host directory the guest mounts read-only at /host (9p).
         self.share = share
-        # QEMU's machine: pc (i440FX) unless RB_MACHINE says otherwise.
-        # `make stress` boots the debug kernel on q35, whose ACPI PCI
+        # QEMU's machine (see machine()). `make stress` boots the debug kernel on q35, whose ACPI PCI
         # interrupt routing (_PRT) is a table: pc's is an AML loop over 128
         # slots, which under TCG with KASAN runs into ACPICA's 30 s loop
         # timeout, leaving the balloon (INTx only) without an interrupt.
-        self.machine = os.environ.get("RB_MACHINE", "pc")
+        self.machine = machine()
         # S3 (suspend to RAM) offered to the guest.
         self.s3 = s3
         self.proc = None
@@ -291,7 +299,7 @@ class Guest:
         return info
 
     def q35(self):
-        return self.machine.startswith("q35")
+        return on_q35()
 
     def second_qmp(self):
         """A connection to the second monitor, for another thread."""
@@ -402,9 +410,10 @@ class Guest:
 
     # -- guest memory figures -----------------------------------------------
 
-    def _kv(self, path):
+    def _kv(self, path, first=None):
+        """`path`'s "key value" rows as a dict, after running `first`."""
         values = {}
-        for row in self.sh(f"cat {path}").splitlines():
+        for row in self.sh(f"{first}; cat {path}" if first else f"cat {path}").splitlines():
             parts = row.replace(":", " ").split()
             if len(parts) >= 2 and parts[1].isdigit():
                 values[parts[0]] = int(parts[1])
@@ -420,8 +429,7 @@ class Guest:
         reading /proc/vmstat does not fold, so a page ballooned on one CPU
         and deflated on the other could show as 8 left (a CI run failed on
         that). Events (balloon_inflate) are always summed exactly."""
-        self.sh(STAT_REFRESH)
-        return self._kv("/proc/vmstat")
+        return self._kv("/proc/vmstat", first=STAT_REFRESH)
 
     def dirty(self, mib):
         """Writes `mib` MiB in the guest and frees it again, so the host has

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from guest import MIB, PAGE, STAT_REFRESH, GuestError, wait_until
+from guest import MIB, PAGE, STAT_REFRESH, GuestError, on_q35, wait_until
 
 STRESS = os.environ.get("RB_STRESS") == "1"
 
@@ -65,8 +65,7 @@ def hog(g, mib, rounds):
     # kernel with the balloon empty). A real guest has other processes:
     # give the killer a few small ones, which it picks after the hog (the
     # agent runs commands at oom_score_adj 0).
-    for _ in range(4):
-        background(g, "exec sleep 1000000")
+    g.sh("for i in 1 2 3 4; do sleep 1000000 </dev/null >/dev/null 2>&1 & done")
     return background(g, f"dd if=/dev/zero of=/dev/null bs={mib}M count={rounds}")
 
 
@@ -322,7 +321,7 @@ def test_device_hot_unplug_and_plug(boot):
     DEVICE_DELETED within 10 s and every page is back; device_add brings a
     new balloon that the driver binds and that honours the target."""
     # On q35 a hot-pluggable slot is a PCIe root port's.
-    port = {"bus": "rp1"} if os.environ.get("RB_MACHINE", "pc").startswith("q35") else {}
+    port = {"bus": "rp1"} if on_q35() else {}
     g = boot(mem_mib=2048, balloon="virtio-balloon-pci,id=balloon0"
              + "".join(f",{k}={v}" for k, v in port.items()),
              extra=["-device", "pcie-root-port,id=rp1,slot=1"] if port else [])
