@@ -7,7 +7,9 @@
 # later sessions reuse the kernel until one of them changes.
 #
 #   scripts/kernel.sh [test|bench|debug] [--print]
+#   scripts/kernel.sh --debian-mirror
 #     --print - only print the directory, if that kernel is built
+#     --debian-mirror - print the mirror an unstable apt source would use
 #     test  - selftests/config (debug checks on): what `make check` boots
 #     bench - the same without the debug checks, for `make bench`
 #     debug - the test kernel plus KASAN, kmemleak and the other checks of
@@ -24,7 +26,7 @@ flavour=${1:-test}
 print_only=${2:-}
 fragment=$RB_ROOT/selftests/config
 case $flavour in
-test | bench | debug) ;;
+test | bench | debug | --debian-mirror) ;;
 *) die "unknown kernel flavour '$flavour' (test, bench or debug)" ;;
 esac
 
@@ -53,14 +55,27 @@ fetch_tarball() {
 	echo "$tarball"
 }
 
+# The Debian mirror this machine's apt already uses for its own release
+# (apt itself reads sources.list and deb822 .sources files alike).
+debian_mirror() {
+	local codename
+	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	[ -n "$codename" ] || die "no VERSION_CODENAME in /etc/os-release: not a Debian system?"
+	apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE) $(IDENTIFIER)' |
+		awk -v rel="$codename" '$2 == rel && $3 == "Packages" { print $1; exit }'
+}
+
 # Debian 12 has no linux-source-7.2; unstable has. Add it at priority 100 so
 # that nothing else is ever upgraded from it.
 add_unstable_source() {
 	local list=/etc/apt/sources.list.d/rust-balloon-unstable.list
 	local pref=/etc/apt/preferences.d/rust-balloon-unstable
+	local mirror
 	[ -f "$list" ] && return
 	[ "$(id -u)" -eq 0 ] || die "need root to add Debian unstable as an apt source"
-	echo "deb http://deb.debian.org/debian unstable main" > "$list"
+	mirror=$(debian_mirror)
+	[ -n "$mirror" ] || die "no apt source for this machine's Debian release to take the mirror from"
+	echo "deb ${mirror%/} unstable main" > "$list"
 	printf 'Package: *\nPin: release a=unstable\nPin-Priority: 100\n' > "$pref"
 	apt-get update -qq
 }
@@ -171,4 +186,8 @@ main() {
 	echo "$build"
 }
 
-main
+if [ "$flavour" = --debian-mirror ]; then
+	debian_mirror
+else
+	main
+fi

@@ -9,6 +9,7 @@ generated configuration
 (auto.conf for make, autoconf.h for C and bindgen, rustc_cfg for rustc)
 has the options taken out: what an M= build reads of a kernel's config."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -81,3 +82,25 @@ def test_kernel_without_page_reporting_builds_without_it(kdir, tmp_path, boot):
     g.set_balloon_pages(0)
     g.wait_balloon(0)
     g.unload_and_check()
+
+
+def test_unstable_source_takes_the_machines_own_mirror(tmp_path):
+    """Without the kernel tarball, kernel.sh adds Debian unstable as an apt
+    source: on the mirror this machine's apt uses for its own release (a
+    deb822 .sources file here), not a fixed address."""
+    codename = subprocess.run(["sh", "-c", ". /etc/os-release && echo $VERSION_CODENAME"],
+                              capture_output=True, text=True).stdout.strip()
+    parts = tmp_path / "sources.list.d"
+    parts.mkdir()
+    (parts / "mirror.sources").write_text(
+        "Types: deb\nURIs: http://mirror.example.org/debian\n"
+        f"Suites: {codename} {codename}-updates\nComponents: main\n\n"
+        "Types: deb\nURIs: http://security.example.org/debian-security\n"
+        f"Suites: {codename}-security\nComponents: main\n")
+    conf = tmp_path / "apt.conf"
+    conf.write_text(f'Dir::Etc::sourcelist "{tmp_path}/none.list";\n'
+                    f'Dir::Etc::sourceparts "{parts}";\n')
+    run = subprocess.run([str(ROOT / "scripts/kernel.sh"), "--debian-mirror"],
+                         capture_output=True, text=True, env={**os.environ, "APT_CONFIG": str(conf)})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "http://mirror.example.org/debian/", run.stdout
