@@ -50,7 +50,8 @@ use kernel::{
 use virtio::{
     available_pages as guest_available_pages, balloon_uapi as uapi, balloon_uapi::stat,
     BalloonPages, Binding, BoundGuard, Buffer, Device, MemoryCounters, Migrate, OomHandler,
-    OomNotifier, Page, PageList, QueueId, QueueInfo, ShrinkHandler, Shrinker, Used, PFNS_PER_PAGE,
+    OomNotifier, Page, PageList, QueueId, QueueInfo, ShrinkHandler, Shrinker, Transport, Used,
+    PFNS_PER_PAGE,
 };
 #[cfg(CONFIG_PAGE_REPORTING)]
 use virtio::{PageReporting, ReportHandler, ReportedPages};
@@ -67,6 +68,10 @@ module! {
             default: 64,
             description: "Never inflate below this much available guest memory (MiB)",
         },
+        buffer_pfns: u32 {
+            default: 0,
+            description: "PFNs per inflate/deflate buffer: 0 picks by transport (512 on virtio-pci, 256 on others), 256 or 512",
+        },
     },
 }
 
@@ -81,11 +86,38 @@ const DEFLATE_QUEUE: QueueId = QueueId(1);
 /// asynchronously, as KVM's ioeventfd does).
 const BUFFERS_IN_FLIGHT: usize = 8;
 
-/// Guest pages in one full PFN buffer (256 frames).
-const PAGES_PER_BUFFER: usize = virtio::whole_pages(uapi::MAX_PFNS_PER_BUFFER, virtio::PAGE_SHIFT);
-
 /// Guest pages in one huge block (512 on x86-64).
 const HUGE_BLOCK_PAGES: usize = 1 << virtio::HUGE_ORDER;
+
+/// 4 KiB frames in one huge block: a whole 2 MiB host huge page.
+const BLOCK_PFNS: usize = HUGE_BLOCK_PAGES * PFNS_PER_PAGE;
+
+/// How many PFNs go in one inflate or deflate buffer.
+///
+/// A host whose guest RAM is backed by huge pages (hugetlbfs) can only give
+/// a huge page back once the guest has ballooned every 4 KiB frame in it,
+/// and QEMU (since 4.1) tracks that within one buffer only: it frees a
+/// 2 MiB page only if all 512 of its frames arrive in one buffer. Two
+/// buffers of 256 give it nothing. So a buffer holds one whole block.
+///
+/// But Firecracker takes at most 256 frames from a buffer, and skips a
+/// longer one with an error: the host never sees those pages. It offers
+/// virtio-mmio (virtio-pci only with `--enable-pci`), and merges adjacent
+/// frames of all the buffers it finds in one go, so two buffers of 256
+/// queued before one notification still cover a whole huge page there.
+///
+/// Hence the rule: one block per buffer (512) on virtio-pci, the C
+/// driver's 256 on any other transport, and `buffer_pfns=` to override it
+/// (256 for Firecracker with `--enable-pci`, 512 for QEMU's microvm with
+/// hugetlbfs). Cloud-hypervisor takes buffers of any length.
+fn pfns_per_buffer(transport: Transport) -> usize {
+    match *module_parameters::buffer_pfns.value() as usize {
+        0 if transport == Transport::Pci => BLOCK_PFNS,
+        0 => uapi::C_PFNS_PER_BUFFER,
+        // Checked at load (`check_parameters`).
+        pfns => pfns,
+    }
+}
 
 /// Steps one work run may take before it yields the worker, so a large
 /// target does not hold up the freezer or other work (16 steps of 8 MiB).
@@ -402,6 +434,8 @@ struct Balloon {
     /// PFN buffers a step keeps in flight: [`BUFFERS_IN_FLIGHT`], or fewer
     /// if the device's rings are smaller.
     depth: usize,
+    /// Guest pages in one PFN buffer (see [`pfns_per_buffer`]).
+    pages_per_buffer: usize,
     /// Set on remove and shutdown: no more work may start.
     stopping: Atomic<bool>,
     /// The resize work's next pause if it cannot move (milliseconds).
@@ -605,7 +639,7 @@ impl Balloon {
         let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
         let wanted = wanted
             .min(spare)
-            .min(self.depth * uapi::MAX_PFNS_PER_BUFFER);
+            .min(self.depth * self.pages_per_buffer * PFNS_PER_PAGE);
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         let mut guard = self.inflating.lock();
         let new = &mut *guard;
@@ -628,12 +662,15 @@ impl Balloon {
         let mut in_flight = 0;
         let mut sent = Ok(());
         while !new.pages.is_empty() && in_flight < self.depth {
-            new.pages.move_to(&mut state.batch, PAGES_PER_BUFFER);
+            // Blocks come first on the list, so each buffer holds whole
+            // blocks or halves of one.
+            new.pages.move_to(&mut state.batch, self.pages_per_buffer);
             in_flight += 1;
             // The host starts on each huge block's worth while the next
-            // buffers are filled.
+            // buffers are filled; never on half a block (see
+            // `pfns_per_buffer`).
             let kick =
-                new.pages.is_empty() || (in_flight * PAGES_PER_BUFFER) % HUGE_BLOCK_PAGES == 0;
+                new.pages.is_empty() || (in_flight * self.pages_per_buffer) % HUGE_BLOCK_PAGES == 0;
             sent = state.send_batch(INFLATE_QUEUE, kick);
             if sent.is_err() {
                 in_flight -= 1;
@@ -672,7 +709,7 @@ impl Balloon {
         let mut state = self.pages.lock();
         let state = &mut *state;
         let wanted = wanted
-            .min(self.depth * uapi::MAX_PFNS_PER_BUFFER)
+            .min(self.depth * self.pages_per_buffer * PFNS_PER_PAGE)
             .min(state.num_pages as usize);
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         if self.pages.dequeue(&mut state.unsent, pages) == 0 {
@@ -684,7 +721,9 @@ impl Balloon {
         let mut in_flight = 0;
         let mut sent = Ok(());
         while !state.unsent.is_empty() && in_flight < self.depth {
-            state.unsent.move_to(&mut state.batch, PAGES_PER_BUFFER);
+            state
+                .unsent
+                .move_to(&mut state.batch, self.pages_per_buffer);
             sent = state.send_batch(DEFLATE_QUEUE, false);
             if sent.is_err() {
                 break;
@@ -977,9 +1016,19 @@ fn reserve_pages() -> usize {
     mib << (20 - kernel::page::PAGE_SHIFT)
 }
 
-/// Bytes in a full PFN buffer.
-const fn pfn_buffer_bytes() -> usize {
-    uapi::MAX_PFNS_PER_BUFFER * core::mem::size_of::<u32>()
+/// Refuses module parameters the driver cannot honour, at load.
+fn check_parameters() -> Result {
+    let pfns = *module_parameters::buffer_pfns.value() as usize;
+    if ![0, uapi::C_PFNS_PER_BUFFER, BLOCK_PFNS].contains(&pfns) {
+        pr_err!(
+            "buffer_pfns={}: must be 0 (by transport), {} or {}\n",
+            pfns,
+            uapi::C_PFNS_PER_BUFFER,
+            BLOCK_PFNS
+        );
+        return Err(EINVAL);
+    }
+    Ok(())
 }
 
 impl virtio::Driver for Balloon {
@@ -1025,13 +1074,18 @@ impl virtio::Driver for Balloon {
         if depth == 0 {
             return Err(ENOSPC);
         }
+        let transport = dev.transport();
+        let pfns_per_buffer = pfns_per_buffer(transport);
         let state = State {
             binding: binding.clone(),
             num_pages: 0,
             pfns: {
                 let mut pool = KVec::with_capacity(depth, GFP_KERNEL)?;
                 for _ in 0..depth {
-                    give_back(&mut pool, Buffer::new(pfn_buffer_bytes())?);
+                    give_back(
+                        &mut pool,
+                        Buffer::new(pfns_per_buffer * core::mem::size_of::<u32>())?,
+                    );
                 }
                 pool
             },
@@ -1067,6 +1121,7 @@ impl virtio::Driver for Balloon {
                 binding,
                 queues,
                 depth,
+                pages_per_buffer: virtio::whole_pages(pfns_per_buffer, virtio::PAGE_SHIFT),
                 stopping: Atomic::new(false),
                 backoff_ms: Atomic::new(BACKOFF_MIN_MS),
                 resize_requests: Atomic::new(0),
@@ -1087,12 +1142,14 @@ impl virtio::Driver for Balloon {
         }
         dev_info!(
             dev.as_dev(),
-            "rust_balloon bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}\n",
+            "rust_balloon bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}, {:?} with {} PFNs per buffer\n",
             balloon.queues.stats.is_some(),
             deflate_on_oom,
             balloon.queues.hint.is_some(),
             balloon.queues.reporting.is_some(),
             dev.has_feature(uapi::F_PAGE_POISON),
+            transport,
+            pfns_per_buffer,
         );
         Ok(balloon)
     }
@@ -1190,6 +1247,7 @@ struct BalloonModule {
 
 impl kernel::Module for BalloonModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        check_parameters()?;
         let registration = KBox::pin_init(virtio::Registration::new(module), GFP_KERNEL)?;
         Ok(Self {
             _registration: registration,

@@ -219,9 +219,19 @@ impl PageList {
         self.len == 0
     }
 
-    /// Adds `page` to the list, which then owns it. A block of another
-    /// order is refused (and freed).
+    /// Adds `page` at the front of the list, which then owns it. A block of
+    /// another order is refused (and freed).
     pub(crate) fn push(&mut self, page: Page) {
+        self.link(page, false);
+    }
+
+    /// Adds `page` at the back of the list, as [`PageList::push`] does at
+    /// the front.
+    pub(crate) fn push_back(&mut self, page: Page) {
+        self.link(page, true);
+    }
+
+    fn link(&mut self, page: Page, back: bool) {
         if page.order != self.order {
             pr_warn!(
                 "rust_balloon: order {} block on an order {} list\n",
@@ -233,14 +243,20 @@ impl PageList {
         let page = core::mem::ManuallyDrop::new(page);
         let entry = lru_of_page(page.page);
         let head = self.raw();
-        // SAFETY: `entry` is unlinked (`Page` invariant) and `head` is a valid
-        // list; this is C's `list_add()`.
+        // SAFETY: `head` is a valid list (type invariant).
+        let (prev, next) = unsafe {
+            match back {
+                true => ((*head).prev, head),
+                false => (head, (*head).next),
+            }
+        };
+        // SAFETY: `entry` is unlinked (`Page` invariant) and `prev` and
+        // `next` are neighbours in this list; this is C's `__list_add()`.
         unsafe {
-            let next = (*head).next;
             (*next).prev = entry;
             (*entry).next = next;
-            (*entry).prev = head;
-            (*head).next = entry;
+            (*entry).prev = prev;
+            (*prev).next = entry;
         }
         self.len += 1;
     }
@@ -276,9 +292,11 @@ impl PageList {
     ///
     /// While `huge` is set and a whole block is wanted, it takes free
     /// [`HUGE_ORDER`] blocks (without reclaim) and splits them into single
-    /// pages, listed in ascending order so the host sees whole huge pages go
-    /// in one run; it clears `huge` when none is left. The rest comes one
-    /// page at a time from [`Page::alloc`], which may reclaim.
+    /// pages, each block's pages together and in ascending order at the
+    /// front of the list, so that a buffer taken from the front holds whole
+    /// blocks; it clears `huge` when none is left. The rest comes one page
+    /// at a time from [`Page::alloc`], which may reclaim, and goes to the
+    /// back: in front it would shift every block across two buffers.
     pub(crate) fn alloc_balloon_pages(&mut self, n: usize, huge: &mut bool) -> usize {
         if self.order != 0 {
             return 0;
@@ -310,7 +328,7 @@ impl PageList {
             let Some(page) = Page::alloc() else {
                 break;
             };
-            self.push(page);
+            self.push_back(page);
             got += 1;
         }
         got

@@ -76,6 +76,40 @@ impl Device {
     }
 }
 
+/// The transport a virtio device is on: what its parent device is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Transport {
+    /// virtio-pci (modern or transitional): the parent is a PCI device.
+    Pci,
+    /// virtio-mmio: the parent is a platform device.
+    Mmio,
+    /// Anything else (virtio-ccw, a remoteproc, ...).
+    Other,
+}
+
+impl Device {
+    /// The transport the device is on.
+    pub(crate) fn transport(&self) -> Transport {
+        // SAFETY: The device is valid (type invariant); its transport sets
+        // `parent` before registering it and never changes it.
+        let parent = unsafe { (*self.as_raw()).dev.parent }.cast::<kernel::bindings::device>();
+        if parent.is_null() {
+            return Transport::Other;
+        }
+        // SAFETY: A registered device holds a reference on its parent, so
+        // `parent` is a valid device; these only compare its bus pointer.
+        #[cfg(CONFIG_PCI)]
+        if unsafe { kernel::bindings::dev_is_pci(parent) } {
+            return Transport::Pci;
+        }
+        // SAFETY: As above.
+        if unsafe { kernel::bindings::dev_is_platform(parent) } {
+            return Transport::Mmio;
+        }
+        Transport::Other
+    }
+}
+
 fn feature_word(bit: u32) -> (usize, u64) {
     ((bit / 64) as usize, 1u64 << (bit % 64))
 }

@@ -28,7 +28,7 @@ pub(crate) use balloon::{
     BalloonPages, Migrate, Page, PageList, HINT_BLOCK_ORDER, HUGE_ORDER, PAGE_SHIFT, PFNS_PER_PAGE,
 };
 pub(crate) use buffer::Buffer;
-pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo, Used};
+pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo, Transport, Used};
 pub(crate) use driver::{Driver, Registration};
 pub(crate) use mm::{available_pages, free_page_fill, memory_counters, MemoryCounters};
 pub(crate) use oom::{OomHandler, OomNotifier};
@@ -77,9 +77,10 @@ pub(crate) mod balloon_uapi {
     pub(crate) const CONFIG_POISON_VAL: usize =
         core::mem::offset_of!(b::virtio_balloon_config, poison_val);
 
-    /// Most PFNs in one inflate or deflate buffer: the C driver's array size,
-    /// and all that Firecracker reads from one descriptor.
-    pub(crate) const MAX_PFNS_PER_BUFFER: usize = 256;
+    /// PFNs in one inflate or deflate buffer of the C driver, and the most
+    /// that Firecracker takes from one descriptor (`MAX_PAGES_IN_DESC`): it
+    /// skips a longer one.
+    pub(crate) const C_PFNS_PER_BUFFER: usize = 256;
 
     /// Statistics tags.
     pub(crate) mod stat {

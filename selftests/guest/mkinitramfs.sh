@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test guest's initramfs: busybox, the init and agent above, the
-# kselftest scripts, the two balloon drivers, and a kexec loader.
+# kselftest scripts, the two balloon drivers, a kexec loader, a memory
+# integrity checker and the bench's busy workload.
 #   mkinitramfs.sh OUT.cpio.gz RUST_KO C_KO
 set -euo pipefail
 out=$1 rust_ko=$2 c_ko=$3
@@ -12,7 +13,9 @@ mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,lib/modules,selftests}
 cp /bin/busybox "$root/bin/busybox"
 install -m 755 "$here/init" "$root/init"
 install -m 755 "$here/rb-agent" "$root/bin/rb-agent"
-gcc -static -O2 -Wall -o "$root/bin/rb-kexec" "$here/rb-kexec.c"
+for prog in rb-kexec rb-pattern rb-busy; do
+	gcc -static -O2 -Wall -o "$root/bin/$prog" "$here/$prog.c"
+done
 cp -r "$here/../rust_balloon" "$root/selftests/"
 cp "$rust_ko" "$root/lib/modules/rust_balloon.ko"
 cp "$c_ko" "$root/lib/modules/virtio_balloon.ko"

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from qemu.qmp.legacy import QEMUMonitorProtocol
@@ -63,13 +64,68 @@ def disable_thp():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_THP_DISABLE)")
 
 
-def machine():
+def default_machine():
     """QEMU's machine type: pc (i440FX) unless RB_MACHINE says otherwise."""
     return os.environ.get("RB_MACHINE", "pc")
 
 
 def on_q35():
-    return machine().startswith("q35")
+    return default_machine().startswith("q35")
+
+
+def host_tsc_khz():
+    """The host's TSC frequency in kHz: under TCG the guest reads the
+    host's TSC, and QEMU's microvm has no timer to calibrate it against
+    (it stalls at TSC calibration without tsc_early_khz=)."""
+    for row in Path("/proc/cpuinfo").read_text().splitlines():
+        if row.startswith("cpu MHz"):
+            return int(float(row.split(":")[1]) * 1000)
+    raise GuestError("no 'cpu MHz' in /proc/cpuinfo")
+
+
+HUGE_PAGE = 2 * MIB
+NR_HUGEPAGES = Path("/proc/sys/vm/nr_hugepages")
+
+
+class HugePagesUnavailable(Exception):
+    """The host cannot provide the huge pages a guest's RAM needs."""
+
+
+def host_huge_free():
+    """The host's free 2 MiB pages (HugePages_Free)."""
+    for row in Path("/proc/meminfo").read_text().splitlines():
+        if row.startswith("HugePages_Free:"):
+            return int(row.split()[1])
+    raise HugePagesUnavailable("no HugePages_Free in the host's /proc/meminfo")
+
+
+@contextmanager
+def host_huge_pages(count):
+    """Raises the host's vm.nr_hugepages by `count` 2 MiB pages for the
+    block and puts it back afterwards (stop the guests that use them
+    first). Raises HugePagesUnavailable where the host cannot."""
+    if os.geteuid() != 0:
+        raise HugePagesUnavailable("raising vm.nr_hugepages needs root")
+    if not NR_HUGEPAGES.exists():
+        raise HugePagesUnavailable("the host kernel has no hugetlbfs (no vm.nr_hugepages)")
+    before = int(NR_HUGEPAGES.read_text())
+    try:
+        NR_HUGEPAGES.write_text(str(before + count))
+        got = int(NR_HUGEPAGES.read_text()) - before
+        if got < count:
+            raise HugePagesUnavailable(
+                f"the host found only {got} of {count} free 2 MiB pages for "
+                "vm.nr_hugepages (memory too small or too fragmented)")
+        yield
+    finally:
+        NR_HUGEPAGES.write_text(str(before))
+
+
+def hugetlb_backing(mib):
+    """QEMU options that back all of a `mib` MiB guest's RAM with the host's
+    2 MiB hugetlbfs pages."""
+    return ["-object", f"memory-backend-memfd,id=mem0,size={mib}M,hugetlb=on,"
+            "hugetlbsize=2M,share=on", "-machine", "memory-backend=mem0"]
 
 
 # Folds every CPU's vmstat deltas into the global counters.
@@ -112,7 +168,7 @@ class Guest:
 
     def __init__(self, kernel, initrd, workdir, mem_mib=1024, smp=2,
                  balloon="virtio-balloon-pci,id=balloon0", accel=None,
-                 extra=(), cmdline="", thp=True, share=None, s3=False):
+                 extra=(), cmdline="", thp=True, share=None, s3=False, machine=None):
         self.kernel, self.initrd = str(kernel), str(initrd)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -127,11 +183,13 @@ class Guest:
         self.thp = thp
         # A host directory the guest mounts read-only at /host (9p).
         self.share = share
-        # QEMU's machine (see machine()). `make stress` boots the debug kernel on q35, whose ACPI PCI
-        # interrupt routing (_PRT) is a table: pc's is an AML loop over 128
-        # slots, which under TCG with KASAN runs into ACPICA's 30 s loop
-        # timeout, leaving the balloon (INTx only) without an interrupt.
-        self.machine = machine()
+        # QEMU's machine: `machine`, or default_machine(). `make stress`
+        # boots the debug kernel on q35, whose ACPI PCI interrupt routing
+        # (_PRT) is a table: pc's is an AML loop over 128 slots, which under
+        # TCG with KASAN runs into ACPICA's 30 s loop timeout, leaving the
+        # balloon (INTx only) without an interrupt. "microvm" has
+        # virtio-mmio only (see _qemu_args).
+        self.machine = machine or default_machine()
         # S3 (suspend to RAM) offered to the guest.
         self.s3 = s3
         self.proc = None
@@ -185,21 +243,33 @@ class Guest:
                 self.stop()
                 raise
 
+    def microvm(self):
+        return self.machine.startswith("microvm")
+
     def _qemu_args(self, rundir, serial):
         """QEMU's command line, with its sockets in `rundir` and the
-        console on `serial` (QEMU options)."""
+        console on `serial` (QEMU options).
+
+        The command channel is the second serial port; microvm has only
+        one, so there it is a virtio console over virtio-mmio (/dev/hvc0,
+        named to the guest's init by rb.chan=)."""
+        chan = ["-serial", "chardev:cmd"]
+        cmdline = [self.cmdline]
+        if self.microvm():
+            chan = ["-device", "virtio-serial-device", "-device", "virtconsole,chardev=cmd"]
+            cmdline += ["rb.chan=hvc0", f"tsc_early_khz={host_tsc_khz()}"]
         return [
             "qemu-system-x86_64", "-accel", self.accel_option(),
             "-m", f"{self.mem_bytes // MIB}M", "-smp", str(self.smp),
             "-kernel", self.kernel, "-initrd", self.initrd,
-            "-append", " ".join(["console=ttyS0 panic=-1 oops=panic loglevel=7", self.cmdline,
+            "-append", " ".join(["console=ttyS0 panic=-1 oops=panic loglevel=7", *cmdline,
                                  os.environ.get("RB_GUEST_CMDLINE", "")]).strip(),
             "-display", "none", "-monitor", "none", "-no-reboot",
         ] + serial + [
             # wait=on: QEMU starts the guest only once we are connected, so
             # not a byte of the channel is lost.
             "-chardev", f"socket,id=cmd,path={rundir / 'cmd.sock'},server=on,wait=on",
-            "-serial", "chardev:cmd",
+            *chan,
             "-qmp", f"unix:{rundir / 'qmp.sock'},server=on,wait=off",
             # A second monitor, for a host thread that drives the balloon
             # while the test talks to the guest (see second_qmp()).
@@ -299,7 +369,7 @@ class Guest:
         return info
 
     def q35(self):
-        return on_q35()
+        return self.machine.startswith("q35")
 
     def second_qmp(self):
         """A connection to the second monitor, for another thread."""

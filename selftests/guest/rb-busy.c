@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A busy guest's workload, for the bench: keeps writing an anonymous
+ * working set and reading a hot part of a file through a mapping (page
+ * cache that reclaim could drop: touching a dropped page again is a major
+ * fault), one MiB of each per round, and every 100 ms appends to OUT
+ *
+ *   <CLOCK_BOOTTIME ms> <rounds in the interval> <longest gap between two
+ *   rounds in the interval, us>
+ *
+ * until SECONDS have passed. A round that waits for reclaim, a major fault
+ * or a CPU the balloon holds shows as a gap.
+ *
+ *   rb-busy ANON_MIB FILE HOT_MIB SECONDS OUT
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB (1ul << 20)
+
+/* Where the file's bytes go, so that reading them is not optimised away. */
+volatile char rb_busy_sink;
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long anon_mib, hot_mib, round = 0, rounds = 0;
+	uint64_t start, end, last, interval_start, max_gap = 0;
+	char *anon, *hot;
+	FILE *out;
+	int fd;
+
+	if (argc != 6) {
+		fprintf(stderr, "usage: %s ANON_MIB FILE HOT_MIB SECONDS OUT\n", argv[0]);
+		return 2;
+	}
+	anon_mib = strtoul(argv[1], NULL, 0);
+	hot_mib = strtoul(argv[3], NULL, 0);
+	fd = open(argv[2], O_RDONLY);
+	out = fopen(argv[5], "w");
+	anon = mmap(NULL, anon_mib * MIB, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	hot = fd < 0 ? MAP_FAILED : mmap(NULL, hot_mib * MIB, PROT_READ, MAP_SHARED, fd, 0);
+	if (!out || anon == MAP_FAILED || hot == MAP_FAILED || !anon_mib || !hot_mib) {
+		perror("rb-busy");
+		return 2;
+	}
+	start = last = interval_start = now_us();
+	end = start + strtoul(argv[4], NULL, 0) * 1000000;
+	while (last < end) {
+		unsigned long mib = round++;
+		uint64_t t;
+
+		for (unsigned long off = 0; off < MIB; off += 4096) {
+			anon[(mib % anon_mib) * MIB + off]++;
+			rb_busy_sink = hot[(mib % hot_mib) * MIB + off];
+		}
+		t = now_us();
+		if (t - last > max_gap)
+			max_gap = t - last;
+		last = t;
+		rounds++;
+		if (t - interval_start >= 100000) {
+			fprintf(out, "%llu %lu %llu\n", (unsigned long long)(t / 1000), rounds,
+				(unsigned long long)max_gap);
+			fflush(out);
+			interval_start = t;
+			rounds = 0;
+			max_gap = 0;
+		}
+	}
+	return fclose(out) ? 2 : 0;
+}
