@@ -28,40 +28,70 @@ them with MADV_HUGEPAGE) and without them (PR_SET_THP_DISABLE); 512 MiB of
 2 GiB when 384 MiB of the guest's free memory is in 1 MiB holes (a guest
 that has run a while: the allocator hands out small holes first, and a
 balloon page in a host huge page leaves the rest of it allocated on the
-host); 6 of 8 GiB; and reporting 1 GiB in a 2 GiB guest.
+host); 1 of 2 GiB with all guest RAM on the host's hugetlbfs (how much of
+the balloon comes back to the host's HugePages_Free); reporting 1 GiB in a
+2 GiB guest; a busy guest (below); and three quarters of 1, 4, 8 and 16 GiB
+guests, per GiB, for how the cost grows (plotted in growth.png).
+
+The busy guest (2 GiB) runs rb-busy: it writes a 256 MiB anonymous working
+set and reads the first 128 MiB of a 1 GiB file on an ext4 virtio disk
+through a mapping, one MiB of each per round, and logs its rounds and its
+longest gap between two rounds every 100 ms. The whole file is in the page
+cache first. The balloon then takes 1 GiB: all free memory and some of the
+cache. Measured: time to the target, the workload's rate while inflating
+over its rate in the 3 s before, its longest stall while inflating, and the
+guest's major faults (pgmajfault) meanwhile.
 
 Prints a table of medians (min-max) with the ratio Rust/C, writes
 results.json and timeline.png (balloon size and host RSS over time, first
 round of each driver in the first scenario)."""
 
 import argparse
+import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from guest import MIB, PAGE, Guest, pick_accel
+from guest import (HUGE_PAGE, MIB, PAGE, Guest, host_huge_free, host_huge_pages,
+                   hugetlb_backing, pick_accel)
 
 GIB = 1 << 30
 DRIVERS = {"c": "virtio_balloon", "rust": "rust_balloon"}
 
-# name: (kind, guest MiB, MiB to balloon or free, host THP, MiB of holes)
+
+
+def scenario(kind, mem_mib, mib, thp=True, holes_mib=0, hugetlb=False):
+    """kind, guest MiB, MiB to balloon (or free, for report), host THP,
+    MiB of the guest's free memory in 1 MiB holes, RAM on host hugetlbfs."""
+    return dict(kind=kind, mem_mib=mem_mib, mib=mib, thp=thp, holes_mib=holes_mib,
+                hugetlb=hugetlb)
+
+
 SCENARIOS = {
-    "1of2": ("balloon", 2048, 1024, True, 0),
-    "1of2-nothp": ("balloon", 2048, 1024, False, 0),
-    "half-of-2-holes": ("balloon", 2048, 512, True, 384),
-    "6of8": ("balloon", 8192, 6144, True, 0),
-    "report": ("report", 2048, 1024, True, 0),
+    "1of2": scenario("balloon", 2048, 1024),
+    "1of2-nothp": scenario("balloon", 2048, 1024, thp=False),
+    "half-of-2-holes": scenario("balloon", 2048, 512, holes_mib=384),
+    "1of2-hugetlbfs": scenario("hugetlbfs", 2048, 1024, hugetlb=True),
+    "report": scenario("report", 2048, 1024),
+    "busy": scenario("busy", 2048, 1024),
+    # How the cost grows: three quarters of 1, 4, 8 and 16 GiB.
+    "grow-1": scenario("grow", 1024, 768),
+    "grow-4": scenario("grow", 4096, 3072),
+    "grow-8": scenario("grow", 8192, 6144),
+    "grow-16": scenario("grow", 16384, 12288),
 }
-# The same shapes, small: checks the harness, measures nothing.
+# One scenario of each kind, small: checks the harness, measures nothing.
 SMOKE = {
-    "1of2": ("balloon", 512, 128, True, 0),
-    "1of2-nothp": ("balloon", 512, 128, False, 0),
-    "half-of-2-holes": ("balloon", 512, 64, True, 32),
-    "6of8": ("balloon", 768, 384, True, 0),
-    "report": ("report", 512, 128, True, 0),
+    "1of2": scenario("balloon", 512, 128),
+    "1of2-hugetlbfs": scenario("hugetlbfs", 512, 128, hugetlb=True),
+    "report": scenario("report", 512, 128),
+    "busy": scenario("busy", 768, 256),
+    "grow-1": scenario("grow", 768, 384),
+    "grow-4": scenario("grow", 1024, 512),
 }
 
 METRICS = {
@@ -79,6 +109,23 @@ METRICS = {
     "report": [
         ("report_s", "90% of it back on the host (s)", "lower"),
         ("report_returned_mib_per_gib", "QEMU RSS returned (MiB/GiB freed)", "higher"),
+    ],
+    "hugetlbfs": [
+        ("huge_returned_mib_per_gib", "host huge pages back (MiB/GiB)", "higher"),
+        ("inflate_s", "inflate time (s)", "lower"),
+        ("deflate_s", "deflate time (s)", "lower"),
+    ],
+    "busy": [
+        ("inflate_s", "time to the target (s)", "lower"),
+        ("rate_during_over_before", "workload rate while inflating / before", "higher"),
+        ("longest_stall_ms", "workload's longest stall while inflating (ms)", "lower"),
+        ("major_faults", "guest major faults while inflating", "lower"),
+        ("cache_dropped_mib", "page cache dropped while inflating (MiB)", "info"),
+    ],
+    "grow": [
+        ("inflate_s_per_gib", "inflate time per GiB (s)", "lower"),
+        ("deflate_s_per_gib", "deflate time per GiB (s)", "lower"),
+        ("rss_reclaimed_mib_per_gib", "QEMU RSS reclaimed (MiB/GiB)", "higher"),
     ],
 }
 
@@ -208,29 +255,126 @@ def report_run(g, buffer_mib, cycles=3, timeout=120, settled_s=8):
             "report_returned_mib_per_gib": statistics.median(returned)}
 
 
-def one_run(kernel, initramfs, workdir, accel, driver, scenario):
-    kind, mem_mib, mib, thp, holes_mib = scenario
+def grow_run(g, balloon_mib):
+    """balloon_run, per GiB ballooned."""
+    res = balloon_run(g, balloon_mib, 0)
+    gib = balloon_mib / 1024
+    res["inflate_s_per_gib"] = res["inflate_s"] / gib
+    res["deflate_s_per_gib"] = res["deflate_s"] / gib
+    return res
+
+
+def hugetlbfs_run(g, balloon_mib):
+    """With all guest RAM on the host's hugetlbfs, written once: how much
+    of the balloon comes back to the host's pool of huge pages."""
+    g.dirty_all()
+    time.sleep(1)
+    pages = balloon_mib * MIB // PAGE
+    timeline, t0 = [], time.monotonic()
+    free0 = host_huge_free()
+    inflate = move(g, pages, timeline, t0)
+    back = (host_huge_free() - free0) * HUGE_PAGE / MIB
+    deflate = move(g, 0, timeline, t0)
+    return {"huge_returned_mib_per_gib": back / (balloon_mib / 1024),
+            "inflate_s": inflate, "deflate_s": deflate}
+
+
+# The busy guest: an anonymous working set and a hot part of a file that
+# its workload keeps touching, beside a page cache of the whole file
+# (cold), on an ext4 virtio disk.
+BUSY_ANON_MIB = 256
+BUSY_HOT_MIB = 128
+
+
+def busy_disk(workdir, file_mib):
+    """An ext4 image holding cache.bin, a file of `file_mib` MiB (sparse on
+    the host: the guest caches it all the same)."""
+    src = Path(workdir) / "disk-src"
+    src.mkdir(parents=True, exist_ok=True)
+    with open(src / "cache.bin", "wb") as f:
+        f.truncate(file_mib * MIB)
+    img = Path(workdir) / "disk.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(src), str(img),
+                    f"{file_mib + 128}M"], check=True)
+    return img
+
+
+def guest_uptime_ms(g):
+    return int(float(g.sh("cat /proc/uptime").split()[0]) * 1000)
+
+
+def busy_run(g, balloon_mib):
+    """Inflates while the workload (rb-busy) runs, with a target that
+    takes all free memory and then page cache: the time to the target, the
+    workload's rate while inflating against the 3 s before, its longest
+    stall while inflating, and the guest's major faults meanwhile."""
+    file_mib = g.mem_bytes // MIB // 2
+    g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
+    g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log "
+         "</dev/null >/dev/null 2>&1 &")
+    time.sleep(4)
+    vm0, cached0, t0 = g.vmstat(), g.meminfo()["Cached"], guest_uptime_ms(g)
+    inflate = move(g, balloon_mib * MIB // PAGE, [], time.monotonic())
+    t1 = guest_uptime_ms(g)
+    vm1, cached1 = g.vmstat(), g.meminfo()["Cached"]
+    g.sh("killall rb-busy; sleep 0.2")
+    rows = [tuple(int(x) for x in row.split())
+            for row in g.sh("cat /tmp/busy.log").splitlines() if row.strip()]
+    # Each row covers the 100 ms (or so) before its time stamp.
+    before = [r for r in rows if t0 - 3000 < r[0] <= t0]
+    during = [r for r in rows if t0 < r[0] <= t1 + 100]
+    if len(before) < 10 or not during:
+        raise RuntimeError(f"rb-busy wrote too little: {len(before)} rows before, "
+                           f"{len(during)} while inflating (of {len(rows)}); is it running?")
+    rate = lambda rs: sum(r[1] for r in rs) / len(rs)
+    return {
+        "inflate_s": inflate,
+        "rate_during_over_before": rate(during) / rate(before),
+        "longest_stall_ms": max(r[2] for r in during) / 1000,
+        "major_faults": vm1["pgmajfault"] - vm0["pgmajfault"],
+        "cache_dropped_mib": (cached0 - cached1) / MIB,
+    }
+
+
+def one_run(kernel, initramfs, workdir, accel, driver, sc):
     device = "virtio-balloon-pci,id=balloon0"
+    kind, mib = sc["kind"], sc["mib"]
     if kind == "report":
         device += ",free-page-reporting=on"
-    g = Guest(kernel, initramfs, workdir, mem_mib=mem_mib, accel=accel, thp=thp,
-              balloon=device)
-    g.start()
-    try:
-        load(g, driver)
-        res = balloon_run(g, mib, holes_mib) if kind == "balloon" else report_run(g, mib)
-        splats = g.splats()
-        if splats:
-            raise RuntimeError(f"{driver}: kernel splat:\n" + "\n".join(splats))
-        return res
-    finally:
-        g.stop()
+    extra = []
+    if sc["hugetlb"]:
+        extra += hugetlb_backing(sc["mem_mib"])
+    if kind == "busy":
+        img = busy_disk(workdir, sc["mem_mib"] // 2)
+        extra += ["-drive", f"file={img},format=raw,if=none,id=disk0",
+                  "-device", "virtio-blk-pci,drive=disk0"]
+    with contextlib.ExitStack() as stack:
+        if sc["hugetlb"]:
+            stack.enter_context(host_huge_pages(sc["mem_mib"] // 2 + 16))
+        g = Guest(kernel, initramfs, workdir, mem_mib=sc["mem_mib"], accel=accel,
+                  thp=sc["thp"], balloon=device, extra=extra)
+        g.start()
+        try:
+            load(g, driver)
+            res = {
+                "balloon": lambda: balloon_run(g, mib, sc["holes_mib"]),
+                "report": lambda: report_run(g, mib),
+                "hugetlbfs": lambda: hugetlbfs_run(g, mib),
+                "busy": lambda: busy_run(g, mib),
+                "grow": lambda: grow_run(g, mib),
+            }[kind]()
+            splats = g.splats()
+            if splats:
+                raise RuntimeError(f"{driver}: kernel splat:\n" + "\n".join(splats))
+            return res
+        finally:
+            g.stop()
 
 
 def summarize(results, scenarios):
     summary = {}
-    for name, scenario in scenarios.items():
-        for key, _, _ in METRICS[scenario[0]]:
+    for name, sc in scenarios.items():
+        for key, _, _ in METRICS[sc["kind"]]:
             row = {}
             for driver in DRIVERS:
                 values = [r[key] for r in results[name][driver]]
@@ -245,12 +389,18 @@ def summarize(results, scenarios):
 def print_table(summary, scenarios, rounds, accel):
     print(f"\n{rounds} rounds, QEMU {accel}; medians (min-max)")
     print(f"{'scenario: metric':50} {'C':>22} {'Rust':>22} {'Rust/C':>7}")
-    for name, (kind, mem_mib, mib, thp, holes_mib) in scenarios.items():
-        what = (f"{mib} of {mem_mib} MiB" if kind == "balloon"
-                else f"{mib} MiB freed in {mem_mib} MiB")
-        if holes_mib:
-            what += f", {holes_mib} MiB of it free in 1 MiB holes"
-        print(f"{name} ({what}, host THP {'on' if thp else 'off'})")
+    for name, sc in scenarios.items():
+        kind, mem_mib, mib = sc["kind"], sc["mem_mib"], sc["mib"]
+        what = (f"{mib} MiB freed in {mem_mib} MiB" if kind == "report"
+                else f"{mib} of {mem_mib} MiB")
+        if sc["holes_mib"]:
+            what += f", {sc['holes_mib']} MiB of it free in 1 MiB holes"
+        if kind == "busy":
+            what += (f", workload: {BUSY_ANON_MIB} MiB anonymous + {BUSY_HOT_MIB} MiB of a"
+                     f" {mem_mib // 2} MiB cached file")
+        backing = ("host hugetlbfs" if sc["hugetlb"]
+                   else f"host THP {'on' if sc['thp'] else 'off'}")
+        print(f"{name} ({what}, {backing})")
         for key, label, better in METRICS[kind]:
             row = summary[f"{name}.{key}"]
             cells = [f"{row[d]['median']:.2f} ({row[d]['min']:.2f}-{row[d]['max']:.2f})"
@@ -258,14 +408,15 @@ def print_table(summary, scenarios, rounds, accel):
             ratio = row["rust_over_c"]
             print(f"  {label:48} {cells[0]:>22} {cells[1]:>22} "
                   f"{(f'{ratio:.2f}' if ratio else '-'):>7}  "
-                  + ("(floor of both)" if better == "info" else f"({better} is better)"))
+                  + ("(for reading the others)" if better == "info"
+                     else f"({better} is better)"))
 
 
 def plot(results, path, scenario):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    _, mem_mib, balloon_mib, _, _ = scenario
+    mem_mib, balloon_mib = scenario["mem_mib"], scenario["mib"]
     fig, (size, rss) = plt.subplots(2, 1, sharex=True, figsize=(8, 6))
     for driver, style in (("c", "tab:blue"), ("rust", "tab:orange")):
         t, balloon, host = zip(*results[driver][0]["timeline"])
@@ -281,12 +432,40 @@ def plot(results, path, scenario):
     fig.savefig(path, dpi=100)
 
 
+def plot_growth(summary, scenarios, path):
+    """Inflate and deflate time per GiB against the guest's size: medians,
+    with bars from the fastest to the slowest round."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    sizes = [s["mem_mib"] / 1024 for s in scenarios.values()]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, title in ((axes[0], "inflate_s_per_gib", "inflate"),
+                           (axes[1], "deflate_s_per_gib", "deflate")):
+        for driver, colour in (("c", "tab:blue"), ("rust", "tab:orange")):
+            rows = [summary[f"{name}.{key}"][driver] for name in scenarios]
+            med = [r["median"] for r in rows]
+            err = [[m - r["min"] for m, r in zip(med, rows)],
+                   [r["max"] - m for m, r in zip(med, rows)]]
+            ax.errorbar(sizes, med, yerr=err, marker="o", capsize=3, color=colour,
+                        label=f"{driver} driver")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
+        ax.set_xlabel("guest RAM (GiB), three quarters ballooned")
+        ax.set_title(f"{title} time per GiB ballooned")
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("seconds per GiB")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("kdir")
     ap.add_argument("initramfs")
     ap.add_argument("outdir")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--smoke", action="store_true",
                     help="one small round: checks the harness, measures nothing")
     ap.add_argument("--only", help="comma-separated scenarios to run")
@@ -315,19 +494,22 @@ def main():
     print_table(summary, scenarios, rounds, accel)
     (out / "results.json").write_text(json.dumps({
         "accel": accel, "rounds": rounds,
-        "scenarios": {k: dict(zip(("kind", "guest_mib", "mib", "host_thp", "holes_mib"), v))
-                      for k, v in scenarios.items()},
+        "scenarios": scenarios,
         "summary": summary,
         "runs": {name: {d: [{k: v for k, v in r.items() if k != "timeline"}
                             for r in results[name][d]] for d in DRIVERS}
                  for name in scenarios},
     }, indent=2))
-    first = next((n for n, s in scenarios.items() if s[0] == "balloon"), None)
-    if first is None:
-        print(f"wrote {out}/results.json (no balloon scenario, no plot)")
-        return
-    plot(results[first], out / "timeline.png", scenarios[first])
-    print(f"wrote {out}/results.json and {out}/timeline.png")
+    wrote = [out / "results.json"]
+    first = next((n for n, s in scenarios.items() if s["kind"] == "balloon"), None)
+    if first:
+        plot(results[first], out / "timeline.png", scenarios[first])
+        wrote.append(out / "timeline.png")
+    grow = {n: s for n, s in scenarios.items() if s["kind"] == "grow"}
+    if grow:
+        plot_growth(summary, grow, out / "growth.png")
+        wrote.append(out / "growth.png")
+    print("wrote " + ", ".join(str(p) for p in wrote))
 
 
 if __name__ == "__main__":
