@@ -8,7 +8,7 @@ DEB_PACKAGES=(
 	build-essential bc bison flex cpio kmod xz-utils zstd rsync
 	libelf-dev libssl-dev dwarves python3-venv
 	libclang-19-dev clang-19 llvm-19 lld-19
-	qemu-system-x86 busybox-static
+	qemu-system-x86 busybox-static e2fsprogs
 )
 PY_PACKAGES=(pytest pytest-xdist qemu.qmp virtme-ng matplotlib)
 BINDGEN_MIN=0.71.1
