@@ -622,6 +622,11 @@ impl Balloon {
         Ok(step)
     }
 
+    /// The most 4 KiB frames one step moves: its buffers, all full.
+    fn step_pfns(&self) -> usize {
+        self.depth * self.pages_per_buffer * PFNS_PER_PAGE
+    }
+
     /// Tells the host how large the balloon is.
     fn report_actual(&self) -> Result {
         let actual = self.pages.lock().num_pages;
@@ -645,9 +650,7 @@ impl Balloon {
     /// pages), which must not wait for an allocation to finish.
     fn inflate(&self, wanted: usize) -> Result<Step> {
         let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
-        let wanted = wanted
-            .min(spare)
-            .min(self.depth * self.pages_per_buffer * PFNS_PER_PAGE);
+        let wanted = wanted.min(spare).min(self.step_pfns());
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         let mut guard = self.inflating.lock();
         let new = &mut *guard;
@@ -719,9 +722,7 @@ impl Balloon {
     fn deflate(&self, wanted: usize) -> Result<Step> {
         let mut state = self.pages.lock();
         let state = &mut *state;
-        let wanted = wanted
-            .min(self.depth * self.pages_per_buffer * PFNS_PER_PAGE)
-            .min(state.num_pages as usize);
+        let wanted = wanted.min(self.step_pfns()).min(state.num_pages as usize);
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         while state.unsent.len() < pages {
             let chunk = (pages - state.unsent.len()).min(LIST_BATCH_PAGES);

@@ -335,19 +335,38 @@ impl PageList {
     }
 
     /// Moves up to `n` pages from the front of this list to the front of
-    /// `other`, which must have the same order; returns how many.
+    /// `other`, which must have the same order, keeping their order;
+    /// returns how many. It walks to the `n`th page and moves the run in
+    /// one splice (C's `list_cut_position()` and `list_splice()`), rather
+    /// than unlinking and linking each page.
     pub(crate) fn move_to(&mut self, other: &mut PageList, n: usize) -> usize {
-        if self.order != other.order {
+        let moved = n.min(self.len);
+        if self.order != other.order || moved == 0 {
             return 0;
         }
-        let mut moved = 0;
-        while moved < n {
-            let Some(page) = self.pop() else {
-                break;
-            };
-            other.push(page);
-            moved += 1;
+        let (head, to) = (self.raw(), other.raw());
+        // SAFETY: `head` and `to` are valid, distinct lists (type invariant;
+        // `&mut` to both) and this list has at least `moved` entries, so the
+        // walk stays on it; the run [first, last] is relinked as a whole,
+        // which keeps both lists well formed.
+        unsafe {
+            let first = (*head).next;
+            let mut last = first;
+            for _ in 1..moved {
+                last = (*last).next;
+            }
+            (*head).next = (*last).next;
+            (*(*last).next).prev = head;
+            let old_first = (*to).next;
+            (*to).next = first;
+            (*first).prev = to;
+            (*last).next = old_first;
+            (*old_first).prev = last;
         }
+        // INVARIANT: The `moved` pages, owned and of `other`'s order, are now
+        // on `other` and counted there instead of here.
+        self.len -= moved;
+        other.len += moved;
         moved
     }
 
