@@ -6,6 +6,8 @@
 #   make demo                  boot a guest and balloon it live from the host
 #   make bench                 C vs Rust driver benchmark
 #   make stress                reliability scenarios on the debug kernel
+#   make kselftest-install     the kselftest, the kernel's runner and the
+#                              module in build/kselftest (run_kselftest.sh)
 #   make fmt | clippy | clean
 
 SHELL := /bin/bash
@@ -21,7 +23,7 @@ KDIR ?= $(shell $(ROOT)/scripts/kernel.sh test --print 2>/dev/null)
 KMAKE = $(MAKE) -C "$(KDIR)" $(shell sed -n \
 	's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/LLVM=-\1/p' "$(KDIR)/.config" 2>/dev/null)
 
-.PHONY: all module setup kernel check demo bench stress fmt clippy clean
+.PHONY: all module setup kernel check demo bench stress fmt clippy clean kselftest-install
 
 all: module
 
@@ -30,6 +32,9 @@ module:
 	@grep -qx CONFIG_RUST=y "$(KDIR)/.config" 2>/dev/null || \
 		{ echo "KDIR without CONFIG_RUST: $(KDIR) is not a Rust-enabled kernel build"; exit 1; }
 	$(KMAKE) M="$(ROOT)" modules
+
+kselftest-install: module
+	@scripts/kselftest-install.sh "$(KDIR)" "$(ROOT)/build/kselftest"
 
 clippy:
 	$(KMAKE) M="$(ROOT)" CLIPPY=1 modules

@@ -35,16 +35,19 @@
 //! 4. `Hints::blocks` and `Balloon::stats`: taken under the device lock or
 //!    alone; the shrinker only tries `Hints::blocks`.
 
+mod debugfs;
 mod virtio;
 
+use debugfs::Counters;
 use kernel::{
+    debugfs::Dir,
     new_mutex,
     prelude::*,
     sync::{
         atomic::{Atomic, Full, Relaxed},
         Arc, Mutex,
     },
-    time::{delay::fsleep, Delta},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
 use virtio::{
@@ -138,6 +141,11 @@ const STEPS_PER_RUN: usize = 16;
 const BACKOFF_MIN_MS: u32 = 1;
 const BACKOFF_MAX_MS: u32 = 256;
 
+/// The pause after one of `ms` that did not help either.
+fn next_backoff_ms(ms: u32) -> u32 {
+    ms.saturating_mul(2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS)
+}
+
 /// 4 KiB pages released per OOM notification, as in the C driver.
 const OOM_RELEASE_PFNS: usize = 256;
 /// OOM notifier priority, as in the C driver.
@@ -205,6 +213,7 @@ impl Queues {
 /// made at probe and the page lists link through `page->lru`.
 struct State {
     binding: Arc<Binding>,
+    counters: Arc<Counters>,
     /// Balloon size in 4 KiB pages: what the host has been told.
     num_pages: u32,
     /// PFN buffers not in a queue: all of them while the lock is free
@@ -242,10 +251,12 @@ impl State {
         }
         let mut device = self.binding.lock()?;
         device.kick(queue)?;
+        let start = Instant::<Monotonic>::now();
         for _ in 0..count {
             let buf = device.wait_buf(queue)?;
             give_back(&mut self.pfns, buf);
         }
+        self.counters.host_waited(start.elapsed());
         Ok(())
     }
 }
@@ -330,6 +341,7 @@ impl Migrate for State {
                 e
             );
         }
+        Counters::count(&self.counters.migrated, PFNS_PER_PAGE);
         Ok(())
     }
 }
@@ -439,6 +451,8 @@ struct Balloon {
     inflating: Mutex<Inflating>,
     binding: Arc<Binding>,
     queues: Queues,
+    /// What the balloon has done, for debugfs (shared with [`State`]).
+    counters: Arc<Counters>,
     /// PFN buffers a step keeps in flight: [`BUFFERS_IN_FLIGHT`], or fewer
     /// if the device's rings are smaller.
     depth: usize,
@@ -470,6 +484,8 @@ struct Balloon {
 
 #[derive(Default)]
 struct Hooks {
+    /// The debugfs directory (it reads the balloon's figures).
+    view: Option<Pin<KBox<debugfs::View>>>,
     oom: Option<Pin<KBox<OomNotifier<Balloon>>>>,
     #[cfg(CONFIG_PAGE_REPORTING)]
     reporting: Option<Pin<KBox<PageReporting<Balloon>>>>,
@@ -510,6 +526,7 @@ impl WorkItem<0> for Balloon {
                 }
                 Ok(Step::Moved(_)) => this.backoff_ms.store(BACKOFF_MIN_MS, Relaxed),
                 Ok(Step::Stalled) => {
+                    Counters::count(&this.counters.stalls, 1);
                     this.back_off();
                     break;
                 }
@@ -543,7 +560,7 @@ impl Balloon {
     /// the next pause (see [`BACKOFF_MIN_MS`]).
     fn back_off(&self) {
         let ms = self.backoff_ms.load(Relaxed);
-        self.backoff_ms.store((ms * 2).min(BACKOFF_MAX_MS), Relaxed);
+        self.backoff_ms.store(next_backoff_ms(ms), Relaxed);
         fsleep(Delta::from_millis(ms.into()));
     }
 
@@ -604,6 +621,7 @@ impl Balloon {
             .binding
             .lock()?
             .read_config_le32(uapi::CONFIG_NUM_PAGES)?;
+        self.counters.target.store(target, Relaxed);
         Ok(virtio::round_target(target, virtio::PAGE_SHIFT))
     }
 
@@ -632,7 +650,9 @@ impl Balloon {
         let actual = self.pages.lock().num_pages;
         self.binding
             .lock()?
-            .write_config_le32(uapi::CONFIG_ACTUAL, actual)
+            .write_config_le32(uapi::CONFIG_ACTUAL, actual)?;
+        self.counters.actual.store(actual, Relaxed);
+        Ok(())
     }
 
     /// Adds up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted` 4 KiB
@@ -655,7 +675,10 @@ impl Balloon {
         let mut guard = self.inflating.lock();
         let new = &mut *guard;
         let mut huge = pages >= HUGE_BLOCK_PAGES;
-        new.pages.alloc_balloon_pages(pages, &mut huge);
+        let (got, blocks) = new.pages.alloc_balloon_pages(pages, &mut huge);
+        if got < pages {
+            Counters::count(&self.counters.alloc_failures, 1);
+        }
         if new.pages.is_empty() {
             if !new.out_of_puff {
                 pr_info!(
@@ -705,6 +728,11 @@ impl Balloon {
             self.pages.enqueue(&mut state.batch);
         }
         state.num_pages += moved as u32;
+        Counters::count(&self.counters.inflated, moved);
+        if sent.is_ok() {
+            // Blocks go first: all of them went in whole.
+            Counters::count(&self.counters.blocks_inflated, blocks);
+        }
         if moved == 0 {
             sent?;
             return Ok(Step::Stalled);
@@ -748,14 +776,15 @@ impl Balloon {
             }
             in_flight += 1;
         }
+        let mut blocks = 0;
         if !state.binding.has_feature(uapi::F_MUST_TELL_HOST) {
-            state.sent.clear();
+            blocks += state.sent.clear();
         }
         let acked = state.wait_sent(DEFLATE_QUEUE, in_flight);
         // A host that is gone cannot object: the pages are freed either way.
-        state.sent.clear();
-        state.batch.clear();
-        state.unsent.clear();
+        blocks += state.sent.clear() + state.batch.clear() + state.unsent.clear();
+        Counters::count(&self.counters.deflated, moved);
+        Counters::count(&self.counters.blocks_deflated, blocks);
         sent.and(acked).map(|()| Step::Moved(moved))
     }
 
@@ -829,21 +858,22 @@ impl Balloon {
         };
         let hints = &self.hints;
         let cmd = hints.command(&self.binding)?;
-        if cmd == uapi::CMD_ID_DONE {
-            if let Ok(mut device) = self.binding.lock() {
-                hints.collect(&mut device, queue);
+        match hint_action(cmd, hints.active.load(Relaxed)) {
+            HintAction::Wait => return Ok(()),
+            HintAction::Answer => {}
+            HintAction::GiveBack => {
+                if let Ok(mut device) = self.binding.lock() {
+                    hints.collect(&mut device, queue);
+                }
+                let blocks = hints.blocks.lock().len();
+                hints.free_blocks();
+                // DONE stands until the next migration and every config change
+                // reads it again: say it once.
+                if hints.active.xchg(cmd, Relaxed) != cmd || blocks != 0 {
+                    pr_info!("free page hint done: {} blocks back\n", blocks);
+                }
+                return Ok(());
             }
-            let blocks = hints.blocks.lock().len();
-            hints.free_blocks();
-            // DONE stands until the next migration and every config change
-            // reads it again: say it once.
-            if hints.active.xchg(cmd, Relaxed) != cmd || blocks != 0 {
-                pr_info!("free page hint done: {} blocks back\n", blocks);
-            }
-            return Ok(());
-        }
-        if cmd == uapi::CMD_ID_STOP || cmd == hints.active.load(Relaxed) {
-            return Ok(());
         }
         hints.active.store(cmd, Relaxed);
         self.send_hint_cmd(queue, cmd)?;
@@ -867,9 +897,7 @@ impl Balloon {
     fn send_free_blocks(&self, queue: QueueId, cmd: u32) -> Result<usize> {
         let hints = &self.hints;
         let mut sent = 0;
-        while !self.stopping.load(Relaxed)
-            && matches!(hints.command(&self.binding)?, c if c == cmd || c == uapi::CMD_ID_STOP)
-        {
+        while !self.stopping.load(Relaxed) && still_hinting(hints.command(&self.binding)?, cmd) {
             let room = {
                 let mut device = self.binding.lock()?;
                 hints.collect(&mut device, queue);
@@ -890,6 +918,7 @@ impl Balloon {
             let mut device = self.binding.lock()?;
             hints.send(&mut device, queue, block)?;
             device.kick(queue)?;
+            Counters::count(&self.counters.hinted_blocks, 1);
             sent += 1;
         }
         Ok(sent)
@@ -919,9 +948,11 @@ impl Balloon {
             .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))
     }
 
-    /// Registers the OOM notifier and page reporting, as negotiated.
-    fn register_hooks(this: &Arc<Self>) -> Result {
+    /// Registers the debugfs view, the OOM notifier, the hint shrinker and
+    /// page reporting, as negotiated.
+    fn register_hooks(this: &Arc<Self>, dev: &Device, debugfs: &Dir) -> Result {
         let mut hooks = this.hooks.lock();
+        hooks.view = Some(debugfs::view(debugfs, dev.as_dev().name(), this.clone())?);
         if this.binding.has_feature(uapi::F_DEFLATE_ON_OOM) {
             hooks.oom = Some(OomNotifier::register(this.clone(), OOM_NOTIFY_PRIORITY)?);
         }
@@ -952,6 +983,7 @@ impl OomHandler for Balloon {
             _ => 0,
         };
         let _ = self.report_actual();
+        Counters::count(&self.counters.oom_released, released * PFNS_PER_PAGE);
         if released > 0 {
             pr_info!("out of memory: released {} pages\n", released);
         }
@@ -991,8 +1023,38 @@ impl ShrinkHandler for Balloon {
 impl ReportHandler for Balloon {
     fn report(&self, pages: &ReportedPages) -> Result {
         let queue = self.queues.reporting.ok_or(EINVAL)?;
-        self.binding.lock()?.report_pages(queue, pages)
+        self.binding.lock()?.report_pages(queue, pages)?;
+        Counters::count(&self.counters.reported_blocks, pages.blocks());
+        Ok(())
     }
+}
+
+/// What the hint work does about the host's command id `cmd`, `active`
+/// being the one it last answered.
+#[derive(Debug, PartialEq)]
+enum HintAction {
+    /// DONE: the host has what it needs; the blocks go back to the guest.
+    GiveBack,
+    /// A new id: hand the host free blocks for it.
+    Answer,
+    /// STOP, or the id being answered already: nothing new.
+    Wait,
+}
+
+fn hint_action(cmd: u32, active: u32) -> HintAction {
+    match cmd {
+        uapi::CMD_ID_DONE => HintAction::GiveBack,
+        uapi::CMD_ID_STOP => HintAction::Wait,
+        cmd if cmd == active => HintAction::Wait,
+        _ => HintAction::Answer,
+    }
+}
+
+/// Whether blocks still go to the host for `cmd` while config space reads
+/// `current` (see [`Balloon::send_free_blocks`] for why STOP does not end
+/// it).
+fn still_hinting(current: u32, cmd: u32) -> bool {
+    current == cmd || current == uapi::CMD_ID_STOP
 }
 
 /// Writes one statistic: a little-endian `u16` tag and `u64` value (the
@@ -1079,7 +1141,7 @@ impl virtio::Driver for Balloon {
         Ok(())
     }
 
-    fn probe(dev: &Device, binding: Arc<Binding>) -> Result<Arc<Self>> {
+    fn probe(dev: &Device, binding: Arc<Binding>, debugfs: &Dir) -> Result<Arc<Self>> {
         let queues = Queues::find(&binding)?;
         let deflate_on_oom = binding.has_feature(uapi::F_DEFLATE_ON_OOM);
         let depth = {
@@ -1094,8 +1156,10 @@ impl virtio::Driver for Balloon {
         }
         let transport = dev.transport();
         let pfns_per_buffer = pfns_per_buffer(transport);
+        let counters = Arc::new(Counters::new(), GFP_KERNEL)?;
         let state = State {
             binding: binding.clone(),
+            counters: counters.clone(),
             num_pages: 0,
             pfns: {
                 let mut pool = KVec::with_capacity(depth, GFP_KERNEL)?;
@@ -1138,6 +1202,7 @@ impl virtio::Driver for Balloon {
                 inflating <- new_mutex!(inflating),
                 binding,
                 queues,
+                counters,
                 depth,
                 pages_per_buffer: virtio::whole_pages(pfns_per_buffer, virtio::PAGE_SHIFT),
                 stopping: Atomic::new(false),
@@ -1154,7 +1219,7 @@ impl virtio::Driver for Balloon {
         )?;
         // Prime the stats queue with one buffer, so the host can ask.
         balloon.send_stats()?;
-        if let Err(e) = Self::register_hooks(&balloon) {
+        if let Err(e) = Self::register_hooks(&balloon, dev, debugfs) {
             balloon.unregister_hooks();
             return Err(e);
         }
@@ -1270,5 +1335,189 @@ impl kernel::Module for BalloonModule {
         Ok(Self {
             _registration: registration,
         })
+    }
+}
+
+/// The driver's pure logic, run by KUnit in a kernel with `CONFIG_KUNIT`:
+/// `insmod` registers the suite and
+/// `/sys/kernel/debug/kunit/rust_balloon/run` runs it.
+#[kunit_tests(rust_balloon)]
+mod tests {
+    use super::*;
+
+    /// Frames per guest page of this kernel (1 with 4 KiB pages).
+    const PER_PAGE: u32 = PFNS_PER_PAGE as u32;
+
+    #[test]
+    fn target_rounds_up_to_whole_pages() {
+        for frames in [0, 1, PER_PAGE - 1, PER_PAGE, 1001, 262_143] {
+            let rounded = virtio::round_target(frames, virtio::PAGE_SHIFT);
+            assert!(rounded >= frames);
+            assert!(rounded - frames < PER_PAGE);
+            assert!(rounded.is_multiple_of(PER_PAGE));
+        }
+        // Near the top rounding down keeps it whole instead of wrapping.
+        let top = virtio::round_target(u32::MAX, virtio::PAGE_SHIFT);
+        assert!(top.is_multiple_of(PER_PAGE));
+        assert!(u32::MAX - top < PER_PAGE);
+    }
+
+    #[test]
+    fn buffers_hold_whole_pages() {
+        for pfns in [uapi::C_PFNS_PER_BUFFER, BLOCK_PFNS] {
+            let pages = virtio::whole_pages(pfns, virtio::PAGE_SHIFT);
+            assert_eq!(pages * PFNS_PER_PAGE, pfns);
+        }
+        assert_eq!(BLOCK_PFNS, HUGE_BLOCK_PAGES * PFNS_PER_PAGE);
+    }
+
+    #[test]
+    fn a_page_packs_its_frames_little_endian() -> Result {
+        let mut buf = Buffer::new(2 * PFNS_PER_PAGE * 4)?;
+        push_page_pfns(&mut buf, 0x1234_5670)?;
+        push_page_pfns(&mut buf, 0x10)?;
+        let bytes = buf.as_slice();
+        assert_eq!(bytes.len(), 2 * PFNS_PER_PAGE * 4);
+        let frame = |i: usize| {
+            u32::from_le_bytes([
+                bytes[4 * i],
+                bytes[4 * i + 1],
+                bytes[4 * i + 2],
+                bytes[4 * i + 3],
+            ])
+        };
+        for i in 0..PFNS_PER_PAGE {
+            assert_eq!(frame(i), 0x1234_5670 + i as u32);
+            assert_eq!(frame(PFNS_PER_PAGE + i), 0x10 + i as u32);
+        }
+        // A buffer has room for exactly its frames.
+        assert!(push_le32_fails_when_full(&mut buf));
+        Ok(())
+    }
+
+    fn push_le32_fails_when_full(buf: &mut Buffer) -> bool {
+        buf.push_le32(0) == Err(ENOSPC)
+    }
+
+    #[test]
+    fn frames_past_16_tib_are_refused() -> Result {
+        let mut buf = Buffer::new(PFNS_PER_PAGE * 4)?;
+        assert_eq!(push_page_pfns(&mut buf, 1 << 32), Err(ERANGE));
+        Ok(())
+    }
+
+    #[test]
+    fn stats_have_the_c_drivers_tags_and_byte_values() -> Result {
+        let counters = MemoryCounters {
+            swap_in: 1,
+            swap_out: 2,
+            major_faults: 3,
+            minor_faults: 4,
+            oom_kills: 5,
+            alloc_stalls: 6,
+            scanned_async: 7,
+            scanned_direct: 8,
+            reclaimed_async: 9,
+            reclaimed_direct: 10,
+            hugetlb: Some((11, 12)),
+            free: 13,
+            total: 14,
+            available: 15,
+            caches: 16,
+        };
+        let mut buf = Buffer::new(STATS_BYTES)?;
+        fill_stats(&mut buf, &counters)?;
+        // Every tag fits: the buffer is exactly full.
+        assert_eq!(buf.len(), STATS_BYTES);
+        let bytes = buf.as_slice();
+        let page = 1u64 << kernel::page::PAGE_SHIFT;
+        let expected = [
+            (stat::SWAP_IN, page),
+            (stat::SWAP_OUT, 2 * page),
+            (stat::MAJFLT, 3),
+            (stat::MINFLT, 4),
+            (stat::OOM_KILL, 5),
+            (stat::ALLOC_STALL, 6),
+            (stat::ASYNC_SCAN, 7 * page),
+            (stat::DIRECT_SCAN, 8 * page),
+            (stat::ASYNC_RECLAIM, 9 * page),
+            (stat::DIRECT_RECLAIM, 10 * page),
+            (stat::HTLB_PGALLOC, 11),
+            (stat::HTLB_PGFAIL, 12),
+            (stat::MEMFREE, 13 * page),
+            (stat::MEMTOT, 14 * page),
+            (stat::AVAIL, 15 * page),
+            (stat::CACHES, 16 * page),
+        ];
+        assert_eq!(expected.len(), stat::NR);
+        for (i, (tag, value)) in expected.into_iter().enumerate() {
+            let at = i * 10;
+            assert_eq!(u16::from_le_bytes([bytes[at], bytes[at + 1]]), tag);
+            let mut le = [0u8; 8];
+            le.copy_from_slice(&bytes[at + 2..at + 10]);
+            assert_eq!(u64::from_le_bytes(le), value);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn stats_without_hugetlb_leave_out_its_tags() -> Result {
+        let counters = MemoryCounters {
+            swap_in: 0,
+            swap_out: 0,
+            major_faults: 0,
+            minor_faults: 0,
+            oom_kills: 0,
+            alloc_stalls: 0,
+            scanned_async: 0,
+            scanned_direct: 0,
+            reclaimed_async: 0,
+            reclaimed_direct: 0,
+            hugetlb: None,
+            free: 0,
+            total: 0,
+            available: 0,
+            caches: 0,
+        };
+        let mut buf = Buffer::new(STATS_BYTES)?;
+        fill_stats(&mut buf, &counters)?;
+        assert_eq!(buf.len(), STATS_BYTES - 2 * 10);
+        Ok(())
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let mut ms = BACKOFF_MIN_MS;
+        let mut pauses = 0;
+        while ms < BACKOFF_MAX_MS {
+            let next = next_backoff_ms(ms);
+            assert_eq!(next, ms * 2);
+            ms = next;
+            pauses += 1;
+        }
+        // From 1 ms to the cap in eight doublings; it stays there.
+        assert_eq!(pauses, 8);
+        assert_eq!(next_backoff_ms(BACKOFF_MAX_MS), BACKOFF_MAX_MS);
+        assert_eq!(next_backoff_ms(u32::MAX), BACKOFF_MAX_MS);
+        assert_eq!(next_backoff_ms(0), BACKOFF_MIN_MS);
+    }
+
+    #[test]
+    fn hint_commands_move_through_their_states() {
+        let (stop, done) = (uapi::CMD_ID_STOP, uapi::CMD_ID_DONE);
+        // Nothing answered yet: a new id is answered, STOP waits.
+        assert_eq!(hint_action(stop, stop), HintAction::Wait);
+        assert_eq!(hint_action(7, stop), HintAction::Answer);
+        // While 7 is answered, 7 again waits and 8 is answered afresh.
+        assert_eq!(hint_action(7, 7), HintAction::Wait);
+        assert_eq!(hint_action(8, 7), HintAction::Answer);
+        // DONE gives the blocks back, whatever came before, every time.
+        assert_eq!(hint_action(done, 7), HintAction::GiveBack);
+        assert_eq!(hint_action(done, done), HintAction::GiveBack);
+        // Blocks keep going for 7 while config space reads 7 or STOP.
+        assert!(still_hinting(7, 7));
+        assert!(still_hinting(stop, 7));
+        assert!(!still_hinting(8, 7));
+        assert!(!still_hinting(done, 7));
     }
 }

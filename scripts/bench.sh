@@ -12,11 +12,10 @@ kdir=${KDIR:-$("$RB_ROOT/scripts/kernel.sh" "$flavour")}
 obj=$(mktemp -d)
 trap 'rm -rf "$obj"' EXIT
 # Build the module for this kernel in a copy, leaving the tree's build alone.
-cp -r "$RB_ROOT"/{Kbuild,rust_balloon.rs,virtio} "$obj/"
-rm -f "$obj"/virtio/bindings_generated.rs
+"$RB_ROOT/scripts/copy-sources.sh" "$obj"
 kmake "$kdir" -s M="$obj" modules
 "$RB_ROOT/selftests/guest/mkinitramfs.sh" "$obj/initramfs.cpio.gz" "$obj/rust_balloon.ko" \
-	"$kdir/drivers/virtio/virtio_balloon.ko"
+	"$kdir/drivers/virtio/virtio_balloon.ko" "$kdir/source/tools/testing/selftests/kselftest"
 cd "$RB_ROOT/selftests/host"
 "$RB_VENV/bin/python" bench.py "$kdir" "$obj/initramfs.cpio.gz" \
 	"${RB_BENCH_OUT:-$RB_ROOT/bench-results}" "$@"

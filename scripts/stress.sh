@@ -17,8 +17,7 @@ trap 'rm -rf "$obj"' EXIT
 # Build the module for each kernel in a copy, leaving the tree's build alone.
 for k in debug test; do
 	mkdir -p "$obj/$k"
-	cp -r "$RB_ROOT"/{Kbuild,rust_balloon.rs,virtio} "$obj/$k/"
-	rm -f "$obj/$k"/virtio/bindings_generated.rs
+	"$RB_ROOT/scripts/copy-sources.sh" "$obj/$k"
 done
 kmake "$debug" -s M="$obj/debug" modules
 kmake "$test_kdir" -s M="$obj/test" modules

@@ -288,7 +288,7 @@ impl PageList {
     }
 
     /// Allocates up to `n` balloon pages onto this list of single pages and
-    /// returns how many it got.
+    /// returns how many it got, and how many of them came as whole blocks.
     ///
     /// While `huge` is set and a whole block is wanted, it takes free
     /// [`HUGE_ORDER`] blocks (without reclaim) and splits them into single
@@ -297,9 +297,9 @@ impl PageList {
     /// blocks; it clears `huge` when none is left. The rest comes one page
     /// at a time from [`Page::alloc`], which may reclaim, and goes to the
     /// back: in front it would shift every block across two buffers.
-    pub(crate) fn alloc_balloon_pages(&mut self, n: usize, huge: &mut bool) -> usize {
+    pub(crate) fn alloc_balloon_pages(&mut self, n: usize, huge: &mut bool) -> (usize, usize) {
         if self.order != 0 {
-            return 0;
+            return (0, 0);
         }
         let block = 1usize << HUGE_ORDER;
         let mut got = 0;
@@ -324,6 +324,7 @@ impl PageList {
             }
             got += block;
         }
+        let blocks = got / block;
         while got < n {
             let Some(page) = Page::alloc() else {
                 break;
@@ -331,7 +332,7 @@ impl PageList {
             self.push_back(page);
             got += 1;
         }
-        got
+        (got, blocks)
     }
 
     /// Moves up to `n` pages from the front of this list to the front of
@@ -393,13 +394,14 @@ impl PageList {
         other.len = 0;
     }
 
-    /// Frees every page on the list.
-    pub(crate) fn clear(&mut self) {
+    /// Frees every page on the list; returns how many whole, aligned
+    /// [`HUGE_ORDER`] blocks of single pages went back as one block.
+    pub(crate) fn clear(&mut self) -> usize {
         if self.order != 0 {
             while self.pop().is_some() {}
-            return;
+            return 0;
         }
-        self.free_single_pages();
+        self.free_single_pages()
     }
 
     /// Frees single pages in runs of physically contiguous ones, one call
@@ -408,15 +410,19 @@ impl PageList {
     /// 2 MiB block goes back to the allocator as one free block instead of
     /// 512 single pages that it merges again one by one.
     #[cfg(CONFIG_CONTIG_ALLOC)]
-    fn free_single_pages(&mut self) {
-        /// Frees `len` pages from guest frame `first` on.
-        fn free_run(first: u64, len: u64) {
+    fn free_single_pages(&mut self) -> usize {
+        /// Frees `len` pages from guest frame `first` on; returns how many
+        /// whole aligned huge blocks they held.
+        fn free_run(first: u64, len: u64) -> usize {
             // SAFETY: Each page of the run is a single page (order 0, not
             // part of a compound page: `split_page()` or
             // `balloon_page_alloc()` made it) that this list owned, with the
             // one reference that it hands over here.
             unsafe { b::free_contig_range(first as usize, len as usize) };
+            let block = 1u64 << HUGE_ORDER;
+            ((first + len) / block).saturating_sub(first.div_ceil(block)) as usize
         }
+        let mut blocks = 0;
         // Frames [first, first + len) popped and not yet freed.
         let mut run: Option<(u64, u64)> = None;
         while let Some(page) = self.pop() {
@@ -426,21 +432,23 @@ impl PageList {
                 Some((first, len)) if pfn == first + len => Some((first, len + 1)),
                 Some((first, len)) if pfn + 1 == first => Some((pfn, len + 1)),
                 Some((first, len)) => {
-                    free_run(first, len);
+                    blocks += free_run(first, len);
                     Some((pfn, 1))
                 }
                 None => Some((pfn, 1)),
             };
         }
         if let Some((first, len)) = run {
-            free_run(first, len);
+            blocks += free_run(first, len);
         }
+        blocks
     }
 
     /// Frees single pages in batches (`release_pages()`: one per-CPU list
-    /// lock per batch), which is cheaper than one by one.
+    /// lock per batch), which is cheaper than one by one. No block goes
+    /// back whole this way: returns 0.
     #[cfg(not(CONFIG_CONTIG_ALLOC))]
-    fn free_single_pages(&mut self) {
+    fn free_single_pages(&mut self) -> usize {
         /// Pages freed at a time (the kernel's folio batch).
         const FREE_BATCH: usize = 31;
         let mut batch = [core::ptr::null_mut::<b::page>(); FREE_BATCH];
@@ -454,7 +462,7 @@ impl PageList {
                 n += 1;
             }
             if n == 0 {
-                return;
+                return 0;
             }
             let pages = b::release_pages_arg {
                 pages: batch.as_mut_ptr(),

@@ -5,6 +5,7 @@
 use super::{bindings as b, device::Binding, Device, QueueId};
 use core::marker::PhantomData;
 use kernel::{
+    debugfs::Dir,
     error::{from_result, to_result},
     prelude::*,
     sync::{Arc, SetOnce},
@@ -32,7 +33,9 @@ pub(crate) trait Driver: Send + Sync + Sized + 'static {
 
     /// Sets the device up: find its virtqueues through `binding` and return
     /// the driver's state. The device is made ready (DRIVER_OK) afterwards.
-    fn probe(dev: &Device, binding: Arc<Binding>) -> Result<Arc<Self>>;
+    /// `debugfs` is the driver's directory (`/sys/kernel/debug/<NAME>`),
+    /// for per-device entries; it outlives every bound device.
+    fn probe(dev: &Device, binding: Arc<Binding>, debugfs: &Dir) -> Result<Arc<Self>>;
 
     /// The device is ready: the driver may now use the virtqueues.
     fn ready(_this: &Arc<Self>) {}
@@ -81,11 +84,17 @@ struct Context<T: Driver> {
 /// # Invariants
 ///
 /// `drv` is registered with the virtio bus from construction until drop, and
-/// `ids` (which `drv` points to) lives as long.
+/// `ids` (which `drv` points to) lives as long. `drv` is the first field
+/// (`repr(C)`), so a pointer to it is a pointer to the registration.
 #[pin_data(PinnedDrop)]
+#[repr(C)]
 pub(crate) struct Registration<T: Driver> {
     #[pin]
     drv: Opaque<b::virtio_driver>,
+    /// The driver's debugfs directory, handed to every probe. Created
+    /// before `drv` is registered (fields initialise in order of the
+    /// initialiser below) and removed after it is unregistered.
+    debugfs: Dir,
     #[pin]
     ids: Opaque<[b::virtio_device_id; 2]>,
     _driver: PhantomData<T>,
@@ -100,6 +109,7 @@ impl<T: Driver> Registration<T> {
     /// Registers `T` with the virtio bus.
     pub(crate) fn new(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         try_pin_init!(&this in Self {
+            debugfs: Dir::new(T::NAME),
             ids <- Opaque::ffi_init(|ids: *mut [b::virtio_device_id; 2]| {
                 // SAFETY: `ids` is valid for writes. The zeroed second entry
                 // ends the table.
@@ -144,6 +154,23 @@ impl<T: Driver> PinnedDrop for Registration<T> {
     fn drop(self: Pin<&mut Self>) {
         // SAFETY: `drv` is registered (type invariant).
         unsafe { b::unregister_virtio_driver(self.drv.get()) };
+    }
+}
+
+/// The registration of the driver `vdev` is being bound to.
+///
+/// # Safety
+///
+/// `vdev` is a valid device being bound to (or bound to) a driver
+/// registered as `T`.
+unsafe fn registration<'a, T: Driver>(vdev: *mut b::virtio_device) -> &'a Registration<T> {
+    // SAFETY: The bus sets `dev.driver` to the `driver` member of the
+    // `virtio_driver` it binds through: `drv` of a `Registration<T>`, whose
+    // first field it is (type invariant), and which stays registered, hence
+    // alive, until every device it bound is unbound.
+    unsafe {
+        let drv = kernel::container_of!((*vdev).dev.driver, b::virtio_driver, driver);
+        &*drv.cast::<Registration<T>>()
     }
 }
 
@@ -192,7 +219,9 @@ unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut b::virtio_device) -> k
         unsafe { (*vdev).priv_ = context.cast() };
         // SAFETY: `context` is valid until freed below or in `remove`.
         let context = unsafe { &*context };
-        let data = match T::probe(dev, binding.clone()) {
+        // SAFETY: The bus is binding `vdev` to our driver.
+        let registration = unsafe { registration::<T>(vdev) };
+        let data = match T::probe(dev, binding.clone(), &registration.debugfs) {
             Ok(data) => data,
             Err(e) => {
                 binding.teardown();

@@ -15,6 +15,14 @@ pub(crate) struct ReportedPages {
     pub(super) nents: u32,
 }
 
+impl ReportedPages {
+    /// How many free blocks the report holds (each of at least the
+    /// reporting order).
+    pub(crate) fn blocks(&self) -> usize {
+        self.nents as usize
+    }
+}
+
 /// Where reported pages go.
 pub(crate) trait ReportHandler: Send + Sync + 'static {
     /// Tells the host about `pages` and returns once it is done with them.

@@ -2,9 +2,12 @@
 # Builds the test guest's initramfs: busybox, the init and agent above, the
 # kselftest scripts, the two balloon drivers, a kexec loader, a memory
 # integrity checker and the bench's busy workload.
-#   mkinitramfs.sh OUT.cpio.gz RUST_KO C_KO
+#   mkinitramfs.sh OUT.cpio.gz RUST_KO C_KO KSFT_DIR
+# KSFT_DIR: the kernel's tools/testing/selftests/kselftest, whose KTAP
+# helpers the kselftest script sources (/selftests/kselftest/, as in an
+# installed kselftest tree).
 set -euo pipefail
-out=$1 rust_ko=$2 c_ko=$3
+out=$1 rust_ko=$2 c_ko=$3 ksft_dir=$4
 here=$(cd "$(dirname "$0")" && pwd)
 [ -x /bin/busybox ] || { echo "no /bin/busybox (install busybox-static)" >&2; exit 1; }
 root=$(mktemp -d)
@@ -17,6 +20,8 @@ for prog in rb-kexec rb-pattern rb-busy; do
 	gcc -static -O2 -Wall -o "$root/bin/$prog" "$here/$prog.c"
 done
 cp -r "$here/../rust_balloon" "$root/selftests/"
+mkdir -p "$root/selftests/kselftest"
+cp "$ksft_dir/ktap_helpers.sh" "$root/selftests/kselftest/"
 cp "$rust_ko" "$root/lib/modules/rust_balloon.ko"
 cp "$c_ko" "$root/lib/modules/virtio_balloon.ko"
 (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 > "$out.tmp"

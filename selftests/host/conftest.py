@@ -29,8 +29,9 @@ def make_initramfs(kdir, rust_ko, out):
     for ko in (rust_ko, c_ko):
         if not ko.exists():
             pytest.exit(f"missing {ko}", 2)
+    ksft = kdir / "source/tools/testing/selftests/kselftest"
     subprocess.run([str(ROOT / "selftests/guest/mkinitramfs.sh"), str(out),
-                    str(rust_ko), str(c_ko)], check=True)
+                    str(rust_ko), str(c_ko), str(ksft)], check=True)
     return out
 
 

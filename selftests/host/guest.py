@@ -546,6 +546,18 @@ class Guest:
                 raise GuestError(f"balloon at {now} pages, not {pages}, after {timeout}s")
             time.sleep(0.1)
 
+    def wait_balloon_settled(self, stable_s=2.0):
+        """Waits until the size the driver reports has not changed for
+        `stable_s` seconds (a target it cannot reach); returns it."""
+        prev, since = -1, time.monotonic()
+        while True:
+            now = self.balloon_pages()
+            if now != prev:
+                prev, since = now, time.monotonic()
+            elif time.monotonic() - since >= stable_s:
+                return now
+            time.sleep(0.2)
+
     def host_anon_huge(self):
         """Guest RAM the host backs with transparent huge pages, in bytes."""
         for row in Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines():
@@ -614,6 +626,17 @@ class Guest:
         """Whether the guest runs the debug kernel (KASAN and friends), on
         which freeing and touching memory is many times slower."""
         return "KernelAddressSanitizer initialized" in self.console()
+
+    def balloon_view(self):
+        """The driver's debugfs view of the (one) balloon device: each file
+        of /sys/kernel/debug/rust_balloon/<device>/, numbers as ints and
+        `features` as a set of names."""
+        out = self.sh("cd /sys/kernel/debug/rust_balloon/virtio* && grep -r . .")
+        view = {}
+        for row in out.splitlines():
+            name, _, value = row.removeprefix("./").partition(":")
+            view[name] = set(value.split()) if name == "features" else int(value)
+        return view
 
     def features(self):
         """The balloon device's negotiated feature bits (sysfs), as a set."""

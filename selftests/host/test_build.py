@@ -11,10 +11,10 @@ has the options taken out: what an M= build reads of a kernel's config."""
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
+import ktap
 from conftest import ROOT
 
 CONFIG_FILES = ("include/config/auto.conf", "include/generated/autoconf.h",
@@ -45,11 +45,7 @@ def shadow_kdir(kdir, dest, drop, exports):
 def build(kdir, tmp_path):
     """Builds the module from a copy of the sources against `kdir`."""
     src = tmp_path / "src"
-    src.mkdir()
-    for name in ("Kbuild", "rust_balloon.rs"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "virtio", src / "virtio",
-                    ignore=shutil.ignore_patterns("bindings_generated.rs", "*.o", ".*.cmd"))
+    subprocess.run([str(ROOT / "scripts/copy-sources.sh"), str(src)], check=True)
     run = subprocess.run(["make", "-C", str(kdir), f"M={src}", "modules"],
                          capture_output=True, text=True, timeout=900)
     return run, src / "rust_balloon.ko"
@@ -104,3 +100,26 @@ def test_unstable_source_takes_the_machines_own_mirror(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "APT_CONFIG": str(conf)})
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "http://mirror.example.org/debian/", run.stdout
+
+
+def test_in_tree_build_passes_the_kselftest(kdir, tmp_path, boot):
+    """scripts/in-tree.sh: the sources in drivers/virtio/rust_balloon/ with
+    their Kconfig entry, VIRTIO_BALLOON_RUST=m, built by the kernel's own
+    `make modules` against a copy of the test kernel. The module is an
+    in-tree one (modinfo says so) and passes the kselftest in a guest."""
+    out = tmp_path / "in-tree"
+    run = subprocess.run([str(ROOT / "scripts/in-tree.sh"), str(kdir), str(out)],
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ko = out / "rust_balloon.ko"
+    config = (out / "obj/.config").read_text()
+    assert "CONFIG_VIRTIO_BALLOON_RUST=m" in config.splitlines()
+    modinfo = subprocess.run(["modinfo", "-F", "intree", str(ko)],
+                             capture_output=True, text=True, check=True)
+    assert modinfo.stdout.strip() == "Y"
+    subprocess.run(["rm", "-rf", str(out / "obj")], check=True)
+    g = boot(module=ko)
+    status, text = g.run("/selftests/rust_balloon/rust_balloon_test.sh /lib/modules", check=False)
+    report = ktap.parse(text)
+    assert not report.problems() and len(report.passed) == 8, text
+    assert status == 0, text

@@ -64,13 +64,7 @@ def fill_balloon(g, mib):
     """Inflates as far as `mib` MiB or the driver's floor allows; returns
     the pages reached."""
     g.set_balloon_pages(mib * MIB // PAGE)
-    prev, stable = -1, 0
-    while stable < 10:
-        now = g.balloon_pages()
-        stable = stable + 1 if now == prev else 0
-        prev = now
-        time.sleep(0.2)
-    return prev
+    return g.wait_balloon_settled()
 
 
 def test_deflate_on_oom(boot):
@@ -91,6 +85,9 @@ def test_deflate_on_oom(boot):
     assert vm.get("oom_kill", 0) == oom0
     assert vm["balloon_deflate"] > 0
     assert "out of memory: released" in g.console(g.mark)
+    # Only the OOM notifier deflated: the view counts all of it as such.
+    view = g.balloon_view()
+    assert view["oom_released_pages"] == view["deflated_pages"] == vm["balloon_deflate"], view
     # After the hog the balloon goes back to the host's target (as far as
     # the floor allows).
     time.sleep(2)
@@ -130,6 +127,10 @@ def test_free_page_reporting_returns_memory_to_the_host(boot):
     assert after < base + 200 * MIB, (
         f"RSS {base // MIB} MiB before dirtying 600 MiB, {after // MIB} MiB after")
     assert g.balloon_pages() == 0
+    # What went back came in reported blocks of 2 or 4 MiB (a pageblock up
+    # to the allocator's largest order).
+    returned = base + 600 * MIB - after
+    assert g.balloon_view()["reported_blocks"] * 4 * MIB >= returned
 
 
 def test_reporting_without_the_feature_leaves_memory(boot):
@@ -167,6 +168,7 @@ def test_balloon_pages_migrate(guest):
     vm = g.vmstat()
     assert vm.get("balloon_migrate", 0) > 0, vm
     assert vm["nr_balloon_pages"] == 40000
+    assert g.balloon_view()["migrated_pages"] == vm["balloon_migrate"]
     g.set_balloon_pages(0)
     g.wait_balloon(0)
     vm = g.vmstat()
@@ -315,5 +317,8 @@ def test_free_page_hinting_during_live_migration(boot, tmp_path):
     assert int(m.group(2)) > 0
     g.qmp.cmd("cont")  # the source guest runs on after the migration
     wait_log(g, r"free page hint done: \d+ blocks back")
+    sent = sum(int(n) for n in re.findall(r"free page hint 0x[0-9a-f]+: (\d+) blocks sent",
+                                          g.console(g.mark)))
+    assert g.balloon_view()["hinted_blocks"] == sent
     assert g.sh("echo alive").strip() == "alive"
     assert abs(g.meminfo()["MemFree"] - free0) < 64 * MIB

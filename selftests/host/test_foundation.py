@@ -4,24 +4,52 @@
 import re
 import time
 
+import ktap
 from guest import MIB, PAGE
 
 HALF = (512 * MIB) // PAGE  # pages: half of the 1 GiB guest
 
 
-def ktap_failures(text):
-    return [row for row in text.splitlines() if row.startswith("not ok")]
+SELFTEST = "/selftests/rust_balloon/rust_balloon_test.sh /lib/modules"
 
 
 def test_guest_selftests(boot):
-    """The kselftest script: loads, binds (the C driver does not), sysfs
-    unbind/bind and rmmod/insmod."""
+    """The kselftest script: loads, binds (the C driver does not), features
+    in sysfs, the debugfs view, sysfs unbind/bind and rmmod/insmod; every
+    one of its 8 tests passes and none is skipped."""
     g = boot()
-    status, out = g.run("/selftests/rust_balloon/rust_balloon_test.sh", check=False)
-    assert "1..7" in out, out
-    assert len(re.findall(r"^ok \d+", out, re.M)) == 7, out
-    assert not ktap_failures(out), out
+    status, out = g.run(SELFTEST, check=False)
+    report = ktap.parse(out)
+    assert not report.problems(), out
+    assert report.plan == 8 and len(report.passed) == 8, out
     assert status == 0, out
+    assert g.sh("grep -c '^rust_balloon ' /proc/modules || true").strip() == "0", \
+        "the script left the module loaded: it was not before"
+
+
+def test_guest_selftests_skip_without_a_device(boot):
+    """No balloon device: the whole script skips (KSFT_SKIP, 4), it does
+    not fail."""
+    g = boot(balloon=None)
+    status, out = g.run(SELFTEST, check=False)
+    report = ktap.parse(out)
+    assert report.skipped_all, out
+    assert status == 4, out
+
+
+def test_guest_selftests_put_the_c_driver_back(boot):
+    """The device bound to the C driver: the script takes it over for its
+    tests and hands it back to virtio_balloon at the end, unloading
+    rust_balloon (which was not loaded before)."""
+    g = boot()
+    g.sh("insmod /lib/modules/virtio_balloon.ko")
+    status, out = g.run(SELFTEST, check=False)
+    assert not ktap.parse(out).problems(), out
+    assert status == 0, out
+    driver = g.sh("basename $(readlink /sys/bus/virtio/devices/$(grep -l 0x0005 "
+                  "/sys/bus/virtio/devices/*/device | cut -d/ -f6)/driver)").strip()
+    assert driver == "virtio_balloon", out
+    assert g.sh("grep -c '^rust_balloon ' /proc/modules || true").strip() == "0", out
 
 
 def test_inflate_half_then_deflate(guest):

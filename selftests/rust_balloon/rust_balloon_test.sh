@@ -1,25 +1,35 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# Guest-side checks for rust_balloon, KTAP output. Needs a virtio balloon
-# device; runs as root in any guest with busybox or coreutils.
+# Guest-side checks for rust_balloon, in KTAP. Needs root and a virtio
+# balloon device; skips (exit 4) without either. Runs under the kernel's
+# kselftest runner (tools/testing/selftests/rust_balloon/) or by hand:
 #
-#   rust_balloon_test.sh [MODULE_DIR]   (default /lib/modules)
+#   rust_balloon_test.sh [MODULE_DIR]
 #
-# The host-side runner (selftests/host) drives inflation over QMP; these are
-# the checks that need only the guest.
+# The module comes from MODULE_DIR/rust_balloon.ko (default: this script's
+# directory, where scripts/kselftest-install.sh puts it), else from
+# modprobe (in-tree builds), unless it is loaded already. Whatever the script
+# changes (module loaded, device bound to another driver) is put back when
+# it exits, even after a failure. The host-side runner (selftests/host)
+# drives inflation over QMP; these are the checks that need only the guest.
 
-MODDIR=${1:-/lib/modules}
+DIR=$(cd "$(dirname "$0")" && pwd)
+# The kernel's KTAP helpers: beside this directory in the kernel tree and
+# in an installed kselftest tree; KSFT_HELPERS names another copy.
+for helpers in "${KSFT_HELPERS:-}" "$DIR/../kselftest/ktap_helpers.sh"; do
+	[ -n "$helpers" ] && [ -r "$helpers" ] && break
+done
+if ! [ -r "$helpers" ]; then
+	echo "Bail out! no kselftest/ktap_helpers.sh (set KSFT_HELPERS)"
+	exit 1
+fi
+. "$helpers"
+
+MODDIR=${1:-$DIR}
 DRV=/sys/bus/virtio/drivers/rust_balloon
 CDRV=/sys/bus/virtio/drivers/virtio_balloon
-n=0 failed=0
-
-ok() { n=$((n + 1)); echo "ok $n $1"; }
-not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n $1 # $2"; }
-check() { # check NAME REASON COMMAND...
-	name=$1 reason=$2; shift 2
-	if "$@"; then ok "$name"; else not_ok "$name" "$reason"; fi
-}
+DEBUGFS=/sys/kernel/debug
 
 # The virtio device with ID 5 (the balloon), e.g. virtio0.
 balloon_dev() {
@@ -28,28 +38,91 @@ balloon_dev() {
 	done
 	return 1
 }
-has_balloon_dev() { balloon_dev >/dev/null; }
-bound_to_rust() { [ -e "$DRV/$(balloon_dev)" ]; }
-not_bound_to_c() { ! [ -e "$CDRV/$(balloon_dev)" ]; }
 loaded() { grep -q "^rust_balloon " /proc/modules; }
+load() {
+	if [ -n "$MODDIR" ] && [ -f "$MODDIR/rust_balloon.ko" ]; then
+		insmod "$MODDIR/rust_balloon.ko"
+	else
+		modprobe rust_balloon 2>/dev/null
+	fi
+}
+can_load() {
+	{ [ -n "$MODDIR" ] && [ -f "$MODDIR/rust_balloon.ko" ]; } ||
+		modprobe -n rust_balloon 2>/dev/null
+}
+# The driver the device is bound to now (empty if none).
+bound_driver() {
+	[ -e "/sys/bus/virtio/devices/$dev/driver" ] &&
+		basename "$(readlink "/sys/bus/virtio/devices/$dev/driver")"
+}
+bound_to_rust() { [ -e "$DRV/$dev" ]; }
+not_bound_to_c() { ! [ -e "$CDRV/$dev" ]; }
+unbound() { ! [ -e "$DRV/$dev" ]; }
 
-echo "KTAP version 1"
-echo "1..7"
+ktap_print_header
 
-check "balloon device present" "no virtio device with ID 5" has_balloon_dev
-loaded || insmod "$MODDIR/rust_balloon.ko"
-check "module loads" "insmod failed" loaded
-check "driver binds to the balloon device" "$DRV has no $(balloon_dev)" bound_to_rust
-check "C virtio_balloon is not bound" "$CDRV has the device" not_bound_to_c
+if [ "$(id -u)" -ne 0 ]; then
+	ktap_skip_all "needs root"
+	exit "$KSFT_SKIP"
+fi
+if ! dev=$(balloon_dev); then
+	ktap_skip_all "no virtio balloon device (virtio device ID 5)"
+	exit "$KSFT_SKIP"
+fi
+if ! loaded && ! can_load; then
+	ktap_skip_all "no rust_balloon module (pass MODULE_DIR, or install it)"
+	exit "$KSFT_SKIP"
+fi
 
-dev=$(balloon_dev)
-echo "$dev" > "$DRV/unbind" 2>/dev/null
-check "sysfs unbind releases the device" "still bound after unbind" sh -c "! [ -e $DRV/$dev ]"
-echo "$dev" > "$DRV/bind" 2>/dev/null
-check "sysfs bind takes it again" "not bound after bind" bound_to_rust
+# What to put back on exit.
+was_loaded=$(loaded && echo 1)
+was_bound_to=$(bound_driver)
+restore() {
+	if [ -n "$was_loaded" ]; then
+		loaded || load
+	elif loaded; then
+		rmmod rust_balloon
+	fi
+	now=$(bound_driver)
+	if [ -n "$was_bound_to" ] && [ "$now" != "$was_bound_to" ]; then
+		[ -n "$now" ] && echo "$dev" > "/sys/bus/virtio/drivers/$now/unbind"
+		echo "$dev" > "/sys/bus/virtio/drivers/$was_bound_to/bind"
+	fi
+}
+trap restore EXIT
 
-rmmod rust_balloon && insmod "$MODDIR/rust_balloon.ko"
-check "rmmod and insmod again" "module not bound after reload" bound_to_rust
+ktap_set_plan 8
 
-echo "# $failed failed"
-[ "$failed" -eq 0 ]
+# Another driver (the C virtio_balloon) lets go of the device first.
+if [ -n "$was_bound_to" ] && [ "$was_bound_to" != rust_balloon ]; then
+	echo "$dev" > "/sys/bus/virtio/drivers/$was_bound_to/unbind"
+fi
+loaded || load
+ktap_test_result "module loads" loaded
+ktap_test_result "driver binds to the balloon device $dev" bound_to_rust
+ktap_test_result "C virtio_balloon is not bound" not_bound_to_c
+
+features=$(cat "/sys/bus/virtio/devices/$dev/features" 2>/dev/null)
+ktap_test_result "negotiated features are in sysfs" [ -n "$features" ]
+
+view="$DEBUGFS/rust_balloon/$dev"
+[ -d "$DEBUGFS/rust_balloon" ] || mount -t debugfs none "$DEBUGFS" 2>/dev/null
+if [ -d "$DEBUGFS/rust_balloon" ]; then
+	ktap_test_result "debugfs shows $dev's balloon" [ -r "$view/actual_pages" ]
+else
+	ktap_test_skip "debugfs shows $dev's balloon (no debugfs)"
+fi
+
+echo "$dev" > "$DRV/unbind"
+ktap_test_result "sysfs unbind releases the device" unbound
+echo "$dev" > "$DRV/bind"
+ktap_test_result "sysfs bind takes it again" bound_to_rust
+
+if can_load; then
+	rmmod rust_balloon && load
+	ktap_test_result "rmmod and load again" bound_to_rust
+else
+	ktap_test_skip "rmmod and load again (no module file to load)"
+fi
+
+ktap_finished

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The balloon as debugfs shows it: `/sys/kernel/debug/rust_balloon/<device>/`.
+//!
+//! One file per figure, one value per file, in the spirit of `vmw_balloon`
+//! and `hv_balloon`: what the host asked for, what the balloon holds, what
+//! it did to get there and how long the host took to answer. Every figure
+//! is read without taking a lock, so reading never waits for a step that
+//! waits for the host. The README lists the fields.
+
+use crate::Balloon;
+use core::fmt::{Formatter, Result as FmtResult, Write};
+use kernel::{
+    debugfs::{Dir, Scope, ScopedDir},
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
+    time::Delta,
+};
+
+/// What the balloon has done since the device was bound, for debugfs.
+///
+/// Counters only go up; `target` and `actual` are the last values read and
+/// written. Counts of memory are in 4 KiB pages (the protocol's unit)
+/// whatever the guest's page size.
+pub(crate) struct Counters {
+    /// The host's target as the resize work last read it.
+    pub(crate) target: Atomic<u32>,
+    /// The balloon's size as last written to the config's `actual`.
+    pub(crate) actual: Atomic<u32>,
+    /// Pages inflated and deflated (with those released on OOM).
+    pub(crate) inflated: Atomic<u64>,
+    pub(crate) deflated: Atomic<u64>,
+    /// Huge blocks (2 MiB on x86-64) inflated whole, and deflated whole
+    /// (freed as one block). Migration may split one, so their difference
+    /// is at most the blocks the balloon holds whole.
+    pub(crate) blocks_inflated: Atomic<u64>,
+    pub(crate) blocks_deflated: Atomic<u64>,
+    /// Pages given back by the OOM notifier.
+    pub(crate) oom_released: Atomic<u64>,
+    /// Balloon pages compaction migrated.
+    pub(crate) migrated: Atomic<u64>,
+    /// Free page hint blocks handed to the host.
+    pub(crate) hinted_blocks: Atomic<u64>,
+    /// Free blocks reported (page reporting), each at least a pageblock.
+    pub(crate) reported_blocks: Atomic<u64>,
+    /// Inflate steps that got fewer pages from the allocator than wanted.
+    pub(crate) alloc_failures: Atomic<u64>,
+    /// Resize steps that moved nothing (and backed off).
+    pub(crate) stalls: Atomic<u64>,
+    /// How long a step waited for the host to hand back its buffers after
+    /// the last kick: the last step's and the longest, in microseconds.
+    /// Written under the balloon's lock only.
+    pub(crate) host_wait_last_us: Atomic<u64>,
+    pub(crate) host_wait_max_us: Atomic<u64>,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Self {
+            target: Atomic::new(0),
+            actual: Atomic::new(0),
+            inflated: Atomic::new(0),
+            deflated: Atomic::new(0),
+            blocks_inflated: Atomic::new(0),
+            blocks_deflated: Atomic::new(0),
+            oom_released: Atomic::new(0),
+            migrated: Atomic::new(0),
+            hinted_blocks: Atomic::new(0),
+            reported_blocks: Atomic::new(0),
+            alloc_failures: Atomic::new(0),
+            stalls: Atomic::new(0),
+            host_wait_last_us: Atomic::new(0),
+            host_wait_max_us: Atomic::new(0),
+        }
+    }
+
+    /// Counts `n` more of `counter`.
+    pub(crate) fn count(counter: &Atomic<u64>, n: usize) {
+        counter.add(n as u64, Relaxed);
+    }
+
+    /// Records one wait for the host. Callers hold the balloon's lock, so
+    /// the maximum needs no compare-and-swap.
+    pub(crate) fn host_waited(&self, waited: Delta) {
+        let us = waited.as_micros_ceil().max(0) as u64;
+        self.host_wait_last_us.store(us, Relaxed);
+        if us > self.host_wait_max_us.load(Relaxed) {
+            self.host_wait_max_us.store(us, Relaxed);
+        }
+    }
+}
+
+/// The balloon's debugfs directory; removed when dropped (in `remove`,
+/// `shutdown` or a failed probe, before the balloon goes).
+pub(crate) type View = Scope<Arc<Balloon>>;
+
+/// Names of the feature bits the driver knows, for `features`.
+const FEATURE_NAMES: [(u32, &str); 6] = [
+    (crate::uapi::F_MUST_TELL_HOST, "must_tell_host"),
+    (crate::uapi::F_STATS_VQ, "stats_vq"),
+    (crate::uapi::F_DEFLATE_ON_OOM, "deflate_on_oom"),
+    (crate::uapi::F_FREE_PAGE_HINT, "free_page_hint"),
+    (crate::uapi::F_PAGE_POISON, "page_poison"),
+    (crate::uapi::F_REPORTING, "reporting"),
+];
+
+/// A file showing `u64` counter `$field` of the balloon's counters.
+macro_rules! counter_file {
+    ($dir:expr, $balloon:expr, $name:literal, $field:ident) => {
+        $dir.read_callback_file(
+            $name,
+            $balloon,
+            &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+                writeln!(f, "{}", b.counters.$field.load(Relaxed))
+            },
+        )
+    };
+}
+
+fn write_features(b: &Arc<Balloon>, f: &mut Formatter<'_>) -> FmtResult {
+    let mut first = true;
+    for (bit, name) in FEATURE_NAMES {
+        if b.binding.has_feature(bit) {
+            f.write_str(if first { "" } else { " " })?;
+            f.write_str(name)?;
+            first = false;
+        }
+    }
+    f.write_char('\n')
+}
+
+fn populate<'data>(b: &'data Arc<Balloon>, dir: &ScopedDir<'data, '_>) {
+    dir.read_callback_file(c"features", b, &write_features);
+    dir.read_callback_file(
+        c"target_pages",
+        b,
+        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+            writeln!(f, "{}", b.counters.target.load(Relaxed))
+        },
+    );
+    dir.read_callback_file(
+        c"actual_pages",
+        b,
+        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+            writeln!(f, "{}", b.counters.actual.load(Relaxed))
+        },
+    );
+    dir.read_callback_file(
+        c"buffer_pfns",
+        b,
+        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+            writeln!(f, "{}", b.pages_per_buffer * virtio_pfns_per_page())
+        },
+    );
+    dir.read_callback_file(
+        c"backoff_ms",
+        b,
+        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| writeln!(f, "{}", b.backoff_ms.load(Relaxed)),
+    );
+    counter_file!(dir, b, c"inflated_pages", inflated);
+    counter_file!(dir, b, c"deflated_pages", deflated);
+    counter_file!(dir, b, c"huge_blocks_inflated", blocks_inflated);
+    counter_file!(dir, b, c"huge_blocks_deflated", blocks_deflated);
+    counter_file!(dir, b, c"oom_released_pages", oom_released);
+    counter_file!(dir, b, c"migrated_pages", migrated);
+    counter_file!(dir, b, c"hinted_blocks", hinted_blocks);
+    counter_file!(dir, b, c"reported_blocks", reported_blocks);
+    counter_file!(dir, b, c"alloc_failures", alloc_failures);
+    counter_file!(dir, b, c"stalls", stalls);
+    counter_file!(dir, b, c"host_wait_last_us", host_wait_last_us);
+    counter_file!(dir, b, c"host_wait_max_us", host_wait_max_us);
+}
+
+fn virtio_pfns_per_page() -> usize {
+    crate::virtio::PFNS_PER_PAGE
+}
+
+/// Creates `name` (the device's name) under `root` with the balloon's
+/// figures. The view holds a reference on the balloon: drop it with the
+/// other hooks.
+pub(crate) fn view(root: &Dir, name: &CStr, balloon: Arc<Balloon>) -> Result<Pin<KBox<View>>> {
+    KBox::pin_init(
+        root.scope(Ok::<_, Error>(balloon), name, populate),
+        GFP_KERNEL,
+    )
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds rust_balloon in tree: the sources placed in drivers/virtio/
+# rust_balloon/ of a kernel tree, with their Kconfig entry
+# (VIRTIO_BALLOON_RUST) and Makefile line, the option set to m, and the
+# kernel's own build making the module.
+#
+#   in-tree.sh KDIR [OUT]     build against a copy of KDIR (an O= build of
+#                             an unmodified tree); the module ends up in OUT
+#                             (default build/in-tree), with the build log
+#   in-tree.sh --place SRC    place the sources into kernel tree SRC (edits
+#                             drivers/virtio/Kconfig and Makefile once)
+#
+# KDIR stays as it is: the build directory is copied, and the sources are
+# placed into an overlay mounted on KDIR's source tree, at the same path, in
+# a private mount namespace (root). At the same path every compiler command
+# line stays the same, so Kbuild rebuilds only what the new option changes.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+kconfig_entry() {
+	cat <<'KCONFIG'
+
+config VIRTIO_BALLOON_RUST
+	tristate "Virtio balloon driver in Rust"
+	depends on RUST && VIRTIO
+	depends on X86_64 && SPARSEMEM_VMEMMAP
+	select BALLOON
+	select PAGE_REPORTING
+	help
+	  The virtio memory balloon driver (virtio device ID 5) written in
+	  Rust: inflate and deflate, statistics, deflate on OOM, free page
+	  hinting and reporting, balloon page migration, and a debugfs view
+	  in /sys/kernel/debug/rust_balloon/. The C VIRTIO_BALLOON may be
+	  built as well; a device binds to whichever driver takes it first.
+
+	  If unsure, say N.
+KCONFIG
+}
+
+place() {
+	local src=$1 dir=$1/drivers/virtio
+	[ -f "$dir/Kconfig" ] || die "no drivers/virtio/Kconfig in $src"
+	"$RB_ROOT/scripts/copy-sources.sh" "$dir/rust_balloon"
+	if ! grep -q "config VIRTIO_BALLOON_RUST" "$dir/Kconfig"; then
+		# Real files: in a symlinked tree they would edit the original.
+		local kconfig makefile
+		kconfig=$(cat "$dir/Kconfig") makefile=$(cat "$dir/Makefile")
+		rm -f "$dir/Kconfig" "$dir/Makefile"
+		# After VIRTIO_BALLOON's entry, inside the virtio menu.
+		awk -v entry="$(kconfig_entry)" '
+			{ print }
+			/^config VIRTIO_BALLOON$/ { in_entry = 1 }
+			in_entry && /^$/ && !done { print substr(entry, 2); print ""; done = 1; in_entry = 0 }
+		' <<<"$kconfig" > "$dir/Kconfig"
+		grep -q "config VIRTIO_BALLOON_RUST" "$dir/Kconfig" || die "could not place the Kconfig entry"
+		{ echo "$makefile"; echo "obj-\$(CONFIG_VIRTIO_BALLOON_RUST) += rust_balloon/"; } > "$dir/Makefile"
+	fi
+}
+
+if [ "${1:-}" = --place ]; then
+	place "${2:?usage: in-tree.sh --place SRC}"
+	exit
+fi
+
+if [ "${1:-}" = --build-in-namespace ]; then
+	# Inside the private mount namespace: the overlay, then the build.
+	src=$2 out=$3
+	mkdir -p "$out/upper" "$out/work"
+	mount -t overlay overlay -o "lowerdir=$src,upperdir=$out/upper,workdir=$out/work" "$src"
+	place "$src"
+	make_flags=(-C "$src" O="$out/obj")
+	grep -q '^CONFIG_CC_IS_CLANG=y' "$out/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
+	"$src/scripts/config" --file "$out/obj/.config" -m VIRTIO_BALLOON_RUST
+	make "${make_flags[@]}" olddefconfig
+	grep -qx CONFIG_VIRTIO_BALLOON_RUST=m "$out/obj/.config" ||
+		die "CONFIG_VIRTIO_BALLOON_RUST=m did not stick"
+	make "${make_flags[@]}" -j"$(nproc)" modules
+	exit
+fi
+
+kdir=$(realpath "${1:?usage: in-tree.sh KDIR [OUT]}")
+out=$(realpath -m "${2:-$RB_ROOT/build/in-tree}")
+src=$(readlink -f "$kdir/source")
+[ -f "$src/Makefile" ] || die "$kdir is not an O= build (no source link)"
+[ "$(id -u)" -eq 0 ] || die "the in-tree build mounts an overlay: run it as root"
+need_space "$(dirname "$out")" 3
+rm -rf "$out"
+mkdir -p "$out"
+start=$SECONDS
+say "copying $kdir to $out/obj"
+cp -a "$kdir" "$out/obj"
+log=$out/build.log
+say "building in tree (sources in $src/drivers/virtio/rust_balloon, overlaid); log in $log"
+if ! unshare --mount --propagation private "$0" --build-in-namespace "$src" "$out" > "$log" 2>&1; then
+	grep -E 'error|Error' "$log" | tail -n 20 >&2
+	die "in-tree build failed; see $log"
+fi
+ko=$out/obj/drivers/virtio/rust_balloon/rust_balloon.ko
+[ -f "$ko" ] || die "no $ko after the build"
+cp "$ko" "$out/rust_balloon.ko"
+say "built in tree in $((SECONDS - start)) s: $out/rust_balloon.ko"
+echo "$out/rust_balloon.ko"

@@ -1,0 +1,63 @@
+# SPDX-License-Identifier: GPL-2.0
+"""The kernel's own tools around the driver: the kselftest under the
+kernel's runner in a virtme-ng guest, and the KUnit suite."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import ktap
+from guest import SPLAT
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(os.environ.get("RB_VENV", Path.home() / ".cache/rust-balloon/venv")) / "bin"
+
+
+def vng_command(kdir, accel, run):
+    """The README's virtme-ng one-liner: the test kernel, a balloon device,
+    `run` in the guest (which shares the host's file system)."""
+    return ["vng", *(["--disable-kvm"] if accel == "tcg" else []), "-r", str(kdir),
+            "--qemu-opts=-device virtio-balloon-pci", "--", run]
+
+
+def test_vng_runs_the_kselftest_with_the_kernels_runner(kdir, accel):
+    """`make kselftest-install`, then run_kselftest.sh in a vng guest: the
+    kernel's runner reports the test passed, and the test's own KTAP (which
+    the runner prints behind "# ") has all 8 results ok. udev in the vng
+    guest binds the C virtio_balloon first: the test takes the device over
+    and hands it back."""
+    subprocess.run(["make", "-s", "-C", str(ROOT), f"KDIR={kdir}", "kselftest-install"],
+                   check=True, timeout=600)
+    # After the runner, the kernel log: a splat fails the test.
+    script = "build/kselftest/run_kselftest.sh; rc=$?; echo @@dmesg; dmesg; exit $rc"
+    env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    run = subprocess.run(vng_command(kdir, accel, script), cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    out, _, dmesg = run.stdout.partition("@@dmesg\n")
+    runner = ktap.parse(out)
+    assert not runner.problems(), out + run.stderr
+    assert [r.name for r in runner.results] == ["selftests: rust_balloon: rust_balloon_test.sh"], out
+    test = ktap.parse(ktap.inner(out))
+    assert not test.problems(), out
+    assert test.plan == 8 and len(test.passed) == 8, out
+    assert run.returncode == 0, out + run.stderr
+    assert "rust_balloon" in dmesg, dmesg
+    splats = [row for row in dmesg.splitlines() if SPLAT.search(row)]
+    assert not splats, dmesg
+
+
+def test_kunit_suite(guest):
+    """The driver's KUnit suite (#[kunit_tests], run through debugfs in the
+    KUnit-enabled test kernel): the suite and each of its cases pass."""
+    if guest.sh("[ -d /sys/kernel/debug/kunit ] && echo yes || true").strip() != "yes":
+        pytest.skip("kernel without CONFIG_KUNIT")
+    out = guest.sh("echo run > /sys/kernel/debug/kunit/rust_balloon/run; "
+                   "cat /sys/kernel/debug/kunit/rust_balloon/results")
+    suite = ktap.parse(out)
+    assert not suite.problems(), out
+    assert [r.name for r in suite.results] == ["rust_balloon"], out
+    cases = ktap.parse(out, "    ")
+    assert not cases.problems(), out
+    assert cases.plan == len(cases.passed) == 8, out
