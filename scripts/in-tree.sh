@@ -46,11 +46,12 @@ place() {
 		local kconfig makefile
 		kconfig=$(cat "$dir/Kconfig") makefile=$(cat "$dir/Makefile")
 		rm -f "$dir/Kconfig" "$dir/Makefile"
-		# After VIRTIO_BALLOON's entry, inside the virtio menu.
+		# After VIRTIO_BALLOON's entry (before the next statement at the
+		# start of a line), inside the virtio menu.
 		awk -v entry="$(kconfig_entry)" '
+			in_entry && /^[a-z]/ { print substr(entry, 2); print ""; in_entry = 0 }
 			{ print }
 			/^config VIRTIO_BALLOON$/ { in_entry = 1 }
-			in_entry && /^$/ && !done { print substr(entry, 2); print ""; done = 1; in_entry = 0 }
 		' <<<"$kconfig" > "$dir/Kconfig"
 		grep -q "config VIRTIO_BALLOON_RUST" "$dir/Kconfig" || die "could not place the Kconfig entry"
 		{ echo "$makefile"; echo "obj-\$(CONFIG_VIRTIO_BALLOON_RUST) += rust_balloon/"; } > "$dir/Makefile"
