@@ -9,11 +9,13 @@ DEB_PACKAGES=(
 	libelf-dev libssl-dev dwarves python3-venv
 	libclang-19-dev clang-19 llvm-19 lld-19
 	qemu-system-x86 busybox-static e2fsprogs
-	udev
+	udev libvirt-daemon-system libvirt-clients
 )
 # udev: virtme-ng's guest runs the host's udevd to name its virtio-serial
 # ports, without which a non-verbose vng run has no channel for the
-# command's output.
+# command's output. libvirt: the libvirt test and demo (scripts/
+# libvirt-demo.sh), which start its daemons by hand where there is no
+# systemd.
 PY_PACKAGES=(pytest pytest-xdist qemu.qmp virtme-ng matplotlib)
 BINDGEN_MIN=0.71.1
 

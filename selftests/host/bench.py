@@ -312,7 +312,6 @@ def busy_run(g, balloon_mib):
     takes all free memory and then page cache: the time to the target, the
     workload's rate while inflating against the 3 s before, its longest
     stall while inflating, and the guest's major faults meanwhile."""
-    file_mib = g.mem_bytes // MIB // 2
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
     g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log "
          "</dev/null >/dev/null 2>&1 &")

@@ -12,7 +12,6 @@ has the options taken out: what an M= build reads of a kernel's config."""
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import ktap
 from conftest import ROOT

@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0
 """Inflate and deflate against QEMU's virtio-balloon-pci, driven over QMP."""
 
-import re
 import time
 
 import ktap

@@ -61,3 +61,28 @@ def test_kunit_suite(guest):
     cases = ktap.parse(out, "    ")
     assert not cases.problems(), out
     assert cases.plan == len(cases.passed) == 8, out
+
+
+def test_libvirt_setmem_and_dommemstat(kdir, tmp_path):
+    """scripts/libvirt-demo.sh: libvirt boots the test kernel with the
+    module loaded and a stats period of 1 s; `virsh setmem --live` to
+    512 MiB and back is reached (`actual`), and the guest's figures in
+    `dommemstat` (which only the driver's stats queue delivers) follow."""
+    console = tmp_path / "console.log"
+    run = subprocess.run([str(ROOT / "scripts/libvirt-demo.sh"), str(kdir)],
+                         env=dict(os.environ, RB_CONSOLE_COPY=str(console)),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    stats = []
+    for block in run.stdout.split("$ virsh dommemstat")[1:]:
+        rows = dict(row.split() for row in block.splitlines()[1:] if len(row.split()) == 2)
+        stats.append({k: int(v) for k, v in rows.items() if v.isdigit()})
+    before, small, after = stats
+    assert (before["actual"], small["actual"], after["actual"]) == (1048576, 524288, 1048576)
+    # The guest's own view, from the stats queue: 512 MiB less available,
+    # then all of it back (KiB; a few MiB of slack for the guest's own use).
+    assert 500 * 1024 <= before["available"] - small["available"] <= 530 * 1024, stats
+    assert abs(after["available"] - before["available"]) < 16 * 1024, stats
+    assert "rust_balloon bound" in run.stdout
+    splats = [row for row in console.read_text(errors="replace").splitlines() if SPLAT.search(row)]
+    assert not splats, splats
