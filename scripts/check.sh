@@ -6,6 +6,6 @@ set -euo pipefail
 "$RB_ROOT/scripts/setup.sh"
 kdir=${KDIR:-$("$RB_ROOT/scripts/kernel.sh" test)}
 "$RB_ROOT/scripts/build-module.sh" "$kdir"
-export RB_KDIR=$kdir
+export RB_KDIR=$kdir RB_VENV
 cd "$RB_ROOT/selftests/host"
 exec "$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider "$@" .
