@@ -152,7 +152,7 @@ fn populate<'data>(b: &'data Arc<Balloon>, dir: &ScopedDir<'data, '_>) {
         c"buffer_pfns",
         b,
         &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
-            writeln!(f, "{}", b.pages_per_buffer * virtio_pfns_per_page())
+            writeln!(f, "{}", b.pages_per_buffer * crate::virtio::PFNS_PER_PAGE)
         },
     );
     dir.read_callback_file(
@@ -172,10 +172,6 @@ fn populate<'data>(b: &'data Arc<Balloon>, dir: &ScopedDir<'data, '_>) {
     counter_file!(dir, b, c"stalls", stalls);
     counter_file!(dir, b, c"host_wait_last_us", host_wait_last_us);
     counter_file!(dir, b, c"host_wait_max_us", host_wait_max_us);
-}
-
-fn virtio_pfns_per_page() -> usize {
-    crate::virtio::PFNS_PER_PAGE
 }
 
 /// Creates `name` (the device's name) under `root` with the balloon's

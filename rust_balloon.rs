@@ -1406,9 +1406,10 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn stats_have_the_c_drivers_tags_and_byte_values() -> Result {
-        let counters = MemoryCounters {
+    /// Counters numbered 1 to 16 in the order the stats send them (11 and
+    /// 12 being hugetlb's, when given).
+    fn numbered_counters(hugetlb: Option<(u64, u64)>) -> MemoryCounters {
+        MemoryCounters {
             swap_in: 1,
             swap_out: 2,
             major_faults: 3,
@@ -1419,12 +1420,17 @@ mod tests {
             scanned_direct: 8,
             reclaimed_async: 9,
             reclaimed_direct: 10,
-            hugetlb: Some((11, 12)),
+            hugetlb,
             free: 13,
             total: 14,
             available: 15,
             caches: 16,
-        };
+        }
+    }
+
+    #[test]
+    fn stats_have_the_c_drivers_tags_and_byte_values() -> Result {
+        let counters = numbered_counters(Some((11, 12)));
         let mut buf = Buffer::new(STATS_BYTES)?;
         fill_stats(&mut buf, &counters)?;
         // Every tag fits: the buffer is exactly full.
@@ -1462,23 +1468,7 @@ mod tests {
 
     #[test]
     fn stats_without_hugetlb_leave_out_its_tags() -> Result {
-        let counters = MemoryCounters {
-            swap_in: 0,
-            swap_out: 0,
-            major_faults: 0,
-            minor_faults: 0,
-            oom_kills: 0,
-            alloc_stalls: 0,
-            scanned_async: 0,
-            scanned_direct: 0,
-            reclaimed_async: 0,
-            reclaimed_direct: 0,
-            hugetlb: None,
-            free: 0,
-            total: 0,
-            available: 0,
-            caches: 0,
-        };
+        let counters = numbered_counters(None);
         let mut buf = Buffer::new(STATS_BYTES)?;
         fill_stats(&mut buf, &counters)?;
         assert_eq!(buf.len(), STATS_BYTES - 2 * 10);

@@ -15,6 +15,7 @@ import subprocess
 
 import ktap
 from conftest import ROOT
+from test_foundation import SELFTEST
 
 CONFIG_FILES = ("include/config/auto.conf", "include/generated/autoconf.h",
                 "include/generated/rustc_cfg", ".config")
@@ -118,7 +119,7 @@ def test_in_tree_build_passes_the_kselftest(kdir, tmp_path, boot):
     assert modinfo.stdout.strip() == "Y"
     subprocess.run(["rm", "-rf", str(out / "obj")], check=True)
     g = boot(module=ko)
-    status, text = g.run("/selftests/rust_balloon/rust_balloon_test.sh /lib/modules", check=False)
+    status, text = g.run(SELFTEST, check=False)
     report = ktap.parse(text)
     assert not report.problems() and len(report.passed) == 8, text
     assert status == 0, text
