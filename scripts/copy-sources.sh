@@ -9,5 +9,5 @@ dest=${1:?usage: copy-sources.sh DEST}
 mkdir -p "$dest/virtio"
 cd "$RB_ROOT"
 cp Kbuild ./*.rs "$dest/"
-cp virtio/*.rs virtio/bindings.h virtio/bindgen_parameters "$dest/virtio/"
+cp virtio/*.rs virtio/*.[ch] virtio/bindgen_parameters "$dest/virtio/"
 rm -f "$dest/virtio/bindings_generated.rs"

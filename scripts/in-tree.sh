@@ -23,7 +23,7 @@ kconfig_entry() {
 config VIRTIO_BALLOON_RUST
 	tristate "Virtio balloon driver in Rust"
 	depends on RUST && VIRTIO
-	depends on X86_64 && SPARSEMEM_VMEMMAP
+	depends on 64BIT
 	select BALLOON
 	select PAGE_REPORTING
 	help

@@ -15,6 +15,9 @@
 #     debug - the test kernel plus KASAN, kmemleak and the other checks of
 #             selftests/config.debug, built with clang: what `make stress`
 #             boots
+#     arm64-64k, arm64-4k - arm64 (cross-built with aarch64-linux-gnu-gcc)
+#             from allnoconfig and selftests/config.arm64, with 64 KiB or
+#             4 KiB pages: what `make check-arm64` boots and builds
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -27,7 +30,8 @@ print_only=${2:-}
 fragment=$RB_ROOT/selftests/config
 case $flavour in
 test | bench | debug | --debian-mirror) ;;
-*) die "unknown kernel flavour '$flavour' (test, bench or debug)" ;;
+arm64-64k | arm64-4k) fragment=$RB_ROOT/selftests/config.arm64 ;;
+*) die "unknown kernel flavour '$flavour' (test, bench, debug, arm64-64k or arm64-4k)" ;;
 esac
 
 src_dir=$RB_CACHE/src/linux-$RB_KVER
@@ -102,6 +106,8 @@ flavour_fragment() {
 	case $flavour in
 	bench)
 		sed -E 's/^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|DEBUG_LIST|DEBUG_VM)=y/# CONFIG_\1 is not set/' "$fragment" ;;
+	arm64-4k)
+		sed 's/^CONFIG_ARM64_64K_PAGES=y/CONFIG_ARM64_4K_PAGES=y/' "$fragment" ;;
 	debug)
 		grep -Ev '^CONFIG_(CMA|CONTIG_ALLOC|MEMORY_HOTPLUG|MEMORY_HOTREMOVE|ACPI_HOTPLUG_MEMORY)=' "$fragment"
 		cat "$fragment.debug" ;;
@@ -113,7 +119,15 @@ flavour_fragment() {
 # The debug kernel is built with clang: the kernel allows KASAN with Rust
 # only then.
 make_flags=()
-[ "$flavour" = debug ] && make_flags=("LLVM=$RB_LLVM")
+base_config=x86_64_defconfig
+image=bzImage
+case $flavour in
+debug) make_flags=("LLVM=$RB_LLVM") ;;
+arm64-*)
+	make_flags=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-)
+	base_config=allnoconfig
+	image=Image ;;
+esac
 
 cache_key() {
 	{
@@ -123,6 +137,7 @@ cache_key() {
 		bindgen --version
 		gcc --version | head -n1
 		[ "$flavour" != debug ] || "clang$RB_LLVM" --version | head -n1
+		case $flavour in arm64-*) aarch64-linux-gnu-gcc --version | head -n1 ;; esac
 		echo "recipe $RECIPE"
 	} | sha256sum | cut -c1-12
 }
@@ -151,6 +166,10 @@ check_config() {
 main() {
 	command -v rustc >/dev/null || die "no rustc (run scripts/setup.sh)"
 	command -v bindgen >/dev/null || die "no bindgen (run scripts/setup.sh)"
+	case $flavour in
+	arm64-*) command -v aarch64-linux-gnu-gcc >/dev/null ||
+		die "no aarch64-linux-gnu-gcc (run scripts/setup.sh --arm64)" ;;
+	esac
 	[ "$print_only" = --print ] || extract_source
 	local key build
 	key=$(cache_key)
@@ -170,14 +189,18 @@ main() {
 	say "building Linux $RB_KVER ($flavour) in $build; log in $log (about 11 min on 2 cores)"
 	flavour_fragment > "$build/fragment.config"
 	{
-		make -C "$src_dir" O="$build" "${make_flags[@]}" x86_64_defconfig
-		(cd "$build" && "$src_dir/scripts/kconfig/merge_config.sh" -m .config \
-			"$src_dir/kernel/configs/kvm_guest.config" fragment.config)
+		make -C "$src_dir" O="$build" "${make_flags[@]}" $base_config
+		if [ $base_config = x86_64_defconfig ]; then
+			(cd "$build" && "$src_dir/scripts/kconfig/merge_config.sh" -m .config \
+				"$src_dir/kernel/configs/kvm_guest.config" fragment.config)
+		else
+			(cd "$build" && "$src_dir/scripts/kconfig/merge_config.sh" -m .config fragment.config)
+		fi
 		make -C "$src_dir" O="$build" "${make_flags[@]}" olddefconfig
 	} > "$log" 2>&1 || { tail -n 30 "$log" >&2; die "kernel configuration failed"; }
 	check_config "$build"
 	local start=$SECONDS
-	if ! make -C "$src_dir" O="$build" "${make_flags[@]}" -j"$(nproc)" bzImage modules >> "$log" 2>&1; then
+	if ! make -C "$src_dir" O="$build" "${make_flags[@]}" -j"$(nproc)" $image modules >> "$log" 2>&1; then
 		grep -E 'error|Error' "$log" | tail -n 20 >&2
 		die "kernel build failed; see $log"
 	fi

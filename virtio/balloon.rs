@@ -109,10 +109,8 @@ impl Page {
     /// The block's address in the kernel's linear map (C's
     /// `page_address()`, for a guest without highmem).
     pub(super) fn address(&self) -> *mut u8 {
-        let first = balloon_pfn(self.page) / PFNS_PER_PAGE as u64;
-        // SAFETY: Reading an exported, boot-time constant.
-        let base = unsafe { b::page_offset_base };
-        (base + ((first as usize) << PAGE_SHIFT)) as *mut u8
+        // SAFETY: `self.page` is a valid page (type invariant).
+        unsafe { b::rust_balloon_page_address(self.page.as_ptr()) }.cast()
     }
 }
 
@@ -136,21 +134,14 @@ fn alloc_pages(gfp: b::gfp_t, order: u32) -> *mut b::page {
 
 /// The guest frame number of `page`, in guest pages.
 fn guest_pfn(page: NonNull<b::page>) -> u64 {
-    // With SPARSEMEM_VMEMMAP (x86-64 always), `struct page`s form one virtual
-    // array starting at `vmemmap_base`, and a page's PFN is its index there:
-    // C's `page_to_pfn()`, which is an inline function Rust cannot call.
-    // SAFETY: Reading an exported, boot-time constant.
-    let base = unsafe { b::vmemmap_base };
-    ((page.as_ptr() as usize - base) / b::RB_STRUCT_PAGE_SIZE) as u64
+    // SAFETY: Callers pass a page they own or hold on a list they lock.
+    unsafe { b::rust_balloon_page_to_pfn(page.as_ptr()) as u64 }
 }
 
 /// The frame number of `page`, in 4 KiB protocol units.
 fn balloon_pfn(page: NonNull<b::page>) -> u64 {
     pfn::balloon_pfns(guest_pfn(page), PAGE_SHIFT).start
 }
-
-#[cfg(not(all(CONFIG_X86_64, CONFIG_SPARSEMEM_VMEMMAP)))]
-compile_error!("rust_balloon computes PFNs the x86-64 SPARSEMEM_VMEMMAP way");
 
 fn page_of_lru(lru: *mut b::list_head) -> NonNull<b::page> {
     // SAFETY: Callers pass the `lru` field of a `struct page`; going back by

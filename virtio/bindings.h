@@ -20,13 +20,14 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
+#include "helpers.h"
+
 /* Macros bindgen cannot evaluate, as constants it can. */
 const unsigned int RB_TASK_IDLE = TASK_IDLE;
 const int RB_TASK_NORMAL = TASK_NORMAL;
 const unsigned long RB_HZ = HZ;
 const unsigned long RB_SHRINK_STOP = SHRINK_STOP;
 const unsigned long RB_PAGE_SIZE = PAGE_SIZE;
-const size_t RB_STRUCT_PAGE_SIZE = sizeof(struct page);
 const size_t RB_PAGE_LRU_OFFSET = offsetof(struct page, lru);
 /* Free page hinting: blocks of the largest order, taken without reclaim. */
 const gfp_t RB_HINT_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
