@@ -6,6 +6,8 @@
 #   make demo                  boot a guest and balloon it live from the host
 #   make bench                 C vs Rust driver benchmark
 #   make stress                reliability scenarios on the debug kernel
+#   make check-arm64           arm64: the core tests on 64 KiB pages (QEMU
+#                              virt, TCG), and a build with 4 KiB pages
 #   make kselftest-install     the kselftest, the kernel's runner and the
 #                              module in build/kselftest (run_kselftest.sh)
 #   make fmt | clippy | clean
@@ -20,10 +22,12 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # KDIR defaults to the cached test kernel (built by `make kernel`).
 KDIR ?= $(shell $(ROOT)/scripts/kernel.sh test --print 2>/dev/null)
 # A kernel built with clang (the debug kernel) builds modules with its LLVM.
+# An arm64 kernel builds modules with the aarch64 cross compiler.
 KMAKE = $(MAKE) -C "$(KDIR)" $(shell sed -n \
-	's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/LLVM=-\1/p' "$(KDIR)/.config" 2>/dev/null)
+	-e 's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/LLVM=-\1/p' \
+	-e 's/^CONFIG_ARM64=y$$/ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-/p' "$(KDIR)/.config" 2>/dev/null)
 
-.PHONY: all module setup kernel check demo bench stress fmt clippy clean kselftest-install
+.PHONY: all module setup kernel check check-arm64 demo bench stress fmt clippy clean kselftest-install
 
 all: module
 
@@ -50,6 +54,9 @@ kernel: setup
 
 check: setup
 	@scripts/check.sh
+
+check-arm64:
+	@scripts/check-arm64.sh
 
 demo: setup
 	@scripts/demo.sh

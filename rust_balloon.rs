@@ -83,6 +83,15 @@ const INFLATE_QUEUE: QueueId = QueueId(0);
 /// Deflate queue: PFNs of pages the guest takes back.
 const DEFLATE_QUEUE: QueueId = QueueId(1);
 
+/// The smallest blocks free page reporting hands over: the kernel's default
+/// (a pageblock), except on arm64 with 64 KiB pages, where a pageblock is
+/// 512 MiB and reporting would hardly ever start: 2 MiB (order 5), as the C
+/// driver picks there (and for the same reason).
+#[cfg(all(CONFIG_ARM64, CONFIG_ARM64_64K_PAGES))]
+const REPORTING_ORDER: Option<u32> = Some(5);
+#[cfg(not(all(CONFIG_ARM64, CONFIG_ARM64_64K_PAGES)))]
+const REPORTING_ORDER: Option<u32> = None;
+
 /// PFN buffers one step keeps in flight on a queue. The C driver waits for
 /// the host after each buffer; here the next buffer is filled while the
 /// host works on the previous ones (with a host that handles notifications
@@ -962,7 +971,11 @@ impl Balloon {
         #[cfg(CONFIG_PAGE_REPORTING)]
         if let Some(queue) = this.queues.reporting {
             let capacity = this.binding.lock()?.vring_size(queue)?;
-            hooks.reporting = Some(PageReporting::register(this.clone(), capacity)?);
+            hooks.reporting = Some(PageReporting::register(
+                this.clone(),
+                capacity,
+                REPORTING_ORDER,
+            )?);
         }
         Ok(())
     }

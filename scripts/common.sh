@@ -30,10 +30,12 @@ need_space() {
 RB_LLVM=-19
 
 # make in kernel tree $1, with the LLVM toolchain if that kernel was built
-# with clang (modules must be built by the kernel's compiler).
+# with clang (modules must be built by the kernel's compiler), and with the
+# aarch64 cross compiler for an arm64 kernel.
 kmake() {
 	local kdir=$1
 	shift
-	make -C "$kdir" $(sed -n 's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$/LLVM=-\1/p' \
+	make -C "$kdir" $(sed -n -e 's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$/LLVM=-\1/p' \
+		-e 's/^CONFIG_ARM64=y$/ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-/p' \
 		"$kdir/.config" 2>/dev/null) "$@"
 }

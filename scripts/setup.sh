@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs what rust-balloon needs, and only what is missing. Idempotent:
 # both `make check` and `make demo` run it, so nobody has to by hand.
+#   setup.sh [--arm64]
+#     --arm64 - also what `make check-arm64` needs: the aarch64 cross
+#               compiler, qemu-system-aarch64 and an aarch64 busybox for the
+#               guest (Debian's busybox-static:arm64, which needs arm64 as a
+#               foreign dpkg architecture: added, with a message, if absent)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -16,6 +21,7 @@ DEB_PACKAGES=(
 # command's output. libvirt: the libvirt test and demo (scripts/
 # libvirt-demo.sh), which start its daemons by hand where there is no
 # systemd.
+ARM64_DEB_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm)
 PY_PACKAGES=(pytest pytest-xdist qemu.qmp virtme-ng matplotlib)
 BINDGEN_MIN=0.71.1
 
@@ -79,8 +85,27 @@ install_python() {
 	echo "$want" > "$stamp"
 }
 
+# The guest's busybox for arm64, extracted to $RB_CACHE/arm64/busybox.
+install_arm64_busybox() {
+	local dir=$RB_CACHE/arm64
+	[ -x "$dir/busybox" ] && return 0
+	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+		say "adding arm64 as a foreign dpkg architecture (for busybox-static:arm64)"
+		as_root dpkg --add-architecture arm64
+		as_root apt-get update -qq
+	fi
+	mkdir -p "$dir/deb"
+	(cd "$dir/deb" && apt-get download -qq busybox-static:arm64 2>/dev/null &&
+		dpkg-deb -x busybox-static_*_arm64.deb x) ||
+		die "could not get Debian's busybox-static:arm64"
+	install -m 755 "$dir/deb/x/bin/busybox" "$dir/busybox"
+	rm -rf "$dir/deb"
+}
+
 need_space "$RB_CACHE" 10
+[ "${1:-}" = --arm64 ] && DEB_PACKAGES+=("${ARM64_DEB_PACKAGES[@]}")
 install_debs
+[ "${1:-}" = --arm64 ] && install_arm64_busybox
 install_rust
 install_python
 say "toolchain ready (rustc $(rustc --version | awk '{print $2}'), bindgen $(bindgen --version | awk '{print $2}'), libclang from $LIBCLANG_PATH)"

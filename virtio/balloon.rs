@@ -31,7 +31,7 @@ pub(crate) const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
 pub(crate) const HINT_BLOCK_ORDER: u32 = b::RB_MAX_PAGE_ORDER;
 
 /// Order of the blocks inflation takes first: what the host maps with one
-/// PMD (2 MiB on x86-64). Ballooning a whole such block lets the host free a
+/// PMD (2 MiB; see `RB_HUGE_ORDER` in bindings.h). Ballooning a whole such block lets the host free a
 /// whole transparent huge page, and costs one allocation instead of 512.
 pub(crate) const HUGE_ORDER: u32 = b::RB_HUGE_ORDER;
 

@@ -34,9 +34,12 @@ const gfp_t RB_HINT_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
 const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;
 /*
  * Inflation's first choice: whole blocks of the size the host maps with one
- * PMD (2 MiB on x86-64), taken only while free ones exist (no reclaim, no
- * compaction, no kswapd), of the migrate type balloon pages get, so that
- * they can be split and ballooned as movable pages.
+ * PMD, taken only while free ones exist (no reclaim, no compaction, no
+ * kswapd), of the migrate type balloon pages get, so that they can be split
+ * and ballooned as movable pages. The host's PMD, not the guest's: 2 MiB on
+ * x86-64 and arm64 hosts with 4 KiB pages. An arm64 guest with 64 KiB pages
+ * has 512 MiB PMDs, a block a small guest never has free, and one buffer of
+ * 131072 PFNs for it.
  */
 #ifdef CONFIG_BALLOON_MIGRATION
 #define RB_BALLOON_GFP GFP_HIGHUSER_MOVABLE
@@ -45,5 +48,6 @@ const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;
 #endif
 const gfp_t RB_HUGE_GFP = (RB_BALLOON_GFP & ~__GFP_RECLAIM) | __GFP_NORETRY |
 			  __GFP_NOWARN | __GFP_NOMEMALLOC;
-const unsigned int RB_HUGE_ORDER = PMD_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ?
-				   PMD_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;
+#define RB_HUGE_SHIFT (PMD_SHIFT < 21 ? PMD_SHIFT : 21)
+const unsigned int RB_HUGE_ORDER = RB_HUGE_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ?
+				   RB_HUGE_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;

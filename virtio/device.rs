@@ -321,7 +321,7 @@ impl Binding {
     /// wakeup events its transport passes up).
     pub(crate) fn set_wakeup_capable(&self) {
         // SAFETY: The device is valid; the call only sets up sysfs state.
-        unsafe { b::device_set_wakeup_capable(self.dev(), true) };
+        unsafe { b::rust_balloon_device_set_wakeup_capable(self.dev(), true) };
     }
 
     /// Keeps the system from suspending on its own (autosleep) until
@@ -330,13 +330,13 @@ impl Binding {
     pub(crate) fn stay_awake(&self) {
         // SAFETY: The device is valid; `pm_stay_awake` takes its own lock
         // with interrupts disabled.
-        unsafe { b::pm_stay_awake(self.dev()) };
+        unsafe { b::rust_balloon_pm_stay_awake(self.dev()) };
     }
 
     /// Ends [`Binding::stay_awake`].
     pub(crate) fn relax(&self) {
         // SAFETY: As above.
-        unsafe { b::pm_relax(self.dev()) };
+        unsafe { b::rust_balloon_pm_relax(self.dev()) };
     }
 
     /// Locks the device for config and queue operations; `ENODEV` once it

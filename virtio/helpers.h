@@ -6,9 +6,15 @@
 #ifndef RUST_BALLOON_HELPERS_H
 #define RUST_BALLOON_HELPERS_H
 
+#include <linux/types.h>
+
+struct device;
 struct page;
 
 unsigned long rust_balloon_page_to_pfn(struct page *page);
 void *rust_balloon_page_address(struct page *page);
+int rust_balloon_device_set_wakeup_capable(struct device *dev, bool capable);
+void rust_balloon_pm_stay_awake(struct device *dev);
+void rust_balloon_pm_relax(struct device *dev);
 
 #endif

@@ -51,9 +51,15 @@ unsafe impl<T: ReportHandler> Send for PageReporting<T> {}
 unsafe impl<T: ReportHandler> Sync for PageReporting<T> {}
 
 impl<T: ReportHandler> PageReporting<T> {
-    /// Registers `handler` to receive up to `capacity` blocks at a time, of
-    /// the kernel's default order (a pageblock: 2 MiB on x86-64).
-    pub(crate) fn register(handler: Arc<T>, capacity: u32) -> Result<Pin<KBox<Self>>> {
+    /// Registers `handler` to receive up to `capacity` blocks at a time of
+    /// at least `order`, or of the kernel's default order (a pageblock: 2 MiB
+    /// on x86-64) when `order` is `None`.
+    pub(crate) fn register(
+        handler: Arc<T>,
+        capacity: u32,
+        order: Option<u32>,
+    ) -> Result<Pin<KBox<Self>>> {
+        let order = order.unwrap_or(b::PAGE_REPORTING_ORDER_UNSPECIFIED as u32);
         KBox::try_pin_init(
             try_pin_init!(Self {
                 handler,
@@ -64,7 +70,7 @@ impl<T: ReportHandler> PageReporting<T> {
                         info.write(core::mem::zeroed());
                         (*info).report = Some(Self::report_callback);
                         (*info).capacity = capacity;
-                        (*info).order = b::PAGE_REPORTING_ORDER_UNSPECIFIED as u32;
+                        (*info).order = order;
                         kernel::error::to_result(b::page_reporting_register(info))
                     }
                 }),

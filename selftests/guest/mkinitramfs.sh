@@ -9,15 +9,22 @@
 set -euo pipefail
 out=$1 rust_ko=$2 c_ko=$3 ksft_dir=$4
 here=$(cd "$(dirname "$0")" && pwd)
-[ -x /bin/busybox ] || { echo "no /bin/busybox (install busybox-static)" >&2; exit 1; }
+# The guest's architecture is the module's: an arm64 guest gets the aarch64
+# busybox `setup.sh --arm64` fetched and cross-compiled helpers.
+busybox=/bin/busybox cc=gcc
+if LC_ALL=C readelf -h "$rust_ko" | grep -q 'Machine:.*AArch64'; then
+	. "$here/../../scripts/common.sh"
+	busybox=$RB_CACHE/arm64/busybox cc=aarch64-linux-gnu-gcc
+fi
+[ -x "$busybox" ] || { echo "no $busybox (run scripts/setup.sh, with --arm64 for arm64)" >&2; exit 1; }
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,run,lib/modules,selftests}
-cp /bin/busybox "$root/bin/busybox"
+cp "$busybox" "$root/bin/busybox"
 install -m 755 "$here/init" "$root/init"
 install -m 755 "$here/rb-agent" "$root/bin/rb-agent"
 for prog in rb-kexec rb-pattern rb-busy; do
-	gcc -static -O2 -Wall -o "$root/bin/$prog" "$here/$prog.c"
+	"$cc" -static -O2 -Wall -o "$root/bin/$prog" "$here/$prog.c"
 done
 cp -r "$here/../rust_balloon" "$root/selftests/"
 mkdir -p "$root/selftests/kselftest"

@@ -73,6 +73,19 @@ def on_q35():
     return default_machine().startswith("q35")
 
 
+def kernel_arch(kdir):
+    """The architecture of the kernel built in `kdir`: "arm64" or "x86"."""
+    config = (Path(kdir) / ".config").read_text()
+    return "arm64" if "\nCONFIG_ARM64=y\n" in config else "x86"
+
+
+def kernel_image(kdir):
+    """The bootable image of the kernel built in `kdir`."""
+    if kernel_arch(kdir) == "arm64":
+        return Path(kdir) / "arch/arm64/boot/Image"
+    return Path(kdir) / "arch/x86/boot/bzImage"
+
+
 def host_tsc_khz():
     """The host's TSC frequency in kHz: under TCG the guest reads the
     host's TSC, and QEMU's microvm has no timer to calibrate it against
@@ -168,7 +181,8 @@ class Guest:
 
     def __init__(self, kernel, initrd, workdir, mem_mib=1024, smp=2,
                  balloon="virtio-balloon-pci,id=balloon0", accel=None,
-                 extra=(), cmdline="", thp=True, share=None, s3=False, machine=None):
+                 extra=(), cmdline="", thp=True, share=None, s3=False, machine=None,
+                 arch="x86"):
         self.kernel, self.initrd = str(kernel), str(initrd)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +204,11 @@ class Guest:
         # balloon (INTx only) without an interrupt. "microvm" has
         # virtio-mmio only (see _qemu_args).
         self.machine = machine or default_machine()
+        # arm64 guests run on QEMU's virt machine with -cpu max (TCG): one
+        # PL011 serial port, so the command channel is a virtio console.
+        self.arch = arch
+        if arch == "arm64":
+            self.machine = machine or "virt"
         # S3 (suspend to RAM) offered to the guest.
         self.s3 = s3
         self.proc = None
@@ -255,14 +274,19 @@ class Guest:
         named to the guest's init by rb.chan=)."""
         chan = ["-serial", "chardev:cmd"]
         cmdline = [self.cmdline]
+        qemu, console = ["qemu-system-x86_64"], "ttyS0"
         if self.microvm():
             chan = ["-device", "virtio-serial-device", "-device", "virtconsole,chardev=cmd"]
             cmdline += ["rb.chan=hvc0", f"tsc_early_khz={host_tsc_khz()}"]
+        if self.arch == "arm64":
+            qemu, console = ["qemu-system-aarch64", "-cpu", "max"], "ttyAMA0"
+            chan = ["-device", "virtio-serial-pci", "-device", "virtconsole,chardev=cmd"]
+            cmdline += ["rb.chan=hvc0"]
         return [
-            "qemu-system-x86_64", "-accel", self.accel_option(),
+            *qemu, "-accel", self.accel_option(),
             "-m", f"{self.mem_bytes // MIB}M", "-smp", str(self.smp),
             "-kernel", self.kernel, "-initrd", self.initrd,
-            "-append", " ".join(["console=ttyS0 panic=-1 oops=panic loglevel=7", *cmdline,
+            "-append", " ".join([f"console={console} panic=-1 oops=panic loglevel=7", *cmdline,
                                  os.environ.get("RB_GUEST_CMDLINE", "")]).strip(),
             "-display", "none", "-monitor", "none", "-no-reboot",
         ] + serial + [
