@@ -97,16 +97,6 @@ impl Counters {
 /// `shutdown` or a failed probe, before the balloon goes).
 pub(crate) type View = Scope<Arc<Balloon>>;
 
-/// Names of the feature bits the driver knows, for `features`.
-const FEATURE_NAMES: [(u32, &str); 6] = [
-    (crate::uapi::F_MUST_TELL_HOST, "must_tell_host"),
-    (crate::uapi::F_STATS_VQ, "stats_vq"),
-    (crate::uapi::F_DEFLATE_ON_OOM, "deflate_on_oom"),
-    (crate::uapi::F_FREE_PAGE_HINT, "free_page_hint"),
-    (crate::uapi::F_PAGE_POISON, "page_poison"),
-    (crate::uapi::F_REPORTING, "reporting"),
-];
-
 /// A file showing `u64` counter `$field` of the balloon's counters.
 macro_rules! counter_file {
     ($dir:expr, $balloon:expr, $name:literal, $field:ident) => {
@@ -122,8 +112,8 @@ macro_rules! counter_file {
 
 fn write_features(b: &Arc<Balloon>, f: &mut Formatter<'_>) -> FmtResult {
     let mut first = true;
-    for (bit, name) in FEATURE_NAMES {
-        if b.binding.has_feature(bit) {
+    for (feature, name) in crate::uapi::FEATURE_NAMES {
+        if b.binding.has_feature(feature) {
             f.write_str(if first { "" } else { " " })?;
             f.write_str(name)?;
             first = false;

@@ -32,13 +32,19 @@
 //!    lock: memory offlining holds that lock while it migrates balloon
 //!    pages, which takes locks 2 and 3, so the statistics read the kernel's
 //!    event counters (`cpus_read_lock()`) before taking this one.
-//! 4. `Hints::blocks` and `Balloon::stats`: taken under the device lock or
-//!    alone; the shrinker only tries `Hints::blocks`.
+//! 4. The hint blocks ([`Hinting`]) and the stats buffer ([`Stats`]):
+//!    taken under the device lock or alone; the shrinker only tries the
+//!    hint blocks.
 
 mod debugfs;
+mod hinting;
+#[cfg(CONFIG_PAGE_REPORTING)]
+mod reporting;
+mod stats;
 mod virtio;
 
 use debugfs::Counters;
+use hinting::Hinting;
 use kernel::{
     debugfs::Dir,
     new_mutex,
@@ -50,14 +56,15 @@ use kernel::{
     time::{delay::fsleep, Delta, Instant, Monotonic},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
+use stats::Stats;
+#[cfg(CONFIG_PAGE_REPORTING)]
+use virtio::PageReporting;
 use virtio::{
     available_pages as guest_available_pages, balloon_uapi as uapi, balloon_uapi::stat,
-    BalloonPages, Binding, BoundGuard, Buffer, Device, MemoryCounters, Migrate, OomHandler,
-    OomNotifier, Page, PageList, QueueId, QueueInfo, ShrinkHandler, Shrinker, Transport, Used,
+    BalloonPages, Binding, BoundGuard, Buffer, Device, Feature, MemoryCounters, Migrate,
+    OomHandler, OomNotifier, PageList, QueueId, QueueInfo, Shrinker, Transport, Validating,
     PFNS_PER_PAGE,
 };
-#[cfg(CONFIG_PAGE_REPORTING)]
-use virtio::{PageReporting, ReportHandler, ReportedPages};
 
 module! {
     type: BalloonModule,
@@ -65,7 +72,6 @@ module! {
     authors: ["rust-balloon developers"],
     description: "Virtio memory balloon driver, in Rust",
     license: "GPL",
-    alias: ["virtio:d00000005v*"],
     params: {
         min_available_mib: u32 {
             default: 64,
@@ -82,15 +88,6 @@ module! {
 const INFLATE_QUEUE: QueueId = QueueId(0);
 /// Deflate queue: PFNs of pages the guest takes back.
 const DEFLATE_QUEUE: QueueId = QueueId(1);
-
-/// The smallest blocks free page reporting hands over: the kernel's default
-/// (a pageblock), except on arm64 with 64 KiB pages, where a pageblock is
-/// 512 MiB and reporting would hardly ever start: 2 MiB (order 5), as the C
-/// driver picks there (and for the same reason).
-#[cfg(all(CONFIG_ARM64, CONFIG_ARM64_64K_PAGES))]
-const REPORTING_ORDER: Option<u32> = Some(5);
-#[cfg(not(all(CONFIG_ARM64, CONFIG_ARM64_64K_PAGES)))]
-const REPORTING_ORDER: Option<u32> = None;
 
 /// PFN buffers one step keeps in flight on a queue. The C driver waits for
 /// the host after each buffer; here the next buffer is filled while the
@@ -363,92 +360,6 @@ struct Inflating {
     out_of_puff: bool,
 }
 
-/// Free page hinting: during live migration the host asks, with a fresh
-/// command id, which guest memory is free, so it need not send it.
-#[pin_data]
-struct Hints {
-    /// Blocks the host has handed back, kept until it says DONE (or the
-    /// shrinker wants them). Blocks still in the queue are the queue's.
-    #[pin]
-    blocks: Mutex<PageList>,
-    /// Pages in `blocks`, for the shrinker's count (which must not wait).
-    held_pages: Atomic<usize>,
-    /// Pages in blocks the queue holds: the host may hand them back
-    /// before the hint work next looks, so the shrinker counts them too.
-    queued_pages: Atomic<usize>,
-    /// The command id being (or last) answered. Only the hint work uses it.
-    active: Atomic<u32>,
-    /// The host's command id as last read from config space...
-    received: Atomic<u32>,
-    /// ...and whether the config changed since, so it must be read again.
-    /// Reading it only then (as C does) costs one config read per change,
-    /// not one per block.
-    stale: Atomic<bool>,
-}
-
-impl Hints {
-    fn new() -> Result<impl PinInit<Self>> {
-        let blocks = PageList::with_order(virtio::HINT_BLOCK_ORDER)?;
-        Ok(pin_init!(Self {
-            blocks <- new_mutex!(blocks),
-            held_pages: Atomic::new(0),
-            queued_pages: Atomic::new(0),
-            active: Atomic::new(uapi::CMD_ID_STOP),
-            received: Atomic::new(uapi::CMD_ID_STOP),
-            stale: Atomic::new(true),
-        }))
-    }
-
-    /// The host's current command id: read from config space only if it
-    /// changed since the last read.
-    fn command(&self, binding: &Binding) -> Result<u32> {
-        if self.stale.load(Relaxed) {
-            // Clear first: a change that comes while reading marks it again.
-            self.stale.store(false, Relaxed);
-            let cmd = binding.lock()?.read_config_le32(uapi::CONFIG_HINT_CMD_ID)?;
-            self.received.store(cmd, Relaxed);
-        }
-        Ok(self.received.load(Relaxed))
-    }
-
-    /// Hands `block` to the host on `queue`; on failure it is freed.
-    fn send(&self, device: &mut BoundGuard<'_>, queue: QueueId, block: Page) -> Result {
-        let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
-        device.add_hint_block(queue, block).map_err(|(e, _)| e)?;
-        self.queued_pages.add(pages, Relaxed);
-        Ok(())
-    }
-
-    /// Keeps the blocks the host has handed back on `queue`.
-    fn collect(&self, device: &mut BoundGuard<'_>, queue: QueueId) {
-        while let Some(used) = device.take_used(queue) {
-            if let Used::Block(block) = used {
-                let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
-                self.queued_pages.fetch_sub(pages, Relaxed);
-                self.blocks.lock().push(block);
-                self.held_pages.add(pages, Relaxed);
-            }
-        }
-    }
-
-    /// Frees every block handed back. Blocks still in the queue stay the
-    /// queue's (they come back later, or are freed when it is torn down).
-    fn free_blocks(&self) {
-        let mut blocks = self.blocks.lock();
-        blocks.clear();
-        self.held_pages.store(0, Relaxed);
-    }
-
-    /// Forgets the command: after a reset, the next one starts afresh (the
-    /// reset gave the queue's blocks back to the allocator).
-    fn reset(&self) {
-        self.free_blocks();
-        self.queued_pages.store(0, Relaxed);
-        self.active.store(uapi::CMD_ID_STOP, Relaxed);
-        self.stale.store(true, Relaxed);
-    }
-}
-
 /// One balloon device.
 #[pin_data]
 struct Balloon {
@@ -476,15 +387,10 @@ struct Balloon {
     resize_requests: Atomic<u32>,
     #[pin]
     resize_work: Work<Balloon, 0>,
-    #[pin]
-    stats_work: Work<Balloon, 1>,
-    #[pin]
-    hint_work: Work<Balloon, 2>,
-    #[pin]
-    hints: Hints,
-    /// The stats buffer between two host requests.
-    #[pin]
-    stats: Mutex<Option<KBox<Buffer>>>,
+    /// Free page hinting, if negotiated.
+    hinting: Option<Arc<Hinting>>,
+    /// The statistics queue, if negotiated.
+    stats: Option<Arc<Stats>>,
     /// Registrations that hold a reference on the balloon: dropped in
     /// `remove` and `shutdown`, which breaks the cycle.
     #[pin]
@@ -497,23 +403,12 @@ struct Hooks {
     view: Option<Pin<KBox<debugfs::View>>>,
     oom: Option<Pin<KBox<OomNotifier<Balloon>>>>,
     #[cfg(CONFIG_PAGE_REPORTING)]
-    reporting: Option<Pin<KBox<PageReporting<Balloon>>>>,
-    shrinker: Option<Shrinker<Balloon>>,
+    reporting: Option<Pin<KBox<PageReporting<reporting::Reporting>>>>,
+    shrinker: Option<Shrinker<Hinting>>,
 }
 
 impl_has_work! {
     impl HasWork<Self, 0> for Balloon { self.resize_work }
-    impl HasWork<Self, 1> for Balloon { self.stats_work }
-    impl HasWork<Self, 2> for Balloon { self.hint_work }
-}
-
-impl WorkItem<2> for Balloon {
-    type Pointer = Arc<Balloon>;
-
-    /// The host's hint command id changed.
-    fn run(this: Arc<Balloon>) {
-        this.run_once("free page hinting", Self::answer_hint_command);
-    }
 }
 
 impl WorkItem<0> for Balloon {
@@ -555,15 +450,6 @@ impl WorkItem<0> for Balloon {
     }
 }
 
-impl WorkItem<1> for Balloon {
-    type Pointer = Arc<Balloon>;
-
-    /// The host took the stats buffer: answer with fresh figures.
-    fn run(this: Arc<Balloon>) {
-        this.run_once("sending stats", Self::send_stats);
-    }
-}
-
 impl Balloon {
     /// Pauses the resize work after a step that moved nothing, and doubles
     /// the next pause (see [`BACKOFF_MIN_MS`]).
@@ -571,18 +457,6 @@ impl Balloon {
         let ms = self.backoff_ms.load(Relaxed);
         self.backoff_ms.store(next_backoff_ms(ms), Relaxed);
         fsleep(Delta::from_millis(ms.into()));
-    }
-
-    /// Runs one piece of deferred work unless the device is going away; a
-    /// device that went away meanwhile (`ENODEV`) is not an error.
-    fn run_once(&self, what: &str, work: impl FnOnce(&Self) -> Result) {
-        if self.stopping.load(Relaxed) {
-            return;
-        }
-        match work(self) {
-            Ok(()) | Err(ENODEV) => {}
-            Err(e) => pr_err!("{} failed: {:?}\n", what, e),
-        }
     }
 
     /// The host asked for a new size (or the device became ready): keep
@@ -800,10 +674,13 @@ impl Balloon {
     /// Waits until no work item is queued or running (with `stopping` set,
     /// none queues itself again).
     fn flush_works(&self) {
-        while virtio::flush_work(&self.resize_work)
-            | virtio::flush_work(&self.stats_work)
-            | virtio::flush_work(&self.hint_work)
-        {}
+        while virtio::flush_work(&self.resize_work) {}
+        if let Some(stats) = &self.stats {
+            stats.stop();
+        }
+        if let Some(hinting) = &self.hinting {
+            hinting.stop();
+        }
     }
 
     /// Empties the balloon: used on remove, with work stopped.
@@ -834,115 +711,6 @@ impl Balloon {
         self.flush_works();
     }
 
-    /// Refills the stats buffer the host handed back, and queues it again.
-    fn send_stats(&self) -> Result {
-        let Some(queue) = self.queues.stats else {
-            return Ok(());
-        };
-        // Read before taking the device lock: reading the event counters
-        // takes the CPU hotplug lock, which memory offlining holds while it
-        // migrates balloon pages, which takes the device lock.
-        let counters = virtio::memory_counters();
-        let mut device = self.binding.lock()?;
-        let mut spare = self.stats.lock();
-        // The host returns the buffer to ask for stats; before the first
-        // request the spare one is used.
-        let Some(mut buf) = device.get_buf(queue).or_else(|| spare.take()) else {
-            return Ok(());
-        };
-        buf.clear();
-        fill_stats(&mut buf, &counters)?;
-        device.add_outbuf(queue, buf).map_err(|(e, buf)| {
-            *spare = Some(buf);
-            e
-        })?;
-        device.kick(queue)
-    }
-
-    /// Answers the host's free page hint command: hand it every free block
-    /// while the command stands, then STOP; on DONE give the blocks back.
-    fn answer_hint_command(&self) -> Result {
-        let Some(queue) = self.queues.hint else {
-            return Ok(());
-        };
-        let hints = &self.hints;
-        let cmd = hints.command(&self.binding)?;
-        match hint_action(cmd, hints.active.load(Relaxed)) {
-            HintAction::Wait => return Ok(()),
-            HintAction::Answer => {}
-            HintAction::GiveBack => {
-                if let Ok(mut device) = self.binding.lock() {
-                    hints.collect(&mut device, queue);
-                }
-                let blocks = hints.blocks.lock().len();
-                hints.free_blocks();
-                // DONE stands until the next migration and every config change
-                // reads it again: say it once.
-                if hints.active.xchg(cmd, Relaxed) != cmd || blocks != 0 {
-                    pr_info!("free page hint done: {} blocks back\n", blocks);
-                }
-                return Ok(());
-            }
-        }
-        hints.active.store(cmd, Relaxed);
-        self.send_hint_cmd(queue, cmd)?;
-        let run = self.send_free_blocks(queue, cmd);
-        // The spec asks for STOP at the end of a run, however it ended.
-        let stop = self.send_hint_cmd(queue, uapi::CMD_ID_STOP);
-        let sent = run?;
-        stop?;
-        pr_info!("free page hint {:#x}: {} blocks sent\n", cmd, sent);
-        Ok(())
-    }
-
-    /// Hands the host free blocks for command `cmd` until they run out, a
-    /// new command comes, or DONE; returns how many it sent.
-    ///
-    /// Not on STOP: QEMU's config space reads STOP while it accepts hints
-    /// for `cmd`, and two config interrupts close together (QEMU sends STOP
-    /// and the new id back to back) make us read it then. A host ignores
-    /// hints for a stopped command, so going on costs only the blocks,
-    /// which the shrinker and DONE give back.
-    fn send_free_blocks(&self, queue: QueueId, cmd: u32) -> Result<usize> {
-        let hints = &self.hints;
-        let mut sent = 0;
-        while !self.stopping.load(Relaxed) && still_hinting(hints.command(&self.binding)?, cmd) {
-            let room = {
-                let mut device = self.binding.lock()?;
-                hints.collect(&mut device, queue);
-                // One slot stays free for the stop command.
-                device.free_slots(queue)? > 1
-            };
-            if !room {
-                // Wait for room before taking a block: allocating 4 MiB only
-                // to free it again (as the C driver does when the ring is
-                // full) is wasted work.
-                fsleep(Delta::from_millis(1));
-                continue;
-            }
-            // Only what is free right now, without reclaim.
-            let Some(block) = Page::alloc_hint_block() else {
-                break;
-            };
-            let mut device = self.binding.lock()?;
-            hints.send(&mut device, queue, block)?;
-            device.kick(queue)?;
-            Counters::count(&self.counters.hinted_blocks, 1);
-            sent += 1;
-        }
-        Ok(sent)
-    }
-
-    /// Sends a hint command id (start or stop) on the hint queue.
-    fn send_hint_cmd(&self, queue: QueueId, cmd: u32) -> Result {
-        let mut buf = Buffer::new(core::mem::size_of::<u32>())?;
-        buf.push_le32(cmd)?;
-        let mut device = self.binding.lock()?;
-        self.hints.collect(&mut device, queue);
-        device.add_outbuf(queue, buf).map_err(|(e, _)| e)?;
-        device.kick(queue)
-    }
-
     /// Tells the host which value free pages hold, if it was negotiated.
     /// The device forgets it on reset, and the spec wants it set before
     /// DRIVER_OK: at probe and at every restore.
@@ -965,16 +733,15 @@ impl Balloon {
         if this.binding.has_feature(uapi::F_DEFLATE_ON_OOM) {
             hooks.oom = Some(OomNotifier::register(this.clone(), OOM_NOTIFY_PRIORITY)?);
         }
-        if this.queues.hint.is_some() {
-            hooks.shrinker = Some(Shrinker::register(this.clone(), c"rust-balloon")?);
+        if let Some(hinting) = &this.hinting {
+            hooks.shrinker = Some(Shrinker::register(hinting.clone(), c"rust-balloon")?);
         }
         #[cfg(CONFIG_PAGE_REPORTING)]
         if let Some(queue) = this.queues.reporting {
-            let capacity = this.binding.lock()?.vring_size(queue)?;
-            hooks.reporting = Some(PageReporting::register(
-                this.clone(),
-                capacity,
-                REPORTING_ORDER,
+            hooks.reporting = Some(reporting::Reporting::register(
+                this.binding.clone(),
+                queue,
+                this.counters.clone(),
             )?);
         }
         Ok(())
@@ -1004,105 +771,6 @@ impl OomHandler for Balloon {
     }
 }
 
-impl ShrinkHandler for Balloon {
-    fn count(&self) -> usize {
-        self.hints.held_pages.load(Relaxed) + self.hints.queued_pages.load(Relaxed)
-    }
-
-    /// Hinted blocks may be reused at any time (the host only skips sending
-    /// them if they stay untouched), so give back those the host has
-    /// handed back under pressure. Blocks still in the queue are the
-    /// device's until it hands them back.
-    fn scan(&self, pages: usize) -> Option<usize> {
-        // Never wait in reclaim: whoever holds a lock is quick, so ask
-        // reclaim to move on rather than to come back at once.
-        if let (Some(queue), Some(Ok(mut device))) = (self.queues.hint, self.binding.try_lock()) {
-            self.hints.collect(&mut device, queue);
-        }
-        let mut blocks = self.hints.blocks.try_lock()?;
-        let mut freed = 0;
-        while freed < pages {
-            let Some(block) = blocks.pop() else {
-                break;
-            };
-            freed += block.bytes() >> kernel::page::PAGE_SHIFT;
-        }
-        self.hints.held_pages.fetch_sub(freed, Relaxed);
-        Some(freed)
-    }
-}
-
-#[cfg(CONFIG_PAGE_REPORTING)]
-impl ReportHandler for Balloon {
-    fn report(&self, pages: &ReportedPages) -> Result {
-        let queue = self.queues.reporting.ok_or(EINVAL)?;
-        self.binding.lock()?.report_pages(queue, pages)?;
-        Counters::count(&self.counters.reported_blocks, pages.blocks());
-        Ok(())
-    }
-}
-
-/// What the hint work does about the host's command id `cmd`, `active`
-/// being the one it last answered.
-#[derive(Debug, PartialEq)]
-enum HintAction {
-    /// DONE: the host has what it needs; the blocks go back to the guest.
-    GiveBack,
-    /// A new id: hand the host free blocks for it.
-    Answer,
-    /// STOP, or the id being answered already: nothing new.
-    Wait,
-}
-
-fn hint_action(cmd: u32, active: u32) -> HintAction {
-    match cmd {
-        uapi::CMD_ID_DONE => HintAction::GiveBack,
-        uapi::CMD_ID_STOP => HintAction::Wait,
-        cmd if cmd == active => HintAction::Wait,
-        _ => HintAction::Answer,
-    }
-}
-
-/// Whether blocks still go to the host for `cmd` while config space reads
-/// `current` (see [`Balloon::send_free_blocks`] for why STOP does not end
-/// it).
-fn still_hinting(current: u32, cmd: u32) -> bool {
-    current == cmd || current == uapi::CMD_ID_STOP
-}
-
-/// Writes one statistic: a little-endian `u16` tag and `u64` value (the
-/// packed `struct virtio_balloon_stat`).
-fn push_stat(buf: &mut Buffer, tag: u16, value: u64) -> Result {
-    buf.push_le16(tag)?;
-    buf.push_le64(value)
-}
-
-/// The statistics, with the same tags in the same order as the C driver.
-fn fill_stats(buf: &mut Buffer, c: &MemoryCounters) -> Result {
-    let bytes = |pages: u64| pages << kernel::page::PAGE_SHIFT;
-    push_stat(buf, stat::SWAP_IN, bytes(c.swap_in))?;
-    push_stat(buf, stat::SWAP_OUT, bytes(c.swap_out))?;
-    push_stat(buf, stat::MAJFLT, c.major_faults)?;
-    push_stat(buf, stat::MINFLT, c.minor_faults)?;
-    push_stat(buf, stat::OOM_KILL, c.oom_kills)?;
-    push_stat(buf, stat::ALLOC_STALL, c.alloc_stalls)?;
-    push_stat(buf, stat::ASYNC_SCAN, bytes(c.scanned_async))?;
-    push_stat(buf, stat::DIRECT_SCAN, bytes(c.scanned_direct))?;
-    push_stat(buf, stat::ASYNC_RECLAIM, bytes(c.reclaimed_async))?;
-    push_stat(buf, stat::DIRECT_RECLAIM, bytes(c.reclaimed_direct))?;
-    if let Some((allocs, failures)) = c.hugetlb {
-        push_stat(buf, stat::HTLB_PGALLOC, allocs)?;
-        push_stat(buf, stat::HTLB_PGFAIL, failures)?;
-    }
-    push_stat(buf, stat::MEMFREE, bytes(c.free))?;
-    push_stat(buf, stat::MEMTOT, bytes(c.total))?;
-    push_stat(buf, stat::AVAIL, bytes(c.available))?;
-    push_stat(buf, stat::CACHES, bytes(c.caches))
-}
-
-/// Bytes of a stats buffer holding every tag.
-const STATS_BYTES: usize = stat::NR * (2 + 8);
-
 /// Guest pages inflation leaves to the guest (`min_available_mib`).
 fn reserve_pages() -> usize {
     let mib = *module_parameters::min_available_mib.value() as usize;
@@ -1124,10 +792,18 @@ fn check_parameters() -> Result {
     Ok(())
 }
 
+virtio::virtio_device_table!(
+    VIRTIO_ID_TABLE,
+    MODULE_VIRTIO_ID_TABLE,
+    (),
+    [(virtio::DeviceId::new(uapi::DEVICE_ID), ())]
+);
+
 impl virtio::Driver for Balloon {
     const NAME: &'static CStr = c"rust_balloon";
-    const DEVICE_ID: u32 = uapi::DEVICE_ID;
-    const FEATURES: &'static [u32] = &[
+    type IdInfo = ();
+    const ID_TABLE: virtio::IdTable<()> = &VIRTIO_ID_TABLE;
+    const FEATURES: &'static [Feature] = &[
         uapi::F_MUST_TELL_HOST,
         uapi::F_STATS_VQ,
         uapi::F_DEFLATE_ON_OOM,
@@ -1140,7 +816,7 @@ impl virtio::Driver for Balloon {
     /// or do not report them at all, and keep page reporting free of memory
     /// allocation (no indirect descriptors). No page reporting either in a
     /// kernel built without it (see `Kbuild`).
-    fn validate(dev: &Device) -> Result {
+    fn validate(dev: &Validating) -> Result {
         if !cfg!(CONFIG_PAGE_REPORTING) {
             dev.clear_feature(uapi::F_REPORTING);
         }
@@ -1192,21 +868,18 @@ impl virtio::Driver for Balloon {
             pages: PageList::new()?,
             out_of_puff: false,
         };
-        let stats = match queues.stats {
-            Some(_) => Some(Buffer::new(STATS_BYTES)?),
-            None => None,
-        };
         Self::write_poison_val(&binding)?;
-        if let Some(queue) = queues.hint {
-            // One entry always stays free for the stop command.
-            if binding.lock()?.vring_size(queue)? < 2 {
-                return Err(ENOSPC);
-            }
-        }
-        let hints = Hints::new()?;
         // The balloon cannot wake the system, but it handles the wakeup
         // events its transport passes up.
         binding.set_wakeup_capable();
+        let stats = queues
+            .stats
+            .map(|queue| Stats::new(binding.clone(), queue))
+            .transpose()?;
+        let hinting = queues
+            .hint
+            .map(|queue| Hinting::new(binding.clone(), queue, counters.clone()))
+            .transpose()?;
         let balloon = Arc::pin_init(
             pin_init!(Balloon {
                 // With deflate-on-OOM the guest may take ballooned memory
@@ -1222,26 +895,22 @@ impl virtio::Driver for Balloon {
                 backoff_ms: Atomic::new(BACKOFF_MIN_MS),
                 resize_requests: Atomic::new(0),
                 resize_work <- new_work!("Balloon::resize_work"),
-                stats_work <- new_work!("Balloon::stats_work"),
-                hint_work <- new_work!("Balloon::hint_work"),
-                hints <- hints,
-                stats <- new_mutex!(stats),
+                hinting,
+                stats,
                 hooks <- new_mutex!(Hooks::default()),
             }),
             GFP_KERNEL,
         )?;
-        // Prime the stats queue with one buffer, so the host can ask.
-        balloon.send_stats()?;
         if let Err(e) = Self::register_hooks(&balloon, dev, debugfs) {
             balloon.unregister_hooks();
             return Err(e);
         }
         dev_info!(
             dev.as_dev(),
-            "rust_balloon bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}, {:?} with {} PFNs per buffer\n",
-            balloon.queues.stats.is_some(),
+            "bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}, {:?} with {} PFNs per buffer\n",
+            balloon.stats.is_some(),
             deflate_on_oom,
-            balloon.queues.hint.is_some(),
+            balloon.hinting.is_some(),
             balloon.queues.reporting.is_some(),
             dev.has_feature(uapi::F_PAGE_POISON),
             transport,
@@ -1256,15 +925,14 @@ impl virtio::Driver for Balloon {
 
     fn config_changed(this: &Arc<Self>) {
         Self::request_resize(this);
-        if this.queues.hint.is_some() && !this.stopping.load(Relaxed) {
-            this.hints.stale.store(true, Relaxed);
-            let _ = workqueue::system_freezable().enqueue::<_, 2>(this.clone());
+        if let Some(hinting) = &this.hinting {
+            Hinting::config_changed(hinting);
         }
     }
 
     fn queue_event(this: &Arc<Self>, queue: QueueId) {
-        if Some(queue) == this.queues.stats && !this.stopping.load(Relaxed) {
-            let _ = workqueue::system_freezable().enqueue::<_, 1>(this.clone());
+        if let Some(stats) = this.stats.as_ref().filter(|stats| stats.owns(queue)) {
+            Stats::host_asked(stats);
         }
     }
 
@@ -1277,7 +945,9 @@ impl virtio::Driver for Balloon {
         this.deflate_all();
         // Hinted blocks are free once the device is reset.
         this.binding.teardown();
-        this.hints.reset();
+        if let Some(hinting) = &this.hinting {
+            hinting.reset();
+        }
         this.binding.relax();
         dev_info!(dev.as_dev(), "suspend: {} pages returned\n", pages);
         Ok(())
@@ -1287,18 +957,13 @@ impl virtio::Driver for Balloon {
     /// cleared it), and a fresh stats buffer (the old one went with the
     /// reset); `ready` then moves back towards the target.
     fn restore(this: &Arc<Self>, _dev: &Device) -> Result {
-        let stats = match this.queues.stats {
-            Some(_) => Some(Buffer::new(STATS_BYTES)?),
-            None => None,
-        };
         // Same features, same queues; anything else would be a device bug.
         if Queues::find(&this.binding)? != this.queues {
             return Err(EINVAL);
         }
         Self::write_poison_val(&this.binding)?;
-        if stats.is_some() {
-            *this.stats.lock() = stats;
-            this.send_stats()?;
+        if let Some(stats) = &this.stats {
+            stats.restore()?;
         }
         Ok(())
     }
@@ -1312,13 +977,11 @@ impl virtio::Driver for Balloon {
         // last flush leaves nothing behind to run after unload.
         this.binding.teardown();
         this.flush_works();
-        this.hints.reset();
+        if let Some(hinting) = &this.hinting {
+            hinting.reset();
+        }
         this.binding.relax();
-        dev_info!(
-            dev.as_dev(),
-            "rust_balloon removed, {} pages returned\n",
-            pages
-        );
+        dev_info!(dev.as_dev(), "removed, {} pages returned\n", pages);
     }
 
     /// Power off, reboot or kexec: stop every user of the device while the
@@ -1444,10 +1107,10 @@ mod tests {
     #[test]
     fn stats_have_the_c_drivers_tags_and_byte_values() -> Result {
         let counters = numbered_counters(Some((11, 12)));
-        let mut buf = Buffer::new(STATS_BYTES)?;
-        fill_stats(&mut buf, &counters)?;
+        let mut buf = Buffer::new(stats::STATS_BYTES)?;
+        stats::fill_stats(&mut buf, &counters)?;
         // Every tag fits: the buffer is exactly full.
-        assert_eq!(buf.len(), STATS_BYTES);
+        assert_eq!(buf.len(), stats::STATS_BYTES);
         let bytes = buf.as_slice();
         let page = 1u64 << kernel::page::PAGE_SHIFT;
         let expected = [
@@ -1482,9 +1145,9 @@ mod tests {
     #[test]
     fn stats_without_hugetlb_leave_out_its_tags() -> Result {
         let counters = numbered_counters(None);
-        let mut buf = Buffer::new(STATS_BYTES)?;
-        fill_stats(&mut buf, &counters)?;
-        assert_eq!(buf.len(), STATS_BYTES - 2 * 10);
+        let mut buf = Buffer::new(stats::STATS_BYTES)?;
+        stats::fill_stats(&mut buf, &counters)?;
+        assert_eq!(buf.len(), stats::STATS_BYTES - 2 * 10);
         Ok(())
     }
 
@@ -1509,18 +1172,21 @@ mod tests {
     fn hint_commands_move_through_their_states() {
         let (stop, done) = (uapi::CMD_ID_STOP, uapi::CMD_ID_DONE);
         // Nothing answered yet: a new id is answered, STOP waits.
-        assert_eq!(hint_action(stop, stop), HintAction::Wait);
-        assert_eq!(hint_action(7, stop), HintAction::Answer);
+        assert_eq!(hinting::hint_action(stop, stop), hinting::HintAction::Wait);
+        assert_eq!(hinting::hint_action(7, stop), hinting::HintAction::Answer);
         // While 7 is answered, 7 again waits and 8 is answered afresh.
-        assert_eq!(hint_action(7, 7), HintAction::Wait);
-        assert_eq!(hint_action(8, 7), HintAction::Answer);
+        assert_eq!(hinting::hint_action(7, 7), hinting::HintAction::Wait);
+        assert_eq!(hinting::hint_action(8, 7), hinting::HintAction::Answer);
         // DONE gives the blocks back, whatever came before, every time.
-        assert_eq!(hint_action(done, 7), HintAction::GiveBack);
-        assert_eq!(hint_action(done, done), HintAction::GiveBack);
+        assert_eq!(hinting::hint_action(done, 7), hinting::HintAction::GiveBack);
+        assert_eq!(
+            hinting::hint_action(done, done),
+            hinting::HintAction::GiveBack
+        );
         // Blocks keep going for 7 while config space reads 7 or STOP.
-        assert!(still_hinting(7, 7));
-        assert!(still_hinting(stop, 7));
-        assert!(!still_hinting(8, 7));
-        assert!(!still_hinting(done, 7));
+        assert!(hinting::still_hinting(7, 7));
+        assert!(hinting::still_hinting(stop, 7));
+        assert!(!hinting::still_hinting(8, 7));
+        assert!(!hinting::still_hinting(done, 7));
     }
 }

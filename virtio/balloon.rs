@@ -61,6 +61,7 @@ impl Page {
     pub(crate) fn alloc() -> Option<Self> {
         // SAFETY: FFI call without preconditions.
         let page = unsafe { b::balloon_page_alloc() };
+        // INVARIANT: A fresh single page with one reference, on no list.
         NonNull::new(page).map(|page| Self { page, order: 0 })
     }
 
@@ -189,6 +190,7 @@ impl PageList {
             (*raw).next = raw;
             (*raw).prev = raw;
         }
+        // INVARIANT: An initialised, empty list in its own allocation.
         Ok(Self {
             head,
             len: 0,
@@ -225,7 +227,7 @@ impl PageList {
     fn link(&mut self, page: Page, back: bool) {
         if page.order != self.order {
             pr_warn!(
-                "rust_balloon: order {} block on an order {} list\n",
+                "order {} block on an order {} list\n",
                 page.order,
                 self.order
             );

@@ -4,7 +4,7 @@
 
 #[cfg(CONFIG_PAGE_REPORTING)]
 use super::reporting::ReportedPages;
-use super::{bindings as b, wait::WaitQueue, Buffer, Page, HINT_BLOCK_ORDER};
+use super::{bindings as b, wait::WaitQueue, Buffer, ConfigLe32, Feature, Page, HINT_BLOCK_ORDER};
 use core::{ops::ControlFlow, ptr::NonNull};
 use kernel::{
     error::to_result,
@@ -52,20 +52,35 @@ impl Device {
         }
     }
 
-    /// Whether feature `bit` was negotiated (or, in `validate`, offered).
-    pub(crate) fn has_feature(&self, bit: u32) -> bool {
-        features_test(self.as_raw(), bit)
+    /// Whether `feature` was negotiated (or, in `validate`, offered).
+    pub(crate) fn has_feature(&self, feature: Feature) -> bool {
+        features_test(self.as_raw(), feature)
+    }
+}
+
+/// A device in [`super::Driver::validate`]: offered features are still open
+/// to negotiation, and only here may the driver turn some off.
+#[repr(transparent)]
+pub(crate) struct Validating(Device);
+
+impl Validating {
+    /// # Safety
+    ///
+    /// `dev` is being offered to the driver, and the bus is in its
+    /// `validate` callback for it for `'a`.
+    pub(super) unsafe fn from_device<'a>(dev: &'a Device) -> &'a Self {
+        // SAFETY: `Validating` is a transparent wrapper of `Device`.
+        unsafe { &*core::ptr::from_ref(dev).cast::<Self>() }
     }
 
-    /// Turns feature `bit` off before negotiation completes. Only has an
-    /// effect from [`super::Driver::validate`], where the virtio core lets a
-    /// driver drop features the device offered.
-    pub(crate) fn clear_feature(&self, bit: u32) {
-        let (word, mask) = feature_word(bit);
-        // SAFETY: The device is valid (type invariant); `validate` runs before
-        // the core reads the features back, serialised by the bus.
+    /// Turns `feature` off before negotiation completes.
+    pub(crate) fn clear_feature(&self, feature: Feature) {
+        let (word, mask) = feature.word_and_mask();
+        // SAFETY: The device is valid (type invariant of `Device`); in
+        // `validate` (the invariant of `Validating`) the core has not read
+        // the features back yet, and the bus serialises its callbacks.
         unsafe {
-            if let Some(w) = (*self.as_raw())
+            if let Some(w) = (*self.0.as_raw())
                 .__bindgen_anon_1
                 .features_array
                 .get_mut(word)
@@ -73,6 +88,14 @@ impl Device {
                 *w &= !mask;
             }
         }
+    }
+}
+
+impl core::ops::Deref for Validating {
+    type Target = Device;
+
+    fn deref(&self) -> &Device {
+        &self.0
     }
 }
 
@@ -110,12 +133,8 @@ impl Device {
     }
 }
 
-fn feature_word(bit: u32) -> (usize, u64) {
-    ((bit / 64) as usize, 1u64 << (bit % 64))
-}
-
-fn features_test(vdev: *mut b::virtio_device, bit: u32) -> bool {
-    let (word, mask) = feature_word(bit);
+fn features_test(vdev: *mut b::virtio_device, feature: Feature) -> bool {
+    let (word, mask) = feature.word_and_mask();
     // SAFETY: Callers pass a valid device; `features_array` is the full view
     // of the feature union.
     let words = unsafe { (*vdev).__bindgen_anon_1.features_array };
@@ -307,9 +326,9 @@ impl Binding {
         )
     }
 
-    /// Whether feature `bit` was negotiated.
-    pub(crate) fn has_feature(&self, bit: u32) -> bool {
-        features_test(self.vdev.as_ptr(), bit)
+    /// Whether `feature` was negotiated.
+    pub(crate) fn has_feature(&self, feature: Feature) -> bool {
+        features_test(self.vdev.as_ptr(), feature)
     }
 
     fn dev(&self) -> *mut b::device {
@@ -710,26 +729,26 @@ impl BoundGuard<'_> {
         })
     }
 
-    /// Reads a little-endian `u32` from config space at `offset`.
-    pub(crate) fn read_config_le32(&self, offset: usize) -> Result<u32> {
+    /// Reads 32-bit config field `field`.
+    pub(crate) fn read_config_le32(&self, field: ConfigLe32) -> Result<u32> {
         let mut bytes = [0u8; 4];
         let vdev = self.vdev();
         // SAFETY: The device is alive; `bytes` is valid for 4 bytes.
         unsafe {
             let get = (*(*vdev).config).get.ok_or(ENODEV)?;
-            get(vdev, u32::try_from(offset)?, bytes.as_mut_ptr().cast(), 4);
+            get(vdev, field.offset(), bytes.as_mut_ptr().cast(), 4);
         }
         Ok(u32::from_le_bytes(bytes))
     }
 
-    /// Writes a little-endian `u32` to config space at `offset`.
-    pub(crate) fn write_config_le32(&self, offset: usize, value: u32) -> Result {
+    /// Writes 32-bit config field `field`.
+    pub(crate) fn write_config_le32(&self, field: ConfigLe32, value: u32) -> Result {
         let bytes = value.to_le_bytes();
         let vdev = self.vdev();
         // SAFETY: The device is alive; `bytes` is valid for 4 bytes.
         unsafe {
             let set = (*(*vdev).config).set.ok_or(ENODEV)?;
-            set(vdev, u32::try_from(offset)?, bytes.as_ptr().cast(), 4);
+            set(vdev, field.offset(), bytes.as_ptr().cast(), 4);
         }
         Ok(())
     }

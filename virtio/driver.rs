@@ -2,7 +2,11 @@
 
 //! Virtio driver registration and the bus callbacks.
 
-use super::{bindings as b, device::Binding, Device, QueueId};
+use super::{
+    bindings as b,
+    device::{Binding, Validating},
+    Device, Feature, IdTable, QueueId,
+};
 use core::marker::PhantomData;
 use kernel::{
     debugfs::Dir,
@@ -21,13 +25,16 @@ use kernel::{
 pub(crate) trait Driver: Send + Sync + Sized + 'static {
     /// Driver name, as sysfs shows it.
     const NAME: &'static CStr;
-    /// Virtio device ID this driver binds to (`VIRTIO_ID_*`).
-    const DEVICE_ID: u32;
-    /// Feature bits the driver understands.
-    const FEATURES: &'static [u32];
+    /// Per-ID data of [`Driver::ID_TABLE`].
+    type IdInfo: 'static;
+    /// The devices this driver binds to: see [`super::virtio_device_table!`],
+    /// which also exports the table for module aliases.
+    const ID_TABLE: IdTable<Self::IdInfo>;
+    /// Features the driver understands.
+    const FEATURES: &'static [Feature];
 
     /// Checks and trims the offered features before negotiation ends.
-    fn validate(_dev: &Device) -> Result {
+    fn validate(_dev: &Validating) -> Result {
         Ok(())
     }
 
@@ -83,8 +90,7 @@ struct Context<T: Driver> {
 ///
 /// # Invariants
 ///
-/// `drv` is registered with the virtio bus from construction until drop, and
-/// `ids` (which `drv` points to) lives as long. `drv` is the first field
+/// `drv` is registered with the virtio bus from construction until drop. `drv` is the first field
 /// (`repr(C)`), so a pointer to it is a pointer to the registration.
 #[pin_data(PinnedDrop)]
 #[repr(C)]
@@ -95,12 +101,11 @@ pub(crate) struct Registration<T: Driver> {
     /// before `drv` is registered (fields initialise in order of the
     /// initialiser below) and removed after it is unregistered.
     debugfs: Dir,
-    #[pin]
-    ids: Opaque<[b::virtio_device_id; 2]>,
     _driver: PhantomData<T>,
 }
 
-// SAFETY: After registration the C side only reads `drv` and `ids`.
+// SAFETY: After registration the C side only reads `drv` and the static ID
+// table.
 unsafe impl<T: Driver> Send for Registration<T> {}
 // SAFETY: See above.
 unsafe impl<T: Driver> Sync for Registration<T> {}
@@ -108,21 +113,11 @@ unsafe impl<T: Driver> Sync for Registration<T> {}
 impl<T: Driver> Registration<T> {
     /// Registers `T` with the virtio bus.
     pub(crate) fn new(module: &'static ThisModule) -> impl PinInit<Self, Error> {
-        try_pin_init!(&this in Self {
+        // INVARIANT: `drv` is the first field (`repr(C)`); it is registered
+        // last and unregistered in `drop`.
+        try_pin_init!(Self {
             debugfs: Dir::new(T::NAME),
-            ids <- Opaque::ffi_init(|ids: *mut [b::virtio_device_id; 2]| {
-                // SAFETY: `ids` is valid for writes. The zeroed second entry
-                // ends the table.
-                unsafe {
-                    ids.write([
-                        b::virtio_device_id { device: T::DEVICE_ID, vendor: b::VIRTIO_DEV_ANY_ID },
-                        b::virtio_device_id { device: 0, vendor: 0 },
-                    ])
-                };
-            }),
             drv <- Opaque::try_ffi_init(|drv: *mut b::virtio_driver| {
-                // SAFETY: `this` is pinned and `ids` initialised above.
-                let ids = unsafe { (*this.as_ptr()).ids.get() };
                 // SAFETY: `drv` is valid for writes; all-zero is a valid
                 // `virtio_driver` (null pointers, no callbacks). Everything
                 // it points to is static or pinned next to it, and it stays
@@ -131,8 +126,9 @@ impl<T: Driver> Registration<T> {
                     drv.write(core::mem::zeroed());
                     (*drv).driver.name = T::NAME.as_char_ptr();
                     (*drv).driver.owner = module.as_ptr().cast();
-                    (*drv).id_table = ids.cast();
-                    (*drv).feature_table = T::FEATURES.as_ptr();
+                    (*drv).id_table = T::ID_TABLE.as_ptr();
+                    // `Feature` is a transparent `u32`.
+                    (*drv).feature_table = T::FEATURES.as_ptr().cast();
                     (*drv).feature_table_size = u32::try_from(T::FEATURES.len())?;
                     (*drv).validate = Some(validate_callback::<T>);
                     (*drv).probe = Some(probe_callback::<T>);
@@ -191,8 +187,9 @@ unsafe fn context<'a, T: Driver>(vdev: *mut b::virtio_device) -> Option<&'a Cont
 unsafe extern "C" fn validate_callback<T: Driver>(
     vdev: *mut b::virtio_device,
 ) -> kernel::ffi::c_int {
-    // SAFETY: The bus passes a valid device for the duration of the call.
-    let dev = unsafe { Device::from_raw(vdev) };
+    // SAFETY: The bus passes a valid device for the duration of the call,
+    // in which it is offered to the driver.
+    let dev = unsafe { Validating::from_device(Device::from_raw(vdev)) };
     from_result(|| T::validate(dev).map(|()| 0))
 }
 

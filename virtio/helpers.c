@@ -7,6 +7,7 @@
  * the kernel's business and no architecture detail is re-derived in Rust.
  */
 #include <linux/mm.h>
+#include <linux/vmstat.h>
 #include <linux/device.h>
 #include "helpers.h"
 
@@ -35,4 +36,20 @@ void rust_balloon_pm_stay_awake(struct device *dev)
 void rust_balloon_pm_relax(struct device *dev)
 {
 	pm_relax(dev);
+}
+
+/* Counters and static keys: read the way the kernel reads them. */
+unsigned long rust_balloon_global_node_page_state(enum node_stat_item item)
+{
+	return global_node_page_state(item);
+}
+
+bool rust_balloon_want_init_on_free(void)
+{
+	return want_init_on_free();
+}
+
+bool rust_balloon_page_poisoning_enabled(void)
+{
+	return page_poisoning_enabled_static();
 }

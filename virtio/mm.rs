@@ -34,15 +34,11 @@ pub(crate) struct MemoryCounters {
     pub(crate) caches: u64,
 }
 
-/// A node counter summed over all nodes (C's `global_node_page_state()`):
-/// per-CPU deltas can leave it briefly negative, which reads as 0.
+/// A node counter summed over all nodes (C's `global_node_page_state()`,
+/// which reads a negative sum of per-CPU deltas as 0).
 fn node_state(item: b::node_stat_item) -> u64 {
-    // SAFETY: `vm_node_stat` is an exported array of atomics with an entry
-    // for every `node_stat_item`; a volatile read is an atomic read.
-    let value = unsafe {
-        core::ptr::read_volatile(core::ptr::addr_of!(b::vm_node_stat[item as usize].counter))
-    };
-    u64::try_from(value).unwrap_or(0)
+    // SAFETY: FFI call without preconditions; `item` is a valid item.
+    unsafe { b::rust_balloon_global_node_page_state(item) as u64 }
 }
 
 /// Reads the counters now.
@@ -100,20 +96,13 @@ compile_error!("rust_balloon's memory statistics need CONFIG_VM_EVENT_COUNTERS")
 /// them, page poisoning writes `PAGE_POISON`): the host must then hand
 /// back reported or ballooned pages with that content.
 pub(crate) fn free_page_fill() -> Option<u8> {
-    // SAFETY: Reading the `enabled` count of an exported static key, which
-    // is what `static_key_enabled()` does.
-    let zero = unsafe {
-        core::ptr::read_volatile(core::ptr::addr_of!(b::init_on_free.key.enabled.counter)) > 0
+    // SAFETY: FFI calls without preconditions.
+    let (zero, poison) = unsafe {
+        (
+            b::rust_balloon_want_init_on_free(),
+            b::rust_balloon_page_poisoning_enabled(),
+        )
     };
-    #[cfg(CONFIG_PAGE_POISONING)]
-    // SAFETY: As above.
-    let poison = unsafe {
-        core::ptr::read_volatile(core::ptr::addr_of!(
-            b::_page_poisoning_enabled.key.enabled.counter
-        )) > 0
-    };
-    #[cfg(not(CONFIG_PAGE_POISONING))]
-    let poison = false;
     if zero {
         Some(0)
     } else if poison {

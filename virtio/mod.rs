@@ -13,8 +13,10 @@
 mod balloon;
 mod bindings;
 mod buffer;
+mod config;
 mod device;
 mod driver;
+mod id;
 mod mm;
 mod oom;
 mod pfn;
@@ -28,8 +30,12 @@ pub(crate) use balloon::{
     BalloonPages, Migrate, Page, PageList, HINT_BLOCK_ORDER, HUGE_ORDER, PAGE_SHIFT, PFNS_PER_PAGE,
 };
 pub(crate) use buffer::Buffer;
-pub(crate) use device::{Binding, BoundGuard, Device, QueueId, QueueInfo, Transport, Used};
+pub(crate) use config::{ConfigLe32, Feature};
+pub(crate) use device::{
+    Binding, BoundGuard, Device, QueueId, QueueInfo, Transport, Used, Validating,
+};
 pub(crate) use driver::{Driver, Registration};
+pub(crate) use id::{virtio_device_table, DeviceId, IdTable};
 pub(crate) use mm::{available_pages, free_page_fill, memory_counters, MemoryCounters};
 pub(crate) use oom::{OomHandler, OomNotifier};
 pub(crate) use pfn::{round_target, whole_pages};
@@ -40,42 +46,53 @@ pub(crate) use workqueue::flush as flush_work;
 
 /// Constants of the virtio balloon device (`include/uapi/linux/virtio_balloon.h`).
 pub(crate) mod balloon_uapi {
-    use super::bindings as b;
+    use super::{bindings as b, config::config_le32, ConfigLe32, Feature};
 
     /// Virtio device ID of the memory balloon.
     pub(crate) const DEVICE_ID: u32 = b::VIRTIO_ID_BALLOON;
     /// Tell the host before deflated pages are used again.
-    pub(crate) const F_MUST_TELL_HOST: u32 = b::VIRTIO_BALLOON_F_MUST_TELL_HOST;
+    pub(crate) const F_MUST_TELL_HOST: Feature = Feature::new(b::VIRTIO_BALLOON_F_MUST_TELL_HOST);
     /// Memory statistics queue.
-    pub(crate) const F_STATS_VQ: u32 = b::VIRTIO_BALLOON_F_STATS_VQ;
+    pub(crate) const F_STATS_VQ: Feature = Feature::new(b::VIRTIO_BALLOON_F_STATS_VQ);
     /// Deflate when the guest runs out of memory.
-    pub(crate) const F_DEFLATE_ON_OOM: u32 = b::VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
+    pub(crate) const F_DEFLATE_ON_OOM: Feature = Feature::new(b::VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
     /// Free page hinting queue.
-    pub(crate) const F_FREE_PAGE_HINT: u32 = b::VIRTIO_BALLOON_F_FREE_PAGE_HINT;
+    pub(crate) const F_FREE_PAGE_HINT: Feature = Feature::new(b::VIRTIO_BALLOON_F_FREE_PAGE_HINT);
     /// Config space offset of `free_page_hint_cmd_id`.
-    pub(crate) const CONFIG_HINT_CMD_ID: usize =
-        core::mem::offset_of!(b::virtio_balloon_config, __bindgen_anon_1);
+    pub(crate) const CONFIG_HINT_CMD_ID: ConfigLe32 =
+        config_le32!(b::virtio_balloon_config, __bindgen_anon_1);
     /// Hint command: stop hinting.
     pub(crate) const CMD_ID_STOP: u32 = b::VIRTIO_BALLOON_CMD_ID_STOP;
     /// Hint command: the host is done with the hints; free the blocks.
     pub(crate) const CMD_ID_DONE: u32 = b::VIRTIO_BALLOON_CMD_ID_DONE;
     /// The guest poisons (or zeroes) free pages; `poison_val` says with what.
-    pub(crate) const F_PAGE_POISON: u32 = b::VIRTIO_BALLOON_F_PAGE_POISON;
+    pub(crate) const F_PAGE_POISON: Feature = Feature::new(b::VIRTIO_BALLOON_F_PAGE_POISON);
     /// Free page reporting queue.
-    pub(crate) const F_REPORTING: u32 = b::VIRTIO_BALLOON_F_REPORTING;
+    pub(crate) const F_REPORTING: Feature = Feature::new(b::VIRTIO_BALLOON_F_REPORTING);
     /// Ring feature: indirect descriptors (they allocate memory when used).
-    pub(crate) const F_RING_INDIRECT_DESC: u32 = b::VIRTIO_RING_F_INDIRECT_DESC;
+    pub(crate) const F_RING_INDIRECT_DESC: Feature = Feature::new(b::VIRTIO_RING_F_INDIRECT_DESC);
     /// Transport feature: the device goes through the platform's IOMMU.
-    pub(crate) const F_ACCESS_PLATFORM: u32 = b::VIRTIO_F_ACCESS_PLATFORM;
+    pub(crate) const F_ACCESS_PLATFORM: Feature = Feature::new(b::VIRTIO_F_ACCESS_PLATFORM);
+
+    /// Every balloon feature with the name the kernel's headers give it
+    /// (lower case, without the prefix), for logs and debugfs.
+    pub(crate) const FEATURE_NAMES: [(Feature, &str); 6] = [
+        (F_MUST_TELL_HOST, "must_tell_host"),
+        (F_STATS_VQ, "stats_vq"),
+        (F_DEFLATE_ON_OOM, "deflate_on_oom"),
+        (F_FREE_PAGE_HINT, "free_page_hint"),
+        (F_PAGE_POISON, "page_poison"),
+        (F_REPORTING, "reporting"),
+    ];
 
     /// Config space offset of `num_pages`, the host's target.
-    pub(crate) const CONFIG_NUM_PAGES: usize =
-        core::mem::offset_of!(b::virtio_balloon_config, num_pages);
+    pub(crate) const CONFIG_NUM_PAGES: ConfigLe32 =
+        config_le32!(b::virtio_balloon_config, num_pages);
     /// Config space offset of `actual`, the balloon's size.
-    pub(crate) const CONFIG_ACTUAL: usize = core::mem::offset_of!(b::virtio_balloon_config, actual);
+    pub(crate) const CONFIG_ACTUAL: ConfigLe32 = config_le32!(b::virtio_balloon_config, actual);
     /// Config space offset of `poison_val`.
-    pub(crate) const CONFIG_POISON_VAL: usize =
-        core::mem::offset_of!(b::virtio_balloon_config, poison_val);
+    pub(crate) const CONFIG_POISON_VAL: ConfigLe32 =
+        config_le32!(b::virtio_balloon_config, poison_val);
 
     /// PFNs in one inflate or deflate buffer of the C driver, and the most
     /// that Firecracker takes from one descriptor (`MAX_PAGES_IN_DESC`): it

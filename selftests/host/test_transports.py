@@ -43,7 +43,7 @@ def boot_on(boot, name, options=""):
     g = boot(balloon=f"{t['device']},id=balloon0{options}", machine=t.get("machine"),
              extra=t.get("extra", ()))
     g.load(params=t.get("params", ""))
-    bound = g.sh("dmesg | grep 'rust_balloon bound'")
+    bound = g.sh("dmesg | grep 'rust_balloon virtio[0-9]*: bound:'")
     assert t["bound"] in bound, bound
     drivers = g.sh("ls -1 /sys/bus/virtio/drivers/rust_balloon/")
     assert re.search(r"^virtio\d+$", drivers, re.M), drivers

@@ -1,0 +1,308 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Free page hinting (`VIRTIO_BALLOON_F_FREE_PAGE_HINT`): during live
+//! migration the host asks, with a fresh command id, which guest memory is
+//! free, so that it need not send it.
+//!
+//! Exists only when the feature was negotiated; it owns its queue, the
+//! blocks the host handed back, its work item, and the shrinker that gives
+//! those blocks back under memory pressure.
+
+use crate::{
+    debugfs::Counters,
+    virtio::{self, balloon_uapi as uapi, Binding, BoundGuard, Buffer, Page, PageList, QueueId},
+    virtio::{ShrinkHandler, Used},
+};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc, Mutex,
+    },
+    time::{delay::fsleep, Delta},
+    workqueue::{self, impl_has_work, new_work, Work, WorkItem},
+};
+
+/// The free page hint queue of a balloon.
+#[pin_data]
+pub(crate) struct Hinting {
+    binding: Arc<Binding>,
+    queue: QueueId,
+    counters: Arc<Counters>,
+    /// Set on remove and shutdown: no more work may start.
+    stopping: Atomic<bool>,
+    #[pin]
+    work: Work<Hinting>,
+    /// Blocks the host has handed back, kept until it says DONE (or the
+    /// shrinker wants them). Blocks still in the queue are the queue's.
+    /// Lock order: after the device's lock.
+    #[pin]
+    blocks: Mutex<PageList>,
+    /// Pages in `blocks`, for the shrinker's count (which must not wait).
+    held_pages: Atomic<usize>,
+    /// Pages in blocks the queue holds: the host may hand them back
+    /// before the hint work next looks, so the shrinker counts them too.
+    queued_pages: Atomic<usize>,
+    /// The command id being (or last) answered. Only the hint work uses it.
+    active: Atomic<u32>,
+    /// The host's command id as last read from config space...
+    received: Atomic<u32>,
+    /// ...and whether the config changed since, so it must be read again.
+    /// Reading it only then (as C does) costs one config read per change,
+    /// not one per block.
+    stale: Atomic<bool>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Hinting { self.work }
+}
+
+impl WorkItem for Hinting {
+    type Pointer = Arc<Hinting>;
+
+    /// The host's hint command id changed.
+    fn run(this: Arc<Hinting>) {
+        if this.stopping.load(Relaxed) {
+            return;
+        }
+        match this.answer_command() {
+            Ok(()) | Err(ENODEV) => {}
+            Err(e) => pr_err!("free page hinting failed: {:?}\n", e),
+        }
+    }
+}
+
+impl Hinting {
+    /// Sets hinting up on `queue`.
+    pub(crate) fn new(
+        binding: Arc<Binding>,
+        queue: QueueId,
+        counters: Arc<Counters>,
+    ) -> Result<Arc<Self>> {
+        // One entry always stays free for the stop command.
+        if binding.lock()?.vring_size(queue)? < 2 {
+            return Err(ENOSPC);
+        }
+        let blocks = PageList::with_order(virtio::HINT_BLOCK_ORDER)?;
+        Arc::pin_init(
+            pin_init!(Self {
+                binding,
+                queue,
+                counters,
+                stopping: Atomic::new(false),
+                work <- new_work!("Hinting::work"),
+                blocks <- new_mutex!(blocks),
+                held_pages: Atomic::new(0),
+                queued_pages: Atomic::new(0),
+                active: Atomic::new(uapi::CMD_ID_STOP),
+                received: Atomic::new(uapi::CMD_ID_STOP),
+                stale: Atomic::new(true),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The config changed: the command id may have (atomic context).
+    pub(crate) fn config_changed(this: &Arc<Self>) {
+        if !this.stopping.load(Relaxed) {
+            this.stale.store(true, Relaxed);
+            let _ = workqueue::system_freezable().enqueue(this.clone());
+        }
+    }
+
+    /// Stops the work item: none is queued or running afterwards.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+        while virtio::flush_work(&self.work) {}
+    }
+
+    /// Forgets the command: after a reset, the next one starts afresh (the
+    /// reset gave the queue's blocks back to the allocator).
+    pub(crate) fn reset(&self) {
+        self.free_blocks();
+        self.queued_pages.store(0, Relaxed);
+        self.active.store(uapi::CMD_ID_STOP, Relaxed);
+        self.stale.store(true, Relaxed);
+    }
+
+    /// The host's current command id: read from config space only if it
+    /// changed since the last read.
+    fn command(&self) -> Result<u32> {
+        if self.stale.load(Relaxed) {
+            // Clear first: a change that comes while reading marks it again.
+            self.stale.store(false, Relaxed);
+            let cmd = self
+                .binding
+                .lock()?
+                .read_config_le32(uapi::CONFIG_HINT_CMD_ID)?;
+            self.received.store(cmd, Relaxed);
+        }
+        Ok(self.received.load(Relaxed))
+    }
+
+    /// Hands `block` to the host; on failure it is freed.
+    fn send(&self, device: &mut BoundGuard<'_>, block: Page) -> Result {
+        let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
+        device
+            .add_hint_block(self.queue, block)
+            .map_err(|(e, _)| e)?;
+        self.queued_pages.add(pages, Relaxed);
+        Ok(())
+    }
+
+    /// Keeps the blocks the host has handed back.
+    fn collect(&self, device: &mut BoundGuard<'_>) {
+        while let Some(used) = device.take_used(self.queue) {
+            if let Used::Block(block) = used {
+                let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
+                self.queued_pages.fetch_sub(pages, Relaxed);
+                self.blocks.lock().push(block);
+                self.held_pages.add(pages, Relaxed);
+            }
+        }
+    }
+
+    /// Frees every block handed back. Blocks still in the queue stay the
+    /// queue's (they come back later, or are freed when it is torn down).
+    fn free_blocks(&self) {
+        let mut blocks = self.blocks.lock();
+        blocks.clear();
+        self.held_pages.store(0, Relaxed);
+    }
+
+    /// Answers the host's free page hint command: hand it every free block
+    /// while the command stands, then STOP; on DONE give the blocks back.
+    fn answer_command(&self) -> Result {
+        let cmd = self.command()?;
+        match hint_action(cmd, self.active.load(Relaxed)) {
+            HintAction::Wait => return Ok(()),
+            HintAction::Answer => {}
+            HintAction::GiveBack => {
+                if let Ok(mut device) = self.binding.lock() {
+                    self.collect(&mut device);
+                }
+                let blocks = self.blocks.lock().len();
+                self.free_blocks();
+                // DONE stands until the next migration and every config change
+                // reads it again: say it once.
+                if self.active.xchg(cmd, Relaxed) != cmd || blocks != 0 {
+                    pr_info!("free page hint done: {} blocks back\n", blocks);
+                }
+                return Ok(());
+            }
+        }
+        self.active.store(cmd, Relaxed);
+        self.send_command(cmd)?;
+        let run = self.send_free_blocks(cmd);
+        // The spec asks for STOP at the end of a run, however it ended.
+        let stop = self.send_command(uapi::CMD_ID_STOP);
+        let sent = run?;
+        stop?;
+        pr_info!("free page hint {:#x}: {} blocks sent\n", cmd, sent);
+        Ok(())
+    }
+
+    /// Hands the host free blocks for command `cmd` until they run out, a
+    /// new command comes, or DONE; returns how many it sent.
+    ///
+    /// Not on STOP: QEMU's config space reads STOP while it accepts hints
+    /// for `cmd`, and two config interrupts close together (QEMU sends STOP
+    /// and the new id back to back) make us read it then. A host ignores
+    /// hints for a stopped command, so going on costs only the blocks,
+    /// which the shrinker and DONE give back.
+    fn send_free_blocks(&self, cmd: u32) -> Result<usize> {
+        let mut sent = 0;
+        while !self.stopping.load(Relaxed) && still_hinting(self.command()?, cmd) {
+            let room = {
+                let mut device = self.binding.lock()?;
+                self.collect(&mut device);
+                // One slot stays free for the stop command.
+                device.free_slots(self.queue)? > 1
+            };
+            if !room {
+                // Wait for room before taking a block: allocating 4 MiB only
+                // to free it again (as the C driver does when the ring is
+                // full) is wasted work.
+                fsleep(Delta::from_millis(1));
+                continue;
+            }
+            // Only what is free right now, without reclaim.
+            let Some(block) = Page::alloc_hint_block() else {
+                break;
+            };
+            let mut device = self.binding.lock()?;
+            self.send(&mut device, block)?;
+            device.kick(self.queue)?;
+            Counters::count(&self.counters.hinted_blocks, 1);
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// Sends a hint command id (start or stop) on the hint queue.
+    fn send_command(&self, cmd: u32) -> Result {
+        let mut buf = Buffer::new(core::mem::size_of::<u32>())?;
+        buf.push_le32(cmd)?;
+        let mut device = self.binding.lock()?;
+        self.collect(&mut device);
+        device.add_outbuf(self.queue, buf).map_err(|(e, _)| e)?;
+        device.kick(self.queue)
+    }
+}
+
+impl ShrinkHandler for Hinting {
+    fn count(&self) -> usize {
+        self.held_pages.load(Relaxed) + self.queued_pages.load(Relaxed)
+    }
+
+    /// Hinted blocks may be reused at any time (the host only skips sending
+    /// them if they stay untouched), so give back those the host has
+    /// handed back under pressure. Blocks still in the queue are the
+    /// device's until it hands them back.
+    fn scan(&self, pages: usize) -> Option<usize> {
+        // Never wait in reclaim: whoever holds a lock is quick, so ask
+        // reclaim to move on rather than to come back at once.
+        if let Some(Ok(mut device)) = self.binding.try_lock() {
+            self.collect(&mut device);
+        }
+        let mut blocks = self.blocks.try_lock()?;
+        let mut freed = 0;
+        while freed < pages {
+            let Some(block) = blocks.pop() else {
+                break;
+            };
+            freed += block.bytes() >> kernel::page::PAGE_SHIFT;
+        }
+        self.held_pages.fetch_sub(freed, Relaxed);
+        Some(freed)
+    }
+}
+
+/// What the hint work does about the host's command id `cmd`, `active`
+/// being the one it last answered.
+#[derive(Debug, PartialEq)]
+pub(crate) enum HintAction {
+    /// DONE: the host has what it needs; the blocks go back to the guest.
+    GiveBack,
+    /// A new id: hand the host free blocks for it.
+    Answer,
+    /// STOP, or the id being answered already: nothing new.
+    Wait,
+}
+
+pub(crate) fn hint_action(cmd: u32, active: u32) -> HintAction {
+    match cmd {
+        uapi::CMD_ID_DONE => HintAction::GiveBack,
+        uapi::CMD_ID_STOP => HintAction::Wait,
+        cmd if cmd == active => HintAction::Wait,
+        _ => HintAction::Answer,
+    }
+}
+
+/// Whether blocks still go to the host for `cmd` while config space reads
+/// `current` (see [`Hinting::send_free_blocks`] for why STOP does not end
+/// it).
+pub(crate) fn still_hinting(current: u32, cmd: u32) -> bool {
+    current == cmd || current == uapi::CMD_ID_STOP
+}

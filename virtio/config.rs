@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Typed feature bits and config space fields.
+
+/// A virtio feature bit (`VIRTIO_*_F_*`): a bit number that cannot be mixed
+/// up with a config offset or any other `u32`.
+///
+/// `repr(transparent)` over the C bit number, so that a `&[Feature]` is the
+/// `feature_table` array the virtio core reads.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Feature(u32);
+
+impl Feature {
+    /// Feature bit `bit` (only the layer names features).
+    pub(super) const fn new(bit: u32) -> Self {
+        Self(bit)
+    }
+
+    /// Where the bit sits in `virtio_device::features_array`: the word and
+    /// the mask within it.
+    pub(super) const fn word_and_mask(self) -> (usize, u64) {
+        ((self.0 / 64) as usize, 1u64 << (self.0 % 64))
+    }
+}
+
+/// A little-endian 32-bit field of a device's config space.
+///
+/// # Invariants
+///
+/// `offset` is the offset of a 4-byte field of the device's config struct:
+/// built only by [`config_le32!`], which checks both at build time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConfigLe32 {
+    offset: u32,
+}
+
+impl ConfigLe32 {
+    /// See [`config_le32!`], the only caller.
+    #[doc(hidden)]
+    pub(super) const fn checked(offset: usize, width: usize, config_size: usize) -> Self {
+        assert!(width == 4, "not a 32-bit config field");
+        assert!(offset + width <= config_size, "config field out of range");
+        // INVARIANT: Checked above (in a constant, so at build time).
+        Self {
+            offset: offset as u32,
+        }
+    }
+
+    /// The field's offset in config space.
+    pub(super) const fn offset(self) -> u32 {
+        self.offset
+    }
+}
+
+/// The size of what `ptr` points to, without reading it.
+#[doc(hidden)]
+pub(super) const fn pointee_size<T>(_ptr: *const T) -> usize {
+    core::mem::size_of::<T>()
+}
+
+/// `config_le32!(Config, field)`: the [`ConfigLe32`] of `field` of config
+/// struct `Config`, checked to be a 4-byte field at build time. Use it in a
+/// `const`.
+macro_rules! config_le32 {
+    ($config:ty, $field:ident) => {{
+        let config = core::mem::MaybeUninit::<$config>::uninit();
+        // SAFETY: Only the field's address is taken; nothing is read.
+        let field = unsafe { core::ptr::addr_of!((*config.as_ptr()).$field) };
+        $crate::virtio::config::ConfigLe32::checked(
+            core::mem::offset_of!($config, $field),
+            $crate::virtio::config::pointee_size(field),
+            core::mem::size_of::<$config>(),
+        )
+    }};
+}
+pub(super) use config_le32;
