@@ -62,7 +62,7 @@ use virtio::PageReporting;
 use virtio::{
     available_pages as guest_available_pages, balloon_uapi as uapi, balloon_uapi::stat,
     BalloonPages, Binding, BoundGuard, Buffer, Device, Feature, MemoryCounters, Migrate,
-    OomHandler, OomNotifier, PageList, QueueId, QueueInfo, Shrinker, Transport, Validating,
+    OomHandler, OomNotifier, Page, PageList, QueueId, QueueInfo, Shrinker, Transport, Validating,
     PFNS_PER_PAGE,
 };
 
@@ -558,7 +558,7 @@ impl Balloon {
         let mut guard = self.inflating.lock();
         let new = &mut *guard;
         let mut huge = pages >= HUGE_BLOCK_PAGES;
-        let (got, blocks) = new.pages.alloc_balloon_pages(pages, &mut huge);
+        let (got, blocks) = alloc_balloon_pages(&mut new.pages, pages, &mut huge);
         if got < pages {
             Counters::count(&self.counters.alloc_failures, 1);
         }
@@ -771,6 +771,39 @@ impl OomHandler for Balloon {
     }
 }
 
+/// Allocates up to `n` balloon pages onto `list` (of single pages); returns
+/// how many it got, and how many of them came as whole huge blocks.
+///
+/// While `huge` is set and a whole block is wanted, it takes free
+/// [`virtio::HUGE_ORDER`] blocks (without reclaim) and splits them into
+/// single pages, each block's pages together and in ascending order at the
+/// front of the list, so that a buffer taken from the front holds whole
+/// blocks; it clears `huge` when none is left. The rest comes one page at a
+/// time from [`Page::alloc`], which may reclaim, and goes to the back: in
+/// front it would shift every block across two buffers.
+fn alloc_balloon_pages(list: &mut PageList, n: usize, huge: &mut bool) -> (usize, usize) {
+    let mut got = 0;
+    while *huge && n - got >= HUGE_BLOCK_PAGES {
+        let Some(block) = Page::alloc_free_block(virtio::HUGE_ORDER) else {
+            *huge = false;
+            break;
+        };
+        if list.push_split(block).is_err() {
+            break;
+        }
+        got += HUGE_BLOCK_PAGES;
+    }
+    let blocks = got / HUGE_BLOCK_PAGES;
+    while got < n {
+        let Some(page) = Page::alloc() else {
+            break;
+        };
+        list.push_back(page);
+        got += 1;
+    }
+    (got, blocks)
+}
+
 /// Guest pages inflation leaves to the guest (`min_available_mib`).
 fn reserve_pages() -> usize {
     let mib = *module_parameters::min_available_mib.value() as usize;
@@ -799,6 +832,7 @@ virtio::virtio_device_table!(
     [(virtio::DeviceId::new(uapi::DEVICE_ID), ())]
 );
 
+#[vtable]
 impl virtio::Driver for Balloon {
     const NAME: &'static CStr = c"rust_balloon";
     type IdInfo = ();
@@ -906,7 +940,7 @@ impl virtio::Driver for Balloon {
             return Err(e);
         }
         dev_info!(
-            dev.as_dev(),
+            dev,
             "bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}, {:?} with {} PFNs per buffer\n",
             balloon.stats.is_some(),
             deflate_on_oom,
@@ -949,7 +983,7 @@ impl virtio::Driver for Balloon {
             hinting.reset();
         }
         this.binding.relax();
-        dev_info!(dev.as_dev(), "suspend: {} pages returned\n", pages);
+        dev_info!(dev, "suspend: {} pages returned\n", pages);
         Ok(())
     }
 
@@ -981,7 +1015,7 @@ impl virtio::Driver for Balloon {
             hinting.reset();
         }
         this.binding.relax();
-        dev_info!(dev.as_dev(), "removed, {} pages returned\n", pages);
+        dev_info!(dev, "removed, {} pages returned\n", pages);
     }
 
     /// Power off, reboot or kexec: stop every user of the device while the
@@ -993,23 +1027,26 @@ impl virtio::Driver for Balloon {
         this.quiesce();
         this.binding.relax();
         dev_info!(
-            dev.as_dev(),
+            dev,
             "shutdown with {} pages ballooned\n",
             this.pages.lock().num_pages
         );
     }
 }
 
+#[pin_data]
 struct BalloonModule {
-    _registration: Pin<KBox<virtio::Registration<Balloon>>>,
+    #[pin]
+    registration: virtio::Registration<Balloon>,
 }
 
-impl kernel::Module for BalloonModule {
-    fn init(module: &'static ThisModule) -> Result<Self> {
-        check_parameters()?;
-        let registration = KBox::pin_init(virtio::Registration::new(module), GFP_KERNEL)?;
-        Ok(Self {
-            _registration: registration,
+impl kernel::InPlaceModule for BalloonModule {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            registration <- {
+                check_parameters()?;
+                virtio::Registration::new(module)
+            },
         })
     }
 }

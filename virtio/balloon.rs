@@ -45,7 +45,8 @@ const _: () = assert!(pfn::BALLOON_PFN_SHIFT == b::VIRTIO_BALLOON_PFN_SHIFT);
 ///
 /// `page` heads a block of `1 << order` pages allocated with a single
 /// reference that this value owns, and its `lru` is not linked into any
-/// list.
+/// list. The block is not a compound page (no `__GFP_COMP`), so it can be
+/// split.
 pub(crate) struct Page {
     page: NonNull<b::page>,
     order: u32,
@@ -72,6 +73,16 @@ impl Page {
         let order = HINT_BLOCK_ORDER;
         let page = NonNull::new(alloc_pages(b::RB_HINT_GFP, order))?;
         // INVARIANT: A fresh block of `order` with one reference, on no list.
+        Some(Self { page, order })
+    }
+
+    /// Allocates a block of `1 << order` pages of the migrate type balloon
+    /// pages get, only if one is free right now: no reclaim, compaction or
+    /// kswapd, no warning, no emergency reserves. `None` otherwise.
+    pub(crate) fn alloc_free_block(order: u32) -> Option<Self> {
+        let page = NonNull::new(alloc_pages(b::RB_HUGE_GFP, order))?;
+        // INVARIANT: A fresh, non-compound block of `order` with one
+        // reference, on no list.
         Some(Self { page, order })
     }
 
@@ -128,9 +139,8 @@ impl Drop for Page {
 /// `alloc_pages_noprof()` directly would leave it unset, which
 /// `MEM_ALLOC_PROFILING_DEBUG` reports with a warning.
 fn alloc_pages(gfp: b::gfp_t, order: u32) -> *mut b::page {
-    // SAFETY: FFI call without preconditions; both `page` types are the
-    // same C struct.
-    unsafe { kernel::bindings::alloc_pages(gfp, order).cast() }
+    // SAFETY: FFI call without preconditions.
+    unsafe { kernel::bindings::alloc_pages(gfp, order) }
 }
 
 /// The guest frame number of `page`, in guest pages.
@@ -280,52 +290,31 @@ impl PageList {
         })
     }
 
-    /// Allocates up to `n` balloon pages onto this list of single pages and
-    /// returns how many it got, and how many of them came as whole blocks.
-    ///
-    /// While `huge` is set and a whole block is wanted, it takes free
-    /// [`HUGE_ORDER`] blocks (without reclaim) and splits them into single
-    /// pages, each block's pages together and in ascending order at the
-    /// front of the list, so that a buffer taken from the front holds whole
-    /// blocks; it clears `huge` when none is left. The rest comes one page
-    /// at a time from [`Page::alloc`], which may reclaim, and goes to the
-    /// back: in front it would shift every block across two buffers.
-    pub(crate) fn alloc_balloon_pages(&mut self, n: usize, huge: &mut bool) -> (usize, usize) {
+    /// Splits `block` into single pages and puts them at the front of this
+    /// list of single pages, in ascending order, so that a buffer taken
+    /// from the front holds them together. Gives the block back on a list
+    /// of blocks.
+    pub(crate) fn push_split(&mut self, block: Page) -> core::result::Result<(), Page> {
         if self.order != 0 {
-            return (0, 0);
+            return Err(block);
         }
-        let block = 1usize << HUGE_ORDER;
-        let mut got = 0;
-        while *huge && n - got >= block {
-            let Some(head) = NonNull::new(alloc_pages(b::RB_HUGE_GFP, HUGE_ORDER)) else {
-                *huge = false;
-                break;
-            };
-            // SAFETY: `head` is a fresh, non-compound block of `HUGE_ORDER`
-            // (no `__GFP_COMP`) with one reference; afterwards each of its
-            // pages has its own reference.
-            unsafe { b::split_page(head.as_ptr(), HUGE_ORDER) };
-            // Pushing adds at the front: last page first gives ascending
-            // order.
-            for i in (0..block).rev() {
-                // SAFETY: The pages of a block have consecutive `struct
-                // page`s (SPARSEMEM_VMEMMAP), so `head + i` stays in it.
-                let page = unsafe { NonNull::new_unchecked(head.as_ptr().add(i)) };
-                // INVARIANT: After `split_page` each page is a block of
-                // order 0 with one reference, owned here and on no list.
-                self.push(Page { page, order: 0 });
-            }
-            got += block;
+        let order = block.order;
+        let head = block.into_raw();
+        // SAFETY: `head` is an owned, non-compound block of `order` with one
+        // reference (type invariant of `Page`); afterwards each of its pages
+        // has its own reference.
+        unsafe { b::split_page(head.as_ptr(), order) };
+        // Pushing adds at the front: last page first gives ascending order.
+        for i in (0..1usize << order).rev() {
+            // SAFETY: The `struct page`s of a block of the buddy allocator
+            // are consecutive (it walks them the same way), so `head + i`
+            // stays in the block.
+            let page = unsafe { NonNull::new_unchecked(head.as_ptr().add(i)) };
+            // INVARIANT: After `split_page` each page is a block of order 0
+            // with one reference, owned here and on no list.
+            self.push(Page { page, order: 0 });
         }
-        let blocks = got / block;
-        while got < n {
-            let Some(page) = Page::alloc() else {
-                break;
-            };
-            self.push_back(page);
-            got += 1;
-        }
-        (got, blocks)
+        Ok(())
     }
 
     /// Moves up to `n` pages from the front of this list to the front of

@@ -26,4 +26,9 @@ type __kernel_size_t = usize;
 type __kernel_ssize_t = isize;
 type __kernel_ptrdiff_t = isize;
 
+// The C types blocklisted in `bindgen_parameters`: the kernel crate's.
+pub(crate) use kernel::bindings::{
+    device, device_driver, list_head, page, wait_queue_head, work_struct,
+};
+
 include!(env!("RUST_BALLOON_BINDINGS"));

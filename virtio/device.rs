@@ -11,7 +11,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     static_lock_class,
-    sync::{Arc, Mutex},
+    sync::{aref::ARef, Arc, Mutex},
     types::Opaque,
 };
 
@@ -41,20 +41,23 @@ impl Device {
         self.0.get()
     }
 
-    /// The generic device, for logging with `dev_info!` and friends.
+    /// The generic device (also through `AsRef`, so that `dev_info!(dev,
+    /// ...)` works as for the kernel crate's buses).
     pub(crate) fn as_dev(&self) -> &kernel::device::Device {
         // SAFETY: `dev` is embedded in a valid `virtio_device` (type
         // invariant), and lives as long as it.
-        unsafe {
-            kernel::device::Device::from_raw(
-                core::ptr::addr_of_mut!((*self.as_raw()).dev).cast::<kernel::bindings::device>(),
-            )
-        }
+        unsafe { kernel::device::Device::from_raw(core::ptr::addr_of_mut!((*self.as_raw()).dev)) }
     }
 
     /// Whether `feature` was negotiated (or, in `validate`, offered).
     pub(crate) fn has_feature(&self, feature: Feature) -> bool {
         features_test(self.as_raw(), feature)
+    }
+}
+
+impl AsRef<kernel::device::Device> for Device {
+    fn as_ref(&self) -> &kernel::device::Device {
+        self.as_dev()
     }
 }
 
@@ -115,7 +118,7 @@ impl Device {
     pub(crate) fn transport(&self) -> Transport {
         // SAFETY: The device is valid (type invariant); its transport sets
         // `parent` before registering it and never changes it.
-        let parent = unsafe { (*self.as_raw()).dev.parent }.cast::<kernel::bindings::device>();
+        let parent = unsafe { (*self.as_raw()).dev.parent };
         if parent.is_null() {
             return Transport::Other;
         }
@@ -279,13 +282,13 @@ struct BindingState {
 ///
 /// # Invariants
 ///
-/// `vdev` is valid for as long as `self` lives (a reference is held on its
-/// `struct device`). While `state.alive`, the device is bound and `state.vqs`
+/// `vdev` is valid for as long as `self` lives (`device` holds a reference
+/// on its `struct device`). While `state.alive`, the device is bound and `state.vqs`
 /// are its live virtqueues, each holding only tokens made by
 /// `KBox::<Buffer>::into_raw`, hint blocks (`struct page` pointers tagged
 /// with [`BLOCK_TAG`], owned by the queue) or [`report_token`] (reported
 /// pages, which the queue never owns).
-#[pin_data(PinnedDrop)]
+#[pin_data]
 pub(crate) struct Binding {
     vdev: NonNull<b::virtio_device>,
     callback: VqCallback,
@@ -297,6 +300,9 @@ pub(crate) struct Binding {
     /// Woken whenever the device uses a buffer on any queue.
     #[pin]
     used: WaitQueue,
+    /// The reference that keeps `vdev` alive; the last field, so dropped
+    /// last.
+    device: ARef<kernel::device::Device>,
 }
 
 // SAFETY: The raw pointers are only dereferenced under `state`'s lock or for
@@ -310,9 +316,7 @@ unsafe impl Send for BindingState {}
 impl Binding {
     pub(super) fn new(dev: &Device, callback: VqCallback) -> Result<Arc<Self>> {
         let vdev = NonNull::new(dev.as_raw()).ok_or(EINVAL)?;
-        // SAFETY: `dev` is valid; the reference is dropped in `Drop`.
-        unsafe { b::get_device(core::ptr::addr_of_mut!((*vdev.as_ptr()).dev)) };
-        // INVARIANT: The reference on the device was taken above; the device
+        // INVARIANT: `device` takes a reference on the device; the device
         // is bound (probe), and has no queues yet.
         Arc::pin_init(
             pin_init!(Self {
@@ -321,6 +325,7 @@ impl Binding {
                 setup <- new_mutex!(()),
                 state <- new_mutex!(BindingState { alive: true, vqs: KVec::new() }),
                 used <- WaitQueue::new(c"virtio_binding_used", static_lock_class!()),
+                device: dev.as_dev().into(),
             }),
             GFP_KERNEL,
         )
@@ -527,14 +532,6 @@ impl Binding {
     pub(super) fn revive(&self) {
         let _setup = self.setup.lock();
         self.state.lock().alive = true;
-    }
-}
-
-#[pinned_drop]
-impl PinnedDrop for Binding {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: The reference was taken in `new`.
-        unsafe { b::put_device(core::ptr::addr_of_mut!((*self.vdev.as_ptr()).dev)) };
     }
 }
 

@@ -19,9 +19,12 @@ use kernel::{
 
 /// A virtio driver.
 ///
-/// The bus calls these from its own threads; the driver's state is an
+/// `#[vtable]`: the bus gets a callback only for the optional methods the
+/// driver implements (`validate`, `config_changed`, `shutdown`, `freeze`,
+/// `restore`). The bus calls these from its own threads; the driver's state is an
 /// `Arc<Self>` created by [`Driver::probe`] and kept until after
 /// [`Driver::remove`].
+#[vtable]
 pub(crate) trait Driver: Send + Sync + Sized + 'static {
     /// Driver name, as sysfs shows it.
     const NAME: &'static CStr;
@@ -130,13 +133,13 @@ impl<T: Driver> Registration<T> {
                     // `Feature` is a transparent `u32`.
                     (*drv).feature_table = T::FEATURES.as_ptr().cast();
                     (*drv).feature_table_size = u32::try_from(T::FEATURES.len())?;
-                    (*drv).validate = Some(validate_callback::<T>);
+                    (*drv).validate = T::HAS_VALIDATE.then_some(validate_callback::<T>);
                     (*drv).probe = Some(probe_callback::<T>);
                     (*drv).remove = Some(remove_callback::<T>);
-                    (*drv).shutdown = Some(shutdown_callback::<T>);
-                    (*drv).config_changed = Some(config_changed_callback::<T>);
-                    (*drv).freeze = Some(freeze_callback::<T>);
-                    (*drv).restore = Some(restore_callback::<T>);
+                    (*drv).shutdown = T::HAS_SHUTDOWN.then_some(shutdown_callback::<T>);
+                    (*drv).config_changed = T::HAS_CONFIG_CHANGED.then_some(config_changed_callback::<T>);
+                    (*drv).freeze = T::HAS_FREEZE.then_some(freeze_callback::<T>);
+                    (*drv).restore = T::HAS_RESTORE.then_some(restore_callback::<T>);
                     to_result(b::__register_virtio_driver(drv, module.as_ptr().cast()))
                 }
             }),

@@ -18,7 +18,7 @@ import pytest
 
 import ktap
 from guest import MIB, PAGE, kernel_arch
-from test_features import hog
+from test_features import dirty_and_wait_for_the_host, hog_beyond_available
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("RB_KDIR") or kernel_arch(os.environ["RB_KDIR"]) != "arm64",
@@ -125,12 +125,7 @@ def test_deflate_on_oom(boot):
     reached = g.wait_balloon_settled()
     assert reached > 600 * MIB // PAGE, reached
     assert g.meminfo()["MemTotal"] == total  # deflate-on-oom: not adjusted
-    oom0 = g.vmstat().get("oom_kill", 0)
-    status, out = hog(g, (g.meminfo()["MemAvailable"] + 200 * MIB) // MIB)
-    assert status == 0, out
-    vm = g.vmstat()
-    assert vm.get("oom_kill", 0) == oom0
-    assert vm["balloon_deflate"] > 0
+    vm = hog_beyond_available(g)
     view = g.balloon_view()
     # The view counts 4 KiB frames, vmstat guest pages.
     assert view["oom_released_pages"] == view["deflated_pages"] == \
@@ -144,14 +139,7 @@ def test_free_page_reporting_returns_memory_to_the_host(boot):
     g = boot(balloon="virtio-balloon-pci,id=balloon0,free-page-reporting=on")
     g.sh("insmod /lib/modules/rust_balloon.ko")
     assert 5 in g.features()  # VIRTIO_BALLOON_F_REPORTING
-    base = g.host_rss()
-    g.dirty(600)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and g.host_rss() > base + 200 * MIB:
-        time.sleep(1)
-    after = g.host_rss()
-    assert after < base + 200 * MIB, (
-        f"RSS {base // MIB} MiB before dirtying 600 MiB, {after // MIB} MiB after")
+    dirty_and_wait_for_the_host(g)
     assert g.balloon_view()["reported_blocks"] > 0
     assert g.balloon_pages() == 0
 

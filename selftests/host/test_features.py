@@ -62,6 +62,34 @@ def hog(g, mib):
                  check=False)
 
 
+def hog_beyond_available(g):
+    """A hog 200 MiB larger than MemAvailable, with deflate-on-OOM: it must
+    finish with no OOM kill because the balloon gave pages back. Returns
+    vmstat afterwards."""
+    oom0 = g.vmstat().get("oom_kill", 0)
+    status, out = hog(g, (g.meminfo()["MemAvailable"] + 200 * MIB) // MIB)
+    assert status == 0, out
+    vm = g.vmstat()
+    assert vm.get("oom_kill", 0) == oom0
+    assert vm["balloon_deflate"] > 0
+    return vm
+
+
+def dirty_and_wait_for_the_host(g, mib=600, margin_mib=200, timeout=120):
+    """Dirties `mib` MiB and frees it; waits until the host's RSS is back
+    within `margin_mib` of where it was (free page reporting). Returns the
+    RSS before and after."""
+    base = g.host_rss()
+    g.dirty(mib)  # the host backs `mib` MiB more, then the guest frees it
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and g.host_rss() > base + margin_mib * MIB:
+        time.sleep(1)
+    after = g.host_rss()
+    assert after < base + margin_mib * MIB, (
+        f"RSS {base // MIB} MiB before dirtying {mib} MiB, {after // MIB} MiB after")
+    return base, after
+
+
 def fill_balloon(g, mib):
     """Inflates as far as `mib` MiB or the driver's floor allows; returns
     the pages reached."""
@@ -79,13 +107,7 @@ def test_deflate_on_oom(boot):
     reached = fill_balloon(g, 900)
     assert reached > 700 * MIB // PAGE
     assert g.meminfo()["MemTotal"] == total  # deflate-on-oom: not adjusted
-    oom0 = g.vmstat().get("oom_kill", 0)
-    free = g.meminfo()["MemAvailable"]
-    status, out = hog(g, (free + 200 * MIB) // MIB)
-    assert status == 0, out
-    vm = g.vmstat()
-    assert vm.get("oom_kill", 0) == oom0
-    assert vm["balloon_deflate"] > 0
+    vm = hog_beyond_available(g)
     assert "out of memory: released" in g.console(g.mark)
     # Only the OOM notifier deflated: the view counts all of it as such.
     view = g.balloon_view()
@@ -120,14 +142,7 @@ def test_free_page_reporting_returns_memory_to_the_host(boot):
     g = boot(balloon="virtio-balloon-pci,id=balloon0,free-page-reporting=on")
     g.sh("insmod /lib/modules/rust_balloon.ko")
     assert negotiated(g)["reporting"]
-    base = g.host_rss()
-    g.dirty(600)  # the host backs 600 MiB more, then the guest frees it
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and g.host_rss() > base + 200 * MIB:
-        time.sleep(1)
-    after = g.host_rss()
-    assert after < base + 200 * MIB, (
-        f"RSS {base // MIB} MiB before dirtying 600 MiB, {after // MIB} MiB after")
+    base, after = dirty_and_wait_for_the_host(g)
     assert g.balloon_pages() == 0
     # What went back came in reported blocks of 2 or 4 MiB (a pageblock up
     # to the allocator's largest order).
