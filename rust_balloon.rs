@@ -40,6 +40,7 @@ mod debugfs;
 mod hinting;
 #[cfg(CONFIG_PAGE_REPORTING)]
 mod reporting;
+mod resize;
 mod stats;
 mod virtio;
 
@@ -50,20 +51,21 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
-        atomic::{Atomic, Full, Relaxed},
+        atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
-    time::{delay::fsleep, Delta, Instant, Monotonic},
-    workqueue::{self, impl_has_work, new_work, Work, WorkItem},
+    workqueue::{impl_has_work, new_work, Work},
+};
+use resize::{
+    give_back, Inflating, State, BACKOFF_MIN_MS, BLOCK_PFNS, BUFFERS_IN_FLIGHT, DEFLATE_QUEUE,
+    INFLATE_QUEUE,
 };
 use stats::Stats;
 #[cfg(CONFIG_PAGE_REPORTING)]
 use virtio::PageReporting;
 use virtio::{
-    available_pages as guest_available_pages, balloon_uapi as uapi, balloon_uapi::stat,
-    BalloonPages, Binding, BoundGuard, Buffer, Device, Feature, MemoryCounters, Migrate,
-    OomHandler, OomNotifier, Page, PageList, QueueId, QueueInfo, Shrinker, Transport, Validating,
-    PFNS_PER_PAGE,
+    balloon_uapi as uapi, BalloonPages, Binding, Buffer, Device, Feature, OomNotifier, PageList,
+    QueueId, QueueInfo, Shrinker, Transport, Validating,
 };
 
 module! {
@@ -83,23 +85,6 @@ module! {
         },
     },
 }
-
-/// Inflate queue: PFNs of pages the guest gives up.
-const INFLATE_QUEUE: QueueId = QueueId(0);
-/// Deflate queue: PFNs of pages the guest takes back.
-const DEFLATE_QUEUE: QueueId = QueueId(1);
-
-/// PFN buffers one step keeps in flight on a queue. The C driver waits for
-/// the host after each buffer; here the next buffer is filled while the
-/// host works on the previous ones (with a host that handles notifications
-/// asynchronously, as KVM's ioeventfd does).
-const BUFFERS_IN_FLIGHT: usize = 8;
-
-/// Guest pages in one huge block (512 on x86-64).
-const HUGE_BLOCK_PAGES: usize = 1 << virtio::HUGE_ORDER;
-
-/// 4 KiB frames in one huge block: a whole 2 MiB host huge page.
-const BLOCK_PFNS: usize = HUGE_BLOCK_PAGES * PFNS_PER_PAGE;
 
 /// How many PFNs go in one inflate or deflate buffer.
 ///
@@ -128,45 +113,8 @@ fn pfns_per_buffer(transport: Transport) -> usize {
     }
 }
 
-/// Pages moved into or out of the kernel's balloon list under one hold of
-/// its lock: one huge block, which then stays side by side in the list (so
-/// deflate frees it as one run). `balloon_page_list_enqueue()` and
-/// `_dequeue()` keep interrupts off for the whole list they are given: a
-/// step's 4096 pages at once held them off for tens of milliseconds under
-/// TCG, a stall for whatever ran on that CPU (the busy-guest bench).
-const LIST_BATCH_PAGES: usize = HUGE_BLOCK_PAGES;
-
-/// Steps one work run may take before it yields the worker, so a large
-/// target does not hold up the freezer or other work (16 steps of 8 MiB).
-const STEPS_PER_RUN: usize = 16;
-
-/// Pause after a step that moved nothing: short at first (an allocation
-/// failure is often over once reclaim has run), doubling while nothing
-/// moves, up to the C driver's fixed 200 ms (and a bit more), back to the
-/// shortest as soon as a step moves pages again.
-const BACKOFF_MIN_MS: u32 = 1;
-const BACKOFF_MAX_MS: u32 = 256;
-
-/// The pause after one of `ms` that did not help either.
-fn next_backoff_ms(ms: u32) -> u32 {
-    ms.saturating_mul(2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS)
-}
-
-/// 4 KiB pages released per OOM notification, as in the C driver.
-const OOM_RELEASE_PFNS: usize = 256;
 /// OOM notifier priority, as in the C driver.
 const OOM_NOTIFY_PRIORITY: i32 = 80;
-
-/// What one step towards the target achieved.
-enum Step {
-    /// At the target: nothing left to do.
-    Done,
-    /// Moved this many 4 KiB pages; maybe more to do.
-    Moved(usize),
-    /// Could not allocate a single page (inflate) or dequeue one (deflate,
-    /// while compaction holds them): try again later.
-    Stalled,
-}
 
 /// The optional queues, numbered densely after inflate and deflate in the
 /// order the features define them.
@@ -212,152 +160,6 @@ impl Queues {
             reporting,
         })
     }
-}
-
-/// What the host knows about the balloon, under the balloon's lock (see
-/// [`BalloonPages`]). Nothing here is allocated per step: the buffers are
-/// made at probe and the page lists link through `page->lru`.
-struct State {
-    binding: Arc<Binding>,
-    counters: Arc<Counters>,
-    /// Balloon size in 4 KiB pages: what the host has been told.
-    num_pages: u32,
-    /// PFN buffers not in a queue: all of them while the lock is free
-    /// (fewer only if the device broke holding some).
-    pfns: KVec<KBox<Buffer>>,
-    /// Pages dequeued for deflation but not yet sent...
-    unsent: PageList,
-    /// ...those of the buffer being filled...
-    batch: PageList,
-    /// ...and those in buffers sent during this step.
-    sent: PageList,
-}
-
-impl State {
-    /// Sends the pages of `batch` on `queue` in one buffer, kicking the host
-    /// if `kick`. On success they move to `sent`; on failure they stay in
-    /// `batch`.
-    fn send_batch(&mut self, queue: QueueId, kick: bool) -> Result {
-        let mut device = self.binding.lock()?;
-        queue_pfns(&mut self.pfns, &mut device, queue, |buf| {
-            push_list_pfns(buf, &self.batch)
-        })?;
-        if kick {
-            device.kick(queue)?;
-        }
-        self.sent.append(&mut self.batch);
-        Ok(())
-    }
-
-    /// Kicks `queue` and waits until the host has handed back the `count`
-    /// buffers sent on it in this step.
-    fn wait_sent(&mut self, queue: QueueId, count: usize) -> Result {
-        if count == 0 {
-            return Ok(());
-        }
-        let mut device = self.binding.lock()?;
-        device.kick(queue)?;
-        let start = Instant::<Monotonic>::now();
-        for _ in 0..count {
-            let buf = device.wait_buf(queue)?;
-            give_back(&mut self.pfns, buf);
-        }
-        self.counters.host_waited(start.elapsed());
-        Ok(())
-    }
-}
-
-/// Returns a PFN buffer to the pool (which has room for all of them).
-fn give_back(pool: &mut KVec<KBox<Buffer>>, buf: KBox<Buffer>) {
-    // Cannot fail: the pool's capacity is the number of buffers.
-    let _ = pool.push_within_capacity(buf);
-}
-
-/// Takes a PFN buffer from `pool`, fills it with `fill` and adds it to
-/// `queue` (without a kick). On failure the buffer goes back to the pool.
-fn queue_pfns(
-    pool: &mut KVec<KBox<Buffer>>,
-    device: &mut BoundGuard<'_>,
-    queue: QueueId,
-    fill: impl FnOnce(&mut Buffer) -> Result,
-) -> Result {
-    let mut buf = pool.pop().ok_or(EIO)?;
-    buf.clear();
-    if let Err(e) = fill(&mut buf) {
-        give_back(pool, buf);
-        return Err(e);
-    }
-    device.add_outbuf(queue, buf).map_err(|(e, buf)| {
-        give_back(pool, buf);
-        e
-    })
-}
-
-/// Sends one buffer filled by `fill` on `queue` and waits until the host has
-/// processed it.
-fn tell_host(
-    pool: &mut KVec<KBox<Buffer>>,
-    device: &mut BoundGuard<'_>,
-    queue: QueueId,
-    fill: impl FnOnce(&mut Buffer) -> Result,
-) -> Result {
-    queue_pfns(pool, device, queue, fill)?;
-    device.kick(queue)?;
-    let buf = device.wait_buf(queue)?;
-    give_back(pool, buf);
-    Ok(())
-}
-
-/// Appends the 4 KiB frame numbers of one guest page, starting at `first`.
-fn push_page_pfns(buf: &mut Buffer, first: u64) -> Result {
-    for pfn in first..first + PFNS_PER_PAGE as u64 {
-        // The protocol has 32-bit PFNs: 16 TiB of guest memory.
-        buf.push_le32(u32::try_from(pfn).map_err(|_| ERANGE)?)?;
-    }
-    Ok(())
-}
-
-/// Appends the frame numbers of every page of `list`.
-fn push_list_pfns(buf: &mut Buffer, list: &PageList) -> Result {
-    let mut result = Ok(());
-    list.for_each_pfn(|first| result = result.and_then(|()| push_page_pfns(buf, first)));
-    result
-}
-
-impl Migrate for State {
-    /// Balloon page migration, C's `virtballoon_migratepage()`: inflate the
-    /// new page, then deflate the old one.
-    ///
-    /// Once the host knows the new page is ballooned, the migration must
-    /// go through, even if telling it about the old page fails: an error
-    /// would make compaction free the new page, which the host may have
-    /// discarded already, and keep the old one. The old page is then the
-    /// guest's without the host having been told, which is what a reset
-    /// does to every page, and what the C driver does here too.
-    fn migrate(&mut self, new_pfn: u64, old_pfn: u64) -> Result {
-        let mut device = self.binding.lock()?;
-        tell_host(&mut self.pfns, &mut device, INFLATE_QUEUE, |buf| {
-            push_page_pfns(buf, new_pfn)
-        })?;
-        if let Err(e) = tell_host(&mut self.pfns, &mut device, DEFLATE_QUEUE, |buf| {
-            push_page_pfns(buf, old_pfn)
-        }) {
-            pr_warn!(
-                "migration: could not tell the host about the old page: {:?}\n",
-                e
-            );
-        }
-        Counters::count(&self.counters.migrated, PFNS_PER_PAGE);
-        Ok(())
-    }
-}
-
-/// Pages allocated for the next inflate step, before the balloon's lock is
-/// taken (see the lock order).
-struct Inflating {
-    pages: PageList,
-    /// Whether the last step could not allocate (logged once per stall).
-    out_of_puff: bool,
 }
 
 /// One balloon device.
@@ -411,266 +213,7 @@ impl_has_work! {
     impl HasWork<Self, 0> for Balloon { self.resize_work }
 }
 
-impl WorkItem<0> for Balloon {
-    type Pointer = Arc<Balloon>;
-
-    fn run(this: Arc<Balloon>) {
-        // Requests up to here are served by this run (it reads the target
-        // after this).
-        let served = this.resize_requests.load(Relaxed);
-        for _ in 0..STEPS_PER_RUN {
-            if this.stopping.load(Relaxed) {
-                this.binding.relax();
-                return;
-            }
-            match this.step() {
-                Ok(Step::Done) => {
-                    this.settle(served);
-                    return;
-                }
-                Ok(Step::Moved(_)) => this.backoff_ms.store(BACKOFF_MIN_MS, Relaxed),
-                Ok(Step::Stalled) => {
-                    Counters::count(&this.counters.stalls, 1);
-                    this.back_off();
-                    break;
-                }
-                Err(ENODEV) => {
-                    // The device is gone: nothing more to wait for.
-                    this.binding.relax();
-                    return;
-                }
-                Err(e) => {
-                    pr_err!("resize failed: {:?}\n", e);
-                    this.back_off();
-                    break;
-                }
-            }
-        }
-        Balloon::requeue_resize(&this);
-    }
-}
-
 impl Balloon {
-    /// Pauses the resize work after a step that moved nothing, and doubles
-    /// the next pause (see [`BACKOFF_MIN_MS`]).
-    fn back_off(&self) {
-        let ms = self.backoff_ms.load(Relaxed);
-        self.backoff_ms.store(next_backoff_ms(ms), Relaxed);
-        fsleep(Delta::from_millis(ms.into()));
-    }
-
-    /// The host asked for a new size (or the device became ready): keep
-    /// the system awake (no autosleep) until the balloon has reached it, as
-    /// the C driver does, and queue a resize. Callable from atomic context.
-    fn request_resize(this: &Arc<Self>) {
-        if this.stopping.load(Relaxed) {
-            return;
-        }
-        // Counted before staying awake: see `settle`.
-        this.resize_requests.fetch_add(1, Full);
-        this.binding.stay_awake();
-        // Already queued is fine: that run will read the new target.
-        let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
-    }
-
-    /// Queues the resize work again to go on where a run stopped, or lets
-    /// the system sleep if the device is going away.
-    fn requeue_resize(this: &Arc<Self>) {
-        if this.stopping.load(Relaxed) {
-            this.binding.relax();
-            return;
-        }
-        let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
-    }
-
-    /// The balloon reached the target a run read after `served` requests:
-    /// let the system sleep again, unless a request came since. Its stay
-    /// awake may have come before this relax (and been undone by it), so
-    /// stay awake again for it; if it came after, the count read here
-    /// misses it but its own stay awake comes after the relax.
-    fn settle(self: &Arc<Self>, served: u32) {
-        self.binding.relax();
-        // A fully ordered read, after the relax.
-        if self.resize_requests.fetch_add(0, Full) != served {
-            self.binding.stay_awake();
-            Self::requeue_resize(self);
-        }
-    }
-
-    /// The host's target, in 4 KiB pages, rounded up to whole guest pages so
-    /// the balloon never oscillates around a target it cannot hit.
-    fn target(&self) -> Result<u32> {
-        let target = self
-            .binding
-            .lock()?
-            .read_config_le32(uapi::CONFIG_NUM_PAGES)?;
-        self.counters.target.store(target, Relaxed);
-        Ok(virtio::round_target(target, virtio::PAGE_SHIFT))
-    }
-
-    /// Moves the balloon one batch towards the target.
-    fn step(&self) -> Result<Step> {
-        let target = self.target()?;
-        let current = self.pages.lock().num_pages;
-        let step = if target > current {
-            self.inflate((target - current) as usize)?
-        } else if target < current {
-            self.deflate((current - target) as usize)?
-        } else {
-            Step::Done
-        };
-        self.report_actual()?;
-        Ok(step)
-    }
-
-    /// The most 4 KiB frames one step moves: its buffers, all full.
-    fn step_pfns(&self) -> usize {
-        self.depth * self.pages_per_buffer * PFNS_PER_PAGE
-    }
-
-    /// Tells the host how large the balloon is.
-    fn report_actual(&self) -> Result {
-        let actual = self.pages.lock().num_pages;
-        self.binding
-            .lock()?
-            .write_config_le32(uapi::CONFIG_ACTUAL, actual)?;
-        self.counters.actual.store(actual, Relaxed);
-        Ok(())
-    }
-
-    /// Adds up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted` 4 KiB
-    /// pages.
-    ///
-    /// Unlike the C driver, it stops short of the guest's last
-    /// `min_available_mib`: a target larger than the guest can give would
-    /// otherwise leave nothing for anyone else and end in the OOM killer.
-    /// It takes free huge blocks first (whole host huge pages, one
-    /// allocation for 512 pages) and single pages once they run out.
-    ///
-    /// The pages are allocated before the balloon's lock is taken, as in C:
-    /// the allocation may reclaim and compact, and both may call back into
-    /// the driver (the OOM notifier deflates, compaction migrates balloon
-    /// pages), which must not wait for an allocation to finish.
-    fn inflate(&self, wanted: usize) -> Result<Step> {
-        let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
-        let wanted = wanted.min(spare).min(self.step_pfns());
-        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
-        let mut guard = self.inflating.lock();
-        let new = &mut *guard;
-        let mut huge = pages >= HUGE_BLOCK_PAGES;
-        let (got, blocks) = alloc_balloon_pages(&mut new.pages, pages, &mut huge);
-        if got < pages {
-            Counters::count(&self.counters.alloc_failures, 1);
-        }
-        if new.pages.is_empty() {
-            if !new.out_of_puff {
-                pr_info!(
-                    "out of puff: no page to spare (keeping {} MiB available), backing off\n",
-                    *module_parameters::min_available_mib.value()
-                );
-                new.out_of_puff = true;
-            }
-            return Ok(Step::Stalled);
-        }
-        new.out_of_puff = false;
-
-        let mut state = self.pages.lock();
-        let state = &mut *state;
-        let mut in_flight = 0;
-        let mut sent = Ok(());
-        while !new.pages.is_empty() && in_flight < self.depth {
-            // Blocks come first on the list, so each buffer holds whole
-            // blocks or halves of one.
-            new.pages.move_to(&mut state.batch, self.pages_per_buffer);
-            in_flight += 1;
-            // The host starts on each huge block's worth while the next
-            // buffers are filled; never on half a block (see
-            // `pfns_per_buffer`).
-            let kick =
-                new.pages.is_empty() || (in_flight * self.pages_per_buffer) % HUGE_BLOCK_PAGES == 0;
-            sent = state.send_batch(INFLATE_QUEUE, kick);
-            if sent.is_err() {
-                in_flight -= 1;
-                break;
-            }
-        }
-        // Pages not sent (only after an error) go back.
-        state.batch.clear();
-        new.pages.clear();
-        drop(guard);
-        if let Err(e) = state.wait_sent(INFLATE_QUEUE, in_flight) {
-            // The device broke: it cannot use the pages any more, so they
-            // go back to the guest.
-            state.sent.clear();
-            return Err(e);
-        }
-        let moved = state.sent.len() * PFNS_PER_PAGE;
-        // Every buffer sent was acknowledged: those pages are the host's.
-        while !state.sent.is_empty() {
-            state.sent.move_to(&mut state.batch, LIST_BATCH_PAGES);
-            self.pages.enqueue(&mut state.batch);
-        }
-        state.num_pages += moved as u32;
-        Counters::count(&self.counters.inflated, moved);
-        if sent.is_ok() {
-            // Blocks go first: all of them went in whole.
-            Counters::count(&self.counters.blocks_inflated, blocks);
-        }
-        if moved == 0 {
-            sent?;
-            return Ok(Step::Stalled);
-        }
-        Ok(Step::Moved(moved))
-    }
-
-    /// Gives back up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted`
-    /// 4 KiB pages.
-    ///
-    /// With VIRTIO_BALLOON_F_MUST_TELL_HOST the pages are freed once the
-    /// host has acknowledged them, as in C. Without it (QEMU does not offer
-    /// it) the spec lets the guest reuse them right away, so they are freed
-    /// while the host works on the buffers.
-    fn deflate(&self, wanted: usize) -> Result<Step> {
-        let mut state = self.pages.lock();
-        let state = &mut *state;
-        let wanted = wanted.min(self.step_pfns()).min(state.num_pages as usize);
-        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
-        while state.unsent.len() < pages {
-            let chunk = (pages - state.unsent.len()).min(LIST_BATCH_PAGES);
-            if self.pages.dequeue(&mut state.unsent, chunk) == 0 {
-                break;
-            }
-        }
-        if state.unsent.is_empty() {
-            return Ok(Step::Stalled);
-        }
-        // From here on the pages are out of the balloon, whatever happens.
-        let moved = state.unsent.len() * PFNS_PER_PAGE;
-        state.num_pages -= moved as u32;
-        let mut in_flight = 0;
-        let mut sent = Ok(());
-        while !state.unsent.is_empty() && in_flight < self.depth {
-            state
-                .unsent
-                .move_to(&mut state.batch, self.pages_per_buffer);
-            sent = state.send_batch(DEFLATE_QUEUE, false);
-            if sent.is_err() {
-                break;
-            }
-            in_flight += 1;
-        }
-        let mut blocks = 0;
-        if !state.binding.has_feature(uapi::F_MUST_TELL_HOST) {
-            blocks += state.sent.clear();
-        }
-        let acked = state.wait_sent(DEFLATE_QUEUE, in_flight);
-        // A host that is gone cannot object: the pages are freed either way.
-        blocks += state.sent.clear() + state.batch.clear() + state.unsent.clear();
-        Counters::count(&self.counters.deflated, moved);
-        Counters::count(&self.counters.blocks_deflated, blocks);
-        sent.and(acked).map(|()| Step::Moved(moved))
-    }
-
     /// Waits until no work item is queued or running (with `stopping` set,
     /// none queues itself again).
     fn flush_works(&self) {
@@ -681,25 +224,6 @@ impl Balloon {
         if let Some(hinting) = &self.hinting {
             hinting.stop();
         }
-    }
-
-    /// Empties the balloon: used on remove, with work stopped.
-    fn deflate_all(&self) {
-        loop {
-            let left = self.pages.lock().num_pages as usize;
-            if left == 0 {
-                break;
-            }
-            match self.deflate(left) {
-                Ok(Step::Stalled) => fsleep(Delta::from_millis(10)),
-                Ok(_) => {}
-                Err(e) => {
-                    pr_err!("deflate on remove failed: {:?}\n", e);
-                    break;
-                }
-            }
-        }
-        let _ = self.report_actual();
     }
 
     /// Stops everything that may use the device: the hooks first (their
@@ -752,62 +276,6 @@ impl Balloon {
         let hooks = core::mem::take(&mut *self.hooks.lock());
         drop(hooks);
     }
-}
-
-impl OomHandler for Balloon {
-    /// Deflate on OOM: give back a batch (telling the host first) instead of
-    /// letting the OOM killer take a process.
-    fn release_on_oom(&self) -> usize {
-        let released = match self.deflate(OOM_RELEASE_PFNS) {
-            Ok(Step::Moved(pfns)) => pfns / PFNS_PER_PAGE,
-            _ => 0,
-        };
-        let _ = self.report_actual();
-        Counters::count(&self.counters.oom_released, released * PFNS_PER_PAGE);
-        if released > 0 {
-            pr_info!("out of memory: released {} pages\n", released);
-        }
-        released
-    }
-}
-
-/// Allocates up to `n` balloon pages onto `list` (of single pages); returns
-/// how many it got, and how many of them came as whole huge blocks.
-///
-/// While `huge` is set and a whole block is wanted, it takes free
-/// [`virtio::HUGE_ORDER`] blocks (without reclaim) and splits them into
-/// single pages, each block's pages together and in ascending order at the
-/// front of the list, so that a buffer taken from the front holds whole
-/// blocks; it clears `huge` when none is left. The rest comes one page at a
-/// time from [`Page::alloc`], which may reclaim, and goes to the back: in
-/// front it would shift every block across two buffers.
-fn alloc_balloon_pages(list: &mut PageList, n: usize, huge: &mut bool) -> (usize, usize) {
-    let mut got = 0;
-    while *huge && n - got >= HUGE_BLOCK_PAGES {
-        let Some(block) = Page::alloc_free_block(virtio::HUGE_ORDER) else {
-            *huge = false;
-            break;
-        };
-        if list.push_split(block).is_err() {
-            break;
-        }
-        got += HUGE_BLOCK_PAGES;
-    }
-    let blocks = got / HUGE_BLOCK_PAGES;
-    while got < n {
-        let Some(page) = Page::alloc() else {
-            break;
-        };
-        list.push_back(page);
-        got += 1;
-    }
-    (got, blocks)
-}
-
-/// Guest pages inflation leaves to the guest (`min_available_mib`).
-fn reserve_pages() -> usize {
-    let mib = *module_parameters::min_available_mib.value() as usize;
-    mib << (20 - kernel::page::PAGE_SHIFT)
 }
 
 /// Refuses module parameters the driver cannot honour, at load.
@@ -1056,7 +524,9 @@ impl kernel::InPlaceModule for BalloonModule {
 /// `/sys/kernel/debug/kunit/rust_balloon/run` runs it.
 #[kunit_tests(rust_balloon)]
 mod tests {
+    use super::resize::{next_backoff_ms, push_page_pfns, BACKOFF_MAX_MS, HUGE_BLOCK_PAGES};
     use super::*;
+    use virtio::{balloon_uapi::stat, MemoryCounters, PFNS_PER_PAGE};
 
     /// Frames per guest page of this kernel (1 with 4 KiB pages).
     const PER_PAGE: u32 = PFNS_PER_PAGE as u32;
