@@ -9,8 +9,11 @@
 //! also sends memory statistics, deflates when the guest runs out of memory,
 //! reports free pages, and lets compaction migrate balloon pages.
 //!
-//! This file holds the balloon logic only; every operation the compiler cannot
-//! check lives in the [`virtio`] layer.
+//! This file holds the device's state, probe and the bus callbacks; each
+//! feature lives in a module of its own: [`resize`] (inflate, deflate, OOM,
+//! migration), [`stats`], [`hinting`] and `reporting`, the last three only
+//! instantiated when negotiated; [`debugfs`] shows the counters. Every
+//! operation the compiler cannot check lives in the [`virtio`] layer.
 //!
 //! # Lock order
 //!
