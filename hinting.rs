@@ -63,13 +63,9 @@ impl WorkItem for Hinting {
 
     /// The host's hint command id changed.
     fn run(this: Arc<Hinting>) {
-        if this.stopping.load(Relaxed) {
-            return;
-        }
-        match this.answer_command() {
-            Ok(()) | Err(ENODEV) => {}
-            Err(e) => pr_err!("free page hinting failed: {:?}\n", e),
-        }
+        crate::run_once(&this.stopping, "free page hinting", || {
+            this.answer_command()
+        });
     }
 }
 
@@ -113,8 +109,7 @@ impl Hinting {
 
     /// Stops the work item: none is queued or running afterwards.
     pub(crate) fn stop(&self) {
-        self.stopping.store(true, Relaxed);
-        while virtio::flush_work(&self.work) {}
+        crate::stop_work(&self.stopping, &self.work);
     }
 
     /// Forgets the command: after a reset, the next one starts afresh (the

@@ -281,6 +281,25 @@ impl Balloon {
     }
 }
 
+/// Runs one piece of a feature's deferred work unless the feature is
+/// stopping; a device that went away meanwhile (`ENODEV`) is not an error.
+fn run_once(stopping: &Atomic<bool>, what: &str, work: impl FnOnce() -> Result) {
+    if stopping.load(Relaxed) {
+        return;
+    }
+    match work() {
+        Ok(()) | Err(ENODEV) => {}
+        Err(e) => pr_err!("{} failed: {:?}\n", what, e),
+    }
+}
+
+/// Stops a feature's work item: with `stopping` set none queues itself
+/// again, and none is queued or running afterwards.
+fn stop_work<T: ?Sized>(stopping: &Atomic<bool>, work: &Work<T>) {
+    stopping.store(true, Relaxed);
+    while virtio::flush_work(work) {}
+}
+
 /// Refuses module parameters the driver cannot honour, at load.
 fn check_parameters() -> Result {
     let pfns = *module_parameters::buffer_pfns.value() as usize;

@@ -44,13 +44,7 @@ impl WorkItem for Stats {
 
     /// The host took the stats buffer: answer with fresh figures.
     fn run(this: Arc<Stats>) {
-        if this.stopping.load(Relaxed) {
-            return;
-        }
-        match this.send() {
-            Ok(()) | Err(ENODEV) => {}
-            Err(e) => pr_err!("sending stats failed: {:?}\n", e),
-        }
+        crate::run_once(&this.stopping, "sending stats", || this.send());
     }
 }
 
@@ -87,8 +81,7 @@ impl Stats {
 
     /// Stops the work item: none is queued or running afterwards.
     pub(crate) fn stop(&self) {
-        self.stopping.store(true, Relaxed);
-        while virtio::flush_work(&self.work) {}
+        crate::stop_work(&self.stopping, &self.work);
     }
 
     /// After resume: a fresh buffer (the old one went with the reset),
