@@ -8,7 +8,7 @@
 //! is read without taking a lock, so reading never waits for a step that
 //! waits for the host. The README lists the fields.
 
-use crate::Balloon;
+use crate::resize::Resizer;
 use core::fmt::{Formatter, Result as FmtResult, Write};
 use kernel::{
     debugfs::{Dir, Scope, ScopedDir},
@@ -95,7 +95,7 @@ impl Counters {
 
 /// The balloon's debugfs directory; removed when dropped (in `remove`,
 /// `shutdown` or a failed probe, before the balloon goes).
-pub(crate) type View = Scope<Arc<Balloon>>;
+pub(crate) type View = Scope<Arc<Resizer>>;
 
 /// A file showing `u64` counter `$field` of the balloon's counters.
 macro_rules! counter_file {
@@ -103,14 +103,14 @@ macro_rules! counter_file {
         $dir.read_callback_file(
             $name,
             $balloon,
-            &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+            &|b: &Arc<Resizer>, f: &mut Formatter<'_>| {
                 writeln!(f, "{}", b.counters.$field.load(Relaxed))
             },
         )
     };
 }
 
-fn write_features(b: &Arc<Balloon>, f: &mut Formatter<'_>) -> FmtResult {
+fn write_features(b: &Arc<Resizer>, f: &mut Formatter<'_>) -> FmtResult {
     let mut first = true;
     for (feature, name) in crate::uapi::FEATURE_NAMES {
         if b.binding.has_feature(feature) {
@@ -122,33 +122,33 @@ fn write_features(b: &Arc<Balloon>, f: &mut Formatter<'_>) -> FmtResult {
     f.write_char('\n')
 }
 
-fn populate<'data>(b: &'data Arc<Balloon>, dir: &ScopedDir<'data, '_>) {
+fn populate<'data>(b: &'data Arc<Resizer>, dir: &ScopedDir<'data, '_>) {
     dir.read_callback_file(c"features", b, &write_features);
     dir.read_callback_file(
         c"target_pages",
         b,
-        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+        &|b: &Arc<Resizer>, f: &mut Formatter<'_>| {
             writeln!(f, "{}", b.counters.target.load(Relaxed))
         },
     );
     dir.read_callback_file(
         c"actual_pages",
         b,
-        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+        &|b: &Arc<Resizer>, f: &mut Formatter<'_>| {
             writeln!(f, "{}", b.counters.actual.load(Relaxed))
         },
     );
     dir.read_callback_file(
         c"buffer_pfns",
         b,
-        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| {
+        &|b: &Arc<Resizer>, f: &mut Formatter<'_>| {
             writeln!(f, "{}", b.pages_per_buffer * crate::virtio::PFNS_PER_PAGE)
         },
     );
     dir.read_callback_file(
         c"backoff_ms",
         b,
-        &|b: &Arc<Balloon>, f: &mut Formatter<'_>| writeln!(f, "{}", b.backoff_ms.load(Relaxed)),
+        &|b: &Arc<Resizer>, f: &mut Formatter<'_>| writeln!(f, "{}", b.backoff_ms.load(Relaxed)),
     );
     counter_file!(dir, b, c"inflated_pages", inflated);
     counter_file!(dir, b, c"deflated_pages", deflated);
@@ -167,7 +167,7 @@ fn populate<'data>(b: &'data Arc<Balloon>, dir: &ScopedDir<'data, '_>) {
 /// Creates `name` (the device's name) under `root` with the balloon's
 /// figures. The view holds a reference on the balloon: drop it with the
 /// other hooks.
-pub(crate) fn view(root: &Dir, name: &CStr, balloon: Arc<Balloon>) -> Result<Pin<KBox<View>>> {
+pub(crate) fn view(root: &Dir, name: &CStr, balloon: Arc<Resizer>) -> Result<Pin<KBox<View>>> {
     KBox::pin_init(
         root.scope(Ok::<_, Error>(balloon), name, populate),
         GFP_KERNEL,

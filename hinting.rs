@@ -182,7 +182,11 @@ impl Hinting {
                 // DONE stands until the next migration and every config change
                 // reads it again: say it once.
                 if self.active.xchg(cmd, Relaxed) != cmd || blocks != 0 {
-                    pr_info!("free page hint done: {} blocks back\n", blocks);
+                    dev_info!(
+                        self.binding.device(),
+                        "free page hint done: {} blocks back\n",
+                        blocks
+                    );
                 }
                 return Ok(());
             }
@@ -194,7 +198,12 @@ impl Hinting {
         let stop = self.send_command(uapi::CMD_ID_STOP);
         let sent = run?;
         stop?;
-        pr_info!("free page hint {:#x}: {} blocks sent\n", cmd, sent);
+        dev_info!(
+            self.binding.device(),
+            "free page hint {:#x}: {} blocks sent\n",
+            cmd,
+            sent
+        );
         Ok(())
     }
 

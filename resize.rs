@@ -3,25 +3,26 @@
 //! Resizing: inflate and deflate towards the host's target, the backoff
 //! when memory is short, deflate on OOM, and balloon page migration.
 //!
-//! Always there (the inflate and deflate queues are not optional). The
-//! [`Balloon`] holds its state; this module holds what it does with it.
+//! Always there (the inflate and deflate queues are not optional): the
+//! [`Resizer`] holds the balloon's pages and the work that moves them.
 
-use super::{module_parameters, Balloon};
+use super::module_parameters;
 use crate::{
     debugfs::Counters,
     virtio::{
-        self, available_pages as guest_available_pages, balloon_uapi as uapi, Binding, BoundGuard,
-        Buffer, Migrate, OomHandler, Page, PageList, QueueId, PFNS_PER_PAGE,
+        self, available_pages as guest_available_pages, balloon_uapi as uapi, BalloonPages,
+        Binding, BoundGuard, Buffer, Migrate, OomHandler, Page, PageList, QueueId, PFNS_PER_PAGE,
     },
 };
 use kernel::{
+    new_mutex,
     prelude::*,
     sync::{
-        atomic::{Full, Relaxed},
-        Arc,
+        atomic::{Atomic, Full, Relaxed},
+        Arc, Mutex,
     },
     time::{delay::fsleep, Delta, Instant, Monotonic},
-    workqueue::{self, WorkItem},
+    workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
 
 /// Inflate queue: PFNs of pages the guest gives up.
@@ -206,7 +207,8 @@ impl Migrate for State {
         if let Err(e) = tell_host(&mut self.pfns, &mut device, DEFLATE_QUEUE, |buf| {
             push_page_pfns(buf, old_pfn)
         }) {
-            pr_warn!(
+            dev_warn!(
+                self.binding.device(),
                 "migration: could not tell the host about the old page: {:?}\n",
                 e
             );
@@ -224,10 +226,107 @@ pub(super) struct Inflating {
     pub(super) out_of_puff: bool,
 }
 
-impl WorkItem<0> for Balloon {
-    type Pointer = Arc<Balloon>;
+/// The balloon's pages and the work that resizes it.
+#[pin_data]
+pub(crate) struct Resizer {
+    /// First field: dropped first, while everything it may call back into
+    /// is still there.
+    #[pin]
+    pub(crate) pages: BalloonPages<State>,
+    #[pin]
+    inflating: Mutex<Inflating>,
+    pub(crate) binding: Arc<Binding>,
+    /// What the balloon has done, for debugfs (shared with [`State`]).
+    pub(crate) counters: Arc<Counters>,
+    /// PFN buffers a step keeps in flight: [`BUFFERS_IN_FLIGHT`], or fewer
+    /// if the device's rings are smaller.
+    depth: usize,
+    /// Guest pages in one PFN buffer (see [`crate::pfns_per_buffer`]).
+    pub(crate) pages_per_buffer: usize,
+    /// Set on remove and shutdown: no more work may start.
+    stopping: Atomic<bool>,
+    /// The resize work's next pause if it cannot move (milliseconds).
+    pub(crate) backoff_ms: Atomic<u32>,
+    /// Resize requests so far (config changes, `ready`): a run lets the
+    /// system sleep again only if none came since it read the target.
+    resize_requests: Atomic<u32>,
+    #[pin]
+    resize_work: Work<Resizer, 0>,
+}
 
-    fn run(this: Arc<Balloon>) {
+impl_has_work! {
+    impl HasWork<Self, 0> for Resizer { self.resize_work }
+}
+
+impl Resizer {
+    /// Sets up the balloon, empty, for a device whose inflate and deflate
+    /// queues are found, with `pfns_per_buffer` 4 KiB frames per buffer.
+    pub(crate) fn new(
+        binding: Arc<Binding>,
+        pfns_per_buffer: usize,
+        counters: Arc<Counters>,
+    ) -> Result<Arc<Self>> {
+        let depth = {
+            let device = binding.lock()?;
+            let ring = device
+                .vring_size(INFLATE_QUEUE)?
+                .min(device.vring_size(DEFLATE_QUEUE)?);
+            BUFFERS_IN_FLIGHT.min(ring as usize)
+        };
+        if depth == 0 {
+            return Err(ENOSPC);
+        }
+        let mut pfns = KVec::with_capacity(depth, GFP_KERNEL)?;
+        for _ in 0..depth {
+            give_back(
+                &mut pfns,
+                Buffer::new(pfns_per_buffer * core::mem::size_of::<u32>())?,
+            );
+        }
+        let state = State {
+            binding: binding.clone(),
+            counters: counters.clone(),
+            num_pages: 0,
+            pfns,
+            unsent: PageList::new()?,
+            batch: PageList::new()?,
+            sent: PageList::new()?,
+        };
+        let inflating = Inflating {
+            pages: PageList::new()?,
+            out_of_puff: false,
+        };
+        // With deflate-on-OOM the guest may take ballooned memory back at
+        // any time, so it stays in MemTotal (as in C).
+        let deflate_on_oom = binding.has_feature(uapi::F_DEFLATE_ON_OOM);
+        Arc::pin_init(
+            pin_init!(Self {
+                pages <- BalloonPages::new(!deflate_on_oom, new_mutex!(state)),
+                inflating <- new_mutex!(inflating),
+                binding,
+                counters,
+                depth,
+                pages_per_buffer: virtio::whole_pages(pfns_per_buffer, virtio::PAGE_SHIFT),
+                stopping: Atomic::new(false),
+                backoff_ms: Atomic::new(BACKOFF_MIN_MS),
+                resize_requests: Atomic::new(0),
+                resize_work <- new_work!("Resizer::resize_work"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Stops the resize work: none is queued or running afterwards, and
+    /// none queues itself again.
+    pub(crate) fn stop(&self) {
+        crate::stop_work(&self.stopping, &self.resize_work);
+    }
+}
+
+impl WorkItem<0> for Resizer {
+    type Pointer = Arc<Resizer>;
+
+    fn run(this: Arc<Resizer>) {
         // Requests up to here are served by this run (it reads the target
         // after this).
         let served = this.resize_requests.load(Relaxed);
@@ -253,17 +352,17 @@ impl WorkItem<0> for Balloon {
                     return;
                 }
                 Err(e) => {
-                    pr_err!("resize failed: {:?}\n", e);
+                    dev_err!(this.binding.device(), "resize failed: {:?}\n", e);
                     this.back_off();
                     break;
                 }
             }
         }
-        Balloon::requeue_resize(&this);
+        Resizer::requeue_resize(&this);
     }
 }
 
-impl Balloon {
+impl Resizer {
     /// Pauses the resize work after a step that moved nothing, and doubles
     /// the next pause (see [`BACKOFF_MIN_MS`]).
     fn back_off(&self) {
@@ -377,7 +476,8 @@ impl Balloon {
         }
         if new.pages.is_empty() {
             if !new.out_of_puff {
-                pr_info!(
+                dev_info!(
+                    self.binding.device(),
                     "out of puff: no page to spare (keeping {} MiB available), backing off\n",
                     *module_parameters::min_available_mib.value()
                 );
@@ -495,7 +595,7 @@ impl Balloon {
                 Ok(Step::Stalled) => fsleep(Delta::from_millis(10)),
                 Ok(_) => {}
                 Err(e) => {
-                    pr_err!("deflate on remove failed: {:?}\n", e);
+                    dev_err!(self.binding.device(), "deflate on remove failed: {:?}\n", e);
                     break;
                 }
             }
@@ -504,7 +604,7 @@ impl Balloon {
     }
 }
 
-impl OomHandler for Balloon {
+impl OomHandler for Resizer {
     /// Deflate on OOM: give back a batch (telling the host first) instead of
     /// letting the OOM killer take a process.
     fn release_on_oom(&self) -> usize {
@@ -515,7 +615,11 @@ impl OomHandler for Balloon {
         let _ = self.report_actual();
         Counters::count(&self.counters.oom_released, released * PFNS_PER_PAGE);
         if released > 0 {
-            pr_info!("out of memory: released {} pages\n", released);
+            dev_info!(
+                self.binding.device(),
+                "out of memory: released {} pages\n",
+                released
+            );
         }
         released
     }

@@ -51,24 +51,22 @@ use debugfs::Counters;
 use hinting::Hinting;
 use kernel::{
     debugfs::Dir,
+    device::{Bound, Core},
     new_mutex,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
         Arc, Mutex,
     },
-    workqueue::{impl_has_work, new_work, Work},
+    workqueue::Work,
 };
-use resize::{
-    give_back, Inflating, State, BACKOFF_MIN_MS, BLOCK_PFNS, BUFFERS_IN_FLIGHT, DEFLATE_QUEUE,
-    INFLATE_QUEUE,
-};
+use resize::{Resizer, BLOCK_PFNS};
 use stats::Stats;
 #[cfg(CONFIG_PAGE_REPORTING)]
 use virtio::PageReporting;
 use virtio::{
-    balloon_uapi as uapi, BalloonPages, Binding, Buffer, Device, Feature, OomNotifier, PageList,
-    QueueId, QueueInfo, Shrinker, Transport, Validating,
+    balloon_uapi as uapi, Binding, Buffer, Device, Feature, OomNotifier, QueueId, QueueInfo,
+    Shrinker, Transport, Validating,
 };
 
 module! {
@@ -165,62 +163,106 @@ impl Queues {
     }
 }
 
-/// One balloon device.
+/// One bound balloon device: the driver's data, which the bus keeps from
+/// probe until the device is unbound. Each feature is an object of its own,
+/// there only if negotiated; what they share is the [`Binding`].
 #[pin_data]
 struct Balloon {
-    /// First field: dropped first, while everything it may call back into
-    /// is still there.
-    #[pin]
-    pages: BalloonPages<State>,
-    #[pin]
-    inflating: Mutex<Inflating>,
-    binding: Arc<Binding>,
+    /// Inflate, deflate, OOM and migration (always there).
+    resizer: Arc<Resizer>,
     queues: Queues,
-    /// What the balloon has done, for debugfs (shared with [`State`]).
-    counters: Arc<Counters>,
-    /// PFN buffers a step keeps in flight: [`BUFFERS_IN_FLIGHT`], or fewer
-    /// if the device's rings are smaller.
-    depth: usize,
-    /// Guest pages in one PFN buffer (see [`pfns_per_buffer`]).
-    pages_per_buffer: usize,
-    /// Set on remove and shutdown: no more work may start.
-    stopping: Atomic<bool>,
-    /// The resize work's next pause if it cannot move (milliseconds).
-    backoff_ms: Atomic<u32>,
-    /// Resize requests so far (config changes, `ready`): a run lets the
-    /// system sleep again only if none came since it read the target.
-    resize_requests: Atomic<u32>,
-    #[pin]
-    resize_work: Work<Balloon, 0>,
     /// Free page hinting, if negotiated.
     hinting: Option<Arc<Hinting>>,
     /// The statistics queue, if negotiated.
     stats: Option<Arc<Stats>>,
-    /// Registrations that hold a reference on the balloon: dropped in
-    /// `remove` and `shutdown`, which breaks the cycle.
+    /// Registrations that call into the features: dropped (unregistered)
+    /// in `remove` and `shutdown`, while the device still answers.
     #[pin]
     hooks: Mutex<Hooks>,
 }
 
+/// What the balloon registered with the rest of the kernel, held only to
+/// be unregistered by dropping it.
 #[derive(Default)]
 struct Hooks {
-    /// The debugfs directory (it reads the balloon's figures).
-    view: Option<Pin<KBox<debugfs::View>>>,
-    oom: Option<Pin<KBox<OomNotifier<Balloon>>>>,
+    /// The debugfs directory (it reads the resizer's figures).
+    _view: Option<Pin<KBox<debugfs::View>>>,
+    _oom: Option<Pin<KBox<OomNotifier<Resizer>>>>,
     #[cfg(CONFIG_PAGE_REPORTING)]
-    reporting: Option<Pin<KBox<PageReporting<reporting::Reporting>>>>,
-    shrinker: Option<Shrinker<Hinting>>,
-}
-
-impl_has_work! {
-    impl HasWork<Self, 0> for Balloon { self.resize_work }
+    _reporting: Option<Pin<KBox<PageReporting<reporting::Reporting>>>>,
+    _shrinker: Option<Shrinker<Hinting>>,
 }
 
 impl Balloon {
+    /// Sets the balloon up on a device whose features are negotiated: finds
+    /// the queues, makes one object per negotiated feature, and registers
+    /// the hooks that call into them; what is left is to pin it.
+    fn new(
+        dev: &Device<Core<'_>>,
+        binding: Arc<Binding>,
+        debugfs: &Dir,
+    ) -> Result<impl PinInit<Self, Error>> {
+        let queues = Queues::find(&binding)?;
+        let transport = dev.transport();
+        let pfns_per_buffer = pfns_per_buffer(transport);
+        let counters = Arc::new(Counters::new(), GFP_KERNEL)?;
+        let resizer = Resizer::new(binding.clone(), pfns_per_buffer, counters.clone())?;
+        write_poison_val(&binding)?;
+        // The balloon cannot wake the system, but it handles the wakeup
+        // events its transport passes up.
+        dev.set_wakeup_capable();
+        let stats = queues
+            .stats
+            .map(|queue| Stats::new(binding.clone(), queue))
+            .transpose()?;
+        let hinting = queues
+            .hint
+            .map(|queue| Hinting::new(binding.clone(), queue, counters.clone()))
+            .transpose()?;
+        let deflate_on_oom = dev.has_feature(uapi::F_DEFLATE_ON_OOM);
+        let hooks = Hooks {
+            _view: Some(debugfs::view(
+                debugfs,
+                dev.as_ref().name(),
+                resizer.clone(),
+            )?),
+            _oom: deflate_on_oom
+                .then(|| OomNotifier::register(resizer.clone(), OOM_NOTIFY_PRIORITY))
+                .transpose()?,
+            _shrinker: hinting
+                .as_ref()
+                .map(|hinting| Shrinker::register(hinting.clone(), c"rust-balloon"))
+                .transpose()?,
+            #[cfg(CONFIG_PAGE_REPORTING)]
+            _reporting: queues
+                .reporting
+                .map(|queue| reporting::Reporting::register(binding.clone(), queue, counters))
+                .transpose()?,
+        };
+        dev_info!(
+            dev,
+            "bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}, {:?} with {} PFNs per buffer\n",
+            stats.is_some(),
+            deflate_on_oom,
+            hinting.is_some(),
+            queues.reporting.is_some(),
+            dev.has_feature(uapi::F_PAGE_POISON),
+            transport,
+            pfns_per_buffer,
+        );
+        Ok(try_pin_init!(Self {
+            resizer,
+            queues,
+            hinting,
+            stats,
+            hooks <- new_mutex!(hooks),
+        }))
+    }
+
     /// Waits until no work item is queued or running (with `stopping` set,
     /// none queues itself again).
-    fn flush_works(&self) {
-        while virtio::flush_work(&self.resize_work) {}
+    fn stop_works(&self) {
+        self.resizer.stop();
         if let Some(stats) = &self.stats {
             stats.stop();
         }
@@ -234,51 +276,43 @@ impl Balloon {
     /// the work items, none of which queues itself again afterwards.
     fn quiesce(&self) {
         self.unregister_hooks();
-        self.stopping.store(true, Relaxed);
-        self.flush_works();
+        self.stop_works();
     }
 
-    /// Tells the host which value free pages hold, if it was negotiated.
-    /// The device forgets it on reset, and the spec wants it set before
-    /// DRIVER_OK: at probe and at every restore.
-    fn write_poison_val(binding: &Binding) -> Result {
-        if !binding.has_feature(uapi::F_PAGE_POISON) {
-            return Ok(());
-        }
-        // What free pages hold, in every byte of the value.
-        let fill = virtio::free_page_fill().unwrap_or(0);
-        binding
-            .lock()?
-            .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))
-    }
-
-    /// Registers the debugfs view, the OOM notifier, the hint shrinker and
-    /// page reporting, as negotiated.
-    fn register_hooks(this: &Arc<Self>, dev: &Device, debugfs: &Dir) -> Result {
-        let mut hooks = this.hooks.lock();
-        hooks.view = Some(debugfs::view(debugfs, dev.as_dev().name(), this.clone())?);
-        if this.binding.has_feature(uapi::F_DEFLATE_ON_OOM) {
-            hooks.oom = Some(OomNotifier::register(this.clone(), OOM_NOTIFY_PRIORITY)?);
-        }
-        if let Some(hinting) = &this.hinting {
-            hooks.shrinker = Some(Shrinker::register(hinting.clone(), c"rust-balloon")?);
-        }
-        #[cfg(CONFIG_PAGE_REPORTING)]
-        if let Some(queue) = this.queues.reporting {
-            hooks.reporting = Some(reporting::Reporting::register(
-                this.binding.clone(),
-                queue,
-                this.counters.clone(),
-            )?);
-        }
-        Ok(())
-    }
-
-    /// Unregisters them; waits for a notification or report in progress.
+    /// Unregisters the hooks; waits for a notification or report in
+    /// progress.
     fn unregister_hooks(&self) {
         let hooks = core::mem::take(&mut *self.hooks.lock());
         drop(hooks);
     }
+
+    /// Gives every page back and resets the device: the end of a binding
+    /// (remove) or of its first half (freeze). Hinted blocks are free once
+    /// the device is reset. Returns the pages the balloon held.
+    fn deflate_and_reset(&self) -> u32 {
+        let pages = self.resizer.pages.lock().num_pages;
+        self.resizer.deflate_all();
+        self.resizer.binding.teardown();
+        if let Some(hinting) = &self.hinting {
+            hinting.reset();
+        }
+        self.resizer.binding.relax();
+        pages
+    }
+}
+
+/// Tells the host which value free pages hold, if it was negotiated. The
+/// device forgets it on reset, and the spec wants it set before DRIVER_OK:
+/// at probe and at every restore.
+fn write_poison_val(binding: &Binding) -> Result {
+    if !binding.has_feature(uapi::F_PAGE_POISON) {
+        return Ok(());
+    }
+    // What free pages hold, in every byte of the value.
+    let fill = virtio::free_page_fill().unwrap_or(0);
+    binding
+        .lock()?
+        .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))
 }
 
 /// Runs one piece of a feature's deferred work unless the feature is
@@ -340,7 +374,7 @@ impl virtio::Driver for Balloon {
     /// or do not report them at all, and keep page reporting free of memory
     /// allocation (no indirect descriptors). No page reporting either in a
     /// kernel built without it (see `Kbuild`).
-    fn validate(dev: &Validating) -> Result {
+    fn validate(dev: &Validating<'_>) -> Result {
         if !cfg!(CONFIG_PAGE_REPORTING) {
             dev.clear_feature(uapi::F_REPORTING);
         }
@@ -354,107 +388,27 @@ impl virtio::Driver for Balloon {
         Ok(())
     }
 
-    fn probe(dev: &Device, binding: Arc<Binding>, debugfs: &Dir) -> Result<Arc<Self>> {
-        let queues = Queues::find(&binding)?;
-        let deflate_on_oom = binding.has_feature(uapi::F_DEFLATE_ON_OOM);
-        let depth = {
-            let device = binding.lock()?;
-            let ring = device
-                .vring_size(INFLATE_QUEUE)?
-                .min(device.vring_size(DEFLATE_QUEUE)?);
-            BUFFERS_IN_FLIGHT.min(ring as usize)
-        };
-        if depth == 0 {
-            return Err(ENOSPC);
-        }
-        let transport = dev.transport();
-        let pfns_per_buffer = pfns_per_buffer(transport);
-        let counters = Arc::new(Counters::new(), GFP_KERNEL)?;
-        let state = State {
-            binding: binding.clone(),
-            counters: counters.clone(),
-            num_pages: 0,
-            pfns: {
-                let mut pool = KVec::with_capacity(depth, GFP_KERNEL)?;
-                for _ in 0..depth {
-                    give_back(
-                        &mut pool,
-                        Buffer::new(pfns_per_buffer * core::mem::size_of::<u32>())?,
-                    );
-                }
-                pool
-            },
-            unsent: PageList::new()?,
-            batch: PageList::new()?,
-            sent: PageList::new()?,
-        };
-        let inflating = Inflating {
-            pages: PageList::new()?,
-            out_of_puff: false,
-        };
-        Self::write_poison_val(&binding)?;
-        // The balloon cannot wake the system, but it handles the wakeup
-        // events its transport passes up.
-        binding.set_wakeup_capable();
-        let stats = queues
-            .stats
-            .map(|queue| Stats::new(binding.clone(), queue))
-            .transpose()?;
-        let hinting = queues
-            .hint
-            .map(|queue| Hinting::new(binding.clone(), queue, counters.clone()))
-            .transpose()?;
-        let balloon = Arc::pin_init(
-            pin_init!(Balloon {
-                // With deflate-on-OOM the guest may take ballooned memory
-                // back at any time, so it stays in MemTotal (as in C).
-                pages <- BalloonPages::new(!deflate_on_oom, new_mutex!(state)),
-                inflating <- new_mutex!(inflating),
-                binding,
-                queues,
-                counters,
-                depth,
-                pages_per_buffer: virtio::whole_pages(pfns_per_buffer, virtio::PAGE_SHIFT),
-                stopping: Atomic::new(false),
-                backoff_ms: Atomic::new(BACKOFF_MIN_MS),
-                resize_requests: Atomic::new(0),
-                resize_work <- new_work!("Balloon::resize_work"),
-                hinting,
-                stats,
-                hooks <- new_mutex!(Hooks::default()),
-            }),
-            GFP_KERNEL,
-        )?;
-        if let Err(e) = Self::register_hooks(&balloon, dev, debugfs) {
-            balloon.unregister_hooks();
-            return Err(e);
-        }
-        dev_info!(
-            dev,
-            "bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}, {:?} with {} PFNs per buffer\n",
-            balloon.stats.is_some(),
-            deflate_on_oom,
-            balloon.hinting.is_some(),
-            balloon.queues.reporting.is_some(),
-            dev.has_feature(uapi::F_PAGE_POISON),
-            transport,
-            pfns_per_buffer,
-        );
-        Ok(balloon)
+    fn probe(
+        dev: &Device<Core<'_>>,
+        binding: Arc<Binding>,
+        debugfs: &Dir,
+    ) -> impl PinInit<Self, Error> {
+        let balloon = Balloon::new(dev, binding, debugfs);
+        pin_init::pin_init_scope(move || balloon)
     }
 
-    fn ready(this: &Arc<Self>) {
-        Self::request_resize(this);
+    fn ready(_dev: &Device<Bound>, this: Pin<&Self>) {
+        Resizer::request_resize(&this.resizer);
     }
 
-    fn config_changed(this: &Arc<Self>) {
-        Self::request_resize(this);
+    fn config_changed(_dev: &Device<Bound>, this: Pin<&Self>) {
+        Resizer::request_resize(&this.resizer);
         if let Some(hinting) = &this.hinting {
             Hinting::config_changed(hinting);
         }
     }
 
-    fn queue_event(this: &Arc<Self>, queue: QueueId) {
+    fn queue_event(_dev: &Device<Bound>, this: Pin<&Self>, queue: QueueId) {
         if let Some(stats) = this.stats.as_ref().filter(|stats| stats.owns(queue)) {
             Stats::host_asked(stats);
         }
@@ -462,17 +416,10 @@ impl virtio::Driver for Balloon {
 
     /// Suspend: as the C driver, give every page back (the host may not
     /// keep its side of the balloon across the suspend). Nothing here
-    /// allocates: a failure after the reset below would leave the device
-    /// dead while the system resumes.
-    fn freeze(this: &Arc<Self>, dev: &Device) -> Result {
-        let pages = this.pages.lock().num_pages;
-        this.deflate_all();
-        // Hinted blocks are free once the device is reset.
-        this.binding.teardown();
-        if let Some(hinting) = &this.hinting {
-            hinting.reset();
-        }
-        this.binding.relax();
+    /// allocates: a failure after the reset would leave the device dead
+    /// while the system resumes.
+    fn freeze(dev: &Device<Core<'_>>, this: Pin<&Self>) -> Result {
+        let pages = this.deflate_and_reset();
         dev_info!(dev, "suspend: {} pages returned\n", pages);
         Ok(())
     }
@@ -480,31 +427,26 @@ impl virtio::Driver for Balloon {
     /// Resume: the same queues again, the poison value again (the reset
     /// cleared it), and a fresh stats buffer (the old one went with the
     /// reset); `ready` then moves back towards the target.
-    fn restore(this: &Arc<Self>, _dev: &Device) -> Result {
+    fn restore(_dev: &Device<Core<'_>>, this: Pin<&Self>) -> Result {
+        let binding = &this.resizer.binding;
         // Same features, same queues; anything else would be a device bug.
-        if Queues::find(&this.binding)? != this.queues {
+        if Queues::find(binding)? != this.queues {
             return Err(EINVAL);
         }
-        Self::write_poison_val(&this.binding)?;
+        write_poison_val(binding)?;
         if let Some(stats) = &this.stats {
             stats.restore()?;
         }
         Ok(())
     }
 
-    fn remove(this: &Arc<Self>, dev: &Device) {
+    /// Reset the device here (the bus would right after): once no queue
+    /// interrupt can come, no stats work can be queued either, and a last
+    /// flush leaves nothing behind to run after unload.
+    fn remove(dev: &Device<Core<'_>>, this: Pin<&Self>) {
         this.quiesce();
-        let pages = this.pages.lock().num_pages;
-        this.deflate_all();
-        // Reset the device now (the bus would right after): once no queue
-        // interrupt can come, no stats work can be queued either, and a
-        // last flush leaves nothing behind to run after unload.
-        this.binding.teardown();
-        this.flush_works();
-        if let Some(hinting) = &this.hinting {
-            hinting.reset();
-        }
-        this.binding.relax();
+        let pages = this.deflate_and_reset();
+        this.stop_works();
         dev_info!(dev, "removed, {} pages returned\n", pages);
     }
 
@@ -513,13 +455,13 @@ impl virtio::Driver for Balloon {
     /// ever once the core resets the device, holding the locks the OOM
     /// notifier takes). The pages stay ballooned: the host keeps its side
     /// until its reset, and the memory is the next kernel's anyway.
-    fn shutdown(this: &Arc<Self>, dev: &Device) {
+    fn shutdown(dev: &Device<Core<'_>>, this: Pin<&Self>) {
         this.quiesce();
-        this.binding.relax();
+        this.resizer.binding.relax();
         dev_info!(
             dev,
             "shutdown with {} pages ballooned\n",
-            this.pages.lock().num_pages
+            this.resizer.pages.lock().num_pages
         );
     }
 }
@@ -546,7 +488,9 @@ impl kernel::InPlaceModule for BalloonModule {
 /// `/sys/kernel/debug/kunit/rust_balloon/run` runs it.
 #[kunit_tests(rust_balloon)]
 mod tests {
-    use super::resize::{next_backoff_ms, push_page_pfns, BACKOFF_MAX_MS, HUGE_BLOCK_PAGES};
+    use super::resize::{
+        next_backoff_ms, push_page_pfns, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HUGE_BLOCK_PAGES,
+    };
     use super::*;
     use virtio::{balloon_uapi::stat, MemoryCounters, PFNS_PER_PAGE};
 

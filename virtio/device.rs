@@ -5,48 +5,59 @@
 #[cfg(CONFIG_PAGE_REPORTING)]
 use super::reporting::ReportedPages;
 use super::{bindings as b, wait::WaitQueue, Buffer, ConfigLe32, Feature, Page, HINT_BLOCK_ORDER};
-use core::{ops::ControlFlow, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    ops::ControlFlow,
+    ptr::{addr_of_mut, NonNull},
+};
 use kernel::{
+    device::{self, Bound, Core, DeviceContext, Normal},
     error::to_result,
     new_mutex,
     prelude::*,
     static_lock_class,
-    sync::{aref::ARef, Arc, Mutex},
+    sync::{
+        aref::{ARef, AlwaysRefCounted},
+        Arc, Mutex,
+    },
     types::Opaque,
 };
 
-/// A virtio device (`struct virtio_device`), as the bus hands it to a driver.
+/// A virtio device (`struct virtio_device`).
+///
+/// As the kernel crate's bus devices (`pci::Device`), it carries a device
+/// context: the bus callbacks hand the driver a `&Device<Core>` (probe,
+/// remove, suspend, shutdown: the device lock is held) or a
+/// `&Device<Bound>` (interrupt and config callbacks), which deref to the
+/// wider contexts down to `Device` (`Normal`), the only one that may be
+/// kept, as an `ARef<Device>`. `AsRef<device::Device<Ctx>>` makes
+/// `dev_info!(dev, ...)` work.
 ///
 /// # Invariants
 ///
-/// A `&Device` is only created for a device that is bound, or being bound,
-/// to the driver, and only for the duration of a bus callback.
+/// The wrapped `virtio_device` is valid; for `Device<Bound>`, `Device<Core>`
+/// and `Device<CoreInternal>` it is bound to the driver (or being bound, in
+/// `probe`) for as long as the reference lives, which is the callback it was
+/// handed to.
 #[repr(transparent)]
-pub(crate) struct Device(Opaque<b::virtio_device>);
+pub(crate) struct Device<Ctx: DeviceContext = Normal>(Opaque<b::virtio_device>, PhantomData<Ctx>);
 
-impl Device {
+impl<Ctx: DeviceContext> Device<Ctx> {
     /// Creates a reference from the bus's pointer.
     ///
     /// # Safety
     ///
-    /// `ptr` must point to a `virtio_device` that stays valid, and bound to
-    /// this driver, for `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut b::virtio_device) -> &'a Self {
+    /// `ptr` must point to a valid `virtio_device` for `'a`, in the state
+    /// `Ctx` stands for (see the type invariants) for all of `'a`.
+    pub(super) unsafe fn from_raw<'a>(ptr: *mut b::virtio_device) -> &'a Self {
         // SAFETY: `Device` is a transparent wrapper of `virtio_device`; the
-        // caller guarantees the pointer is valid for `'a`.
+        // caller guarantees the pointer is valid, in this context, for `'a`.
+        // INVARIANT: As the caller guarantees.
         unsafe { &*ptr.cast::<Self>() }
     }
 
     pub(super) fn as_raw(&self) -> *mut b::virtio_device {
         self.0.get()
-    }
-
-    /// The generic device (also through `AsRef`, so that `dev_info!(dev,
-    /// ...)` works as for the kernel crate's buses).
-    pub(crate) fn as_dev(&self) -> &kernel::device::Device {
-        // SAFETY: `dev` is embedded in a valid `virtio_device` (type
-        // invariant), and lives as long as it.
-        unsafe { kernel::device::Device::from_raw(core::ptr::addr_of_mut!((*self.as_raw()).dev)) }
     }
 
     /// Whether `feature` was negotiated (or, in `validate`, offered).
@@ -55,25 +66,78 @@ impl Device {
     }
 }
 
-impl AsRef<kernel::device::Device> for Device {
-    fn as_ref(&self) -> &kernel::device::Device {
-        self.as_dev()
+impl<Ctx: DeviceContext> AsRef<device::Device<Ctx>> for Device<Ctx> {
+    fn as_ref(&self) -> &device::Device<Ctx> {
+        // SAFETY: `dev` is embedded in the valid `virtio_device` (type
+        // invariant) and lives as long as it; the context is the same.
+        unsafe { device::Device::from_raw(addr_of_mut!((*self.as_raw()).dev)) }
+    }
+}
+
+// SAFETY: `Device` is a transparent wrapper of `virtio_device`, which does
+// not depend on the context parameter.
+kernel::impl_device_context_deref!(unsafe { Device });
+kernel::impl_device_context_into_aref!(Device);
+
+// SAFETY: A `virtio_device` is reference counted through its `struct device`
+// (C has no `virtio_dev_get`: drivers call `get_device(&vdev->dev)`).
+unsafe impl AlwaysRefCounted for Device {
+    fn inc_ref(&self) {
+        // SAFETY: A shared reference means the count is not zero.
+        unsafe { kernel::bindings::get_device(addr_of_mut!((*self.as_raw()).dev)) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: The caller owns a reference to give back.
+        unsafe {
+            kernel::bindings::put_device(addr_of_mut!(
+                (*obj.cast::<b::virtio_device>().as_ptr()).dev
+            ))
+        }
+    }
+}
+
+// SAFETY: A reference-counted device may be released from any thread.
+unsafe impl Send for Device {}
+// SAFETY: Every method of `Device` (`Normal`) and `Device<Bound>` is
+// thread safe: they read fields fixed at registration or call C functions
+// that lock for themselves.
+unsafe impl Sync for Device {}
+// SAFETY: See above.
+unsafe impl Sync for Device<Bound> {}
+
+impl Device<Core<'_>> {
+    /// Declares that the device may hold the system awake (it handles
+    /// wakeup events its transport passes up).
+    pub(crate) fn set_wakeup_capable(&self) {
+        // SAFETY: The device is valid (type invariant); the call only sets
+        // up sysfs state, under the device lock a `Core` context holds.
+        unsafe {
+            b::rust_balloon_device_set_wakeup_capable(addr_of_mut!((*self.as_raw()).dev), true)
+        };
     }
 }
 
 /// A device in [`super::Driver::validate`]: offered features are still open
 /// to negotiation, and only here may the driver turn some off.
+///
+/// # Invariants
+///
+/// The bus is in its `validate` callback for the device for as long as the
+/// reference lives.
 #[repr(transparent)]
-pub(crate) struct Validating(Device);
+pub(crate) struct Validating<'a>(Device<Core<'a>>);
 
-impl Validating {
+impl<'a> Validating<'a> {
     /// # Safety
     ///
-    /// `dev` is being offered to the driver, and the bus is in its
-    /// `validate` callback for it for `'a`.
-    pub(super) unsafe fn from_device<'a>(dev: &'a Device) -> &'a Self {
-        // SAFETY: `Validating` is a transparent wrapper of `Device`.
-        unsafe { &*core::ptr::from_ref(dev).cast::<Self>() }
+    /// `ptr` is a valid device offered to the driver, and the bus is in its
+    /// `validate` callback for it for `'b`.
+    pub(super) unsafe fn from_raw<'b>(ptr: *mut b::virtio_device) -> &'b Self {
+        // SAFETY: `Validating` is a transparent wrapper of `Device`;
+        // validity as the caller guarantees.
+        // INVARIANT: As the caller guarantees.
+        unsafe { &*ptr.cast::<Self>() }
     }
 
     /// Turns `feature` off before negotiation completes.
@@ -94,10 +158,10 @@ impl Validating {
     }
 }
 
-impl core::ops::Deref for Validating {
-    type Target = Device;
+impl<'a> core::ops::Deref for Validating<'a> {
+    type Target = Device<Core<'a>>;
 
-    fn deref(&self) -> &Device {
+    fn deref(&self) -> &Device<Core<'a>> {
         &self.0
     }
 }
@@ -113,7 +177,7 @@ pub(crate) enum Transport {
     Other,
 }
 
-impl Device {
+impl<Ctx: DeviceContext> Device<Ctx> {
     /// The transport the device is on.
     pub(crate) fn transport(&self) -> Transport {
         // SAFETY: The device is valid (type invariant); its transport sets
@@ -270,27 +334,32 @@ struct BindingState {
     vqs: KVec<NonNull<b::virtqueue>>,
 }
 
-/// The driver's handle on a bound device: config space and virtqueues.
+/// The driver's handle on a bound device's config space and virtqueues,
+/// which work items, notifiers and reclaim callbacks may keep.
 ///
-/// It outlives the binding safely: once the device is removed (or
-/// [`Binding::teardown`] ran), every operation fails with `ENODEV` instead of
-/// touching a device that is gone. All operations are serialised by one lock,
-/// which a waiter keeps while the host processes its buffer. Setting the
-/// queues up and tearing them down take a second lock first (`setup`), so
-/// that finding the queues, which allocates memory, never holds the first:
-/// code that reclaim or the OOM killer calls may take it.
+/// A `&Device<Bound>` proves the device bound only for one callback; this
+/// is what the driver keeps beyond it, revocable the way the kernel crate's
+/// `Devres` is: once the device is removed (or [`Binding::teardown`] ran),
+/// every operation fails with `ENODEV` instead of touching a device that is
+/// gone. The bus adapter makes it before `probe` (from the `Device<Core>`)
+/// and revokes it after `remove`. All operations are serialised by one
+/// lock, which a waiter keeps while the host processes its buffer. Setting
+/// the queues up and tearing them down take a second lock first (`setup`),
+/// so that finding the queues, which allocates memory, never holds the
+/// first: code that reclaim or the OOM killer calls may take it.
 ///
 /// # Invariants
 ///
-/// `vdev` is valid for as long as `self` lives (`device` holds a reference
-/// on its `struct device`). While `state.alive`, the device is bound and `state.vqs`
-/// are its live virtqueues, each holding only tokens made by
+/// While `state.alive`, `device` is bound and `state.vqs` are its live
+/// virtqueues, each holding only tokens made by
 /// `KBox::<Buffer>::into_raw`, hint blocks (`struct page` pointers tagged
 /// with [`BLOCK_TAG`], owned by the queue) or [`report_token`] (reported
 /// pages, which the queue never owns).
 #[pin_data]
 pub(crate) struct Binding {
-    vdev: NonNull<b::virtio_device>,
+    /// The device, kept alive by this reference (but not bound: see
+    /// `state.alive`).
+    device: ARef<Device>,
     callback: VqCallback,
     /// Held while the queues are found or torn down (before `state`).
     #[pin]
@@ -300,13 +369,10 @@ pub(crate) struct Binding {
     /// Woken whenever the device uses a buffer on any queue.
     #[pin]
     used: WaitQueue,
-    /// The reference that keeps `vdev` alive; the last field, so dropped
-    /// last.
-    device: ARef<kernel::device::Device>,
 }
 
-// SAFETY: The raw pointers are only dereferenced under `state`'s lock or for
-// thread-safe operations (config ops of a live device, refcounting).
+// SAFETY: `callback` is a plain function; `device` is `Send + Sync`; the
+// virtqueue pointers in `state` are only used under its lock.
 unsafe impl Send for Binding {}
 // SAFETY: See above.
 unsafe impl Sync for Binding {}
@@ -314,38 +380,39 @@ unsafe impl Sync for Binding {}
 unsafe impl Send for BindingState {}
 
 impl Binding {
-    pub(super) fn new(dev: &Device, callback: VqCallback) -> Result<Arc<Self>> {
-        let vdev = NonNull::new(dev.as_raw()).ok_or(EINVAL)?;
-        // INVARIANT: `device` takes a reference on the device; the device
-        // is bound (probe), and has no queues yet.
+    pub(super) fn new(dev: &Device<Core<'_>>, callback: VqCallback) -> Result<Arc<Self>> {
+        // INVARIANT: The device is being bound (probe) and has no queues
+        // yet.
         Arc::pin_init(
             pin_init!(Self {
-                vdev,
+                device: dev.into(),
                 callback,
                 setup <- new_mutex!(()),
                 state <- new_mutex!(BindingState { alive: true, vqs: KVec::new() }),
                 used <- WaitQueue::new(c"virtio_binding_used", static_lock_class!()),
-                device: dev.as_dev().into(),
             }),
             GFP_KERNEL,
         )
     }
 
+    /// The device (not necessarily still bound), for `dev_*!` messages.
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Whether `feature` was negotiated.
     pub(crate) fn has_feature(&self, feature: Feature) -> bool {
-        features_test(self.vdev.as_ptr(), feature)
+        self.device.has_feature(feature)
+    }
+
+    fn vdev(&self) -> *mut b::virtio_device {
+        self.device.as_raw()
     }
 
     fn dev(&self) -> *mut b::device {
-        // SAFETY: `vdev` is valid (type invariant); `dev` is embedded in it.
-        unsafe { core::ptr::addr_of_mut!((*self.vdev.as_ptr()).dev) }
-    }
-
-    /// Declares that the device may hold the system awake (it handles
-    /// wakeup events its transport passes up).
-    pub(crate) fn set_wakeup_capable(&self) {
-        // SAFETY: The device is valid; the call only sets up sysfs state.
-        unsafe { b::rust_balloon_device_set_wakeup_capable(self.dev(), true) };
+        // SAFETY: `device` is valid while referenced; `dev` is embedded in
+        // it.
+        unsafe { addr_of_mut!((*self.vdev()).dev) }
     }
 
     /// Keeps the system from suspending on its own (autosleep) until
@@ -409,7 +476,7 @@ impl Binding {
                 return Err(EBUSY);
             }
         }
-        let vdev = self.vdev.as_ptr();
+        let vdev = self.vdev();
         // SAFETY: The device is alive and has no queues, and `setup` keeps
         // it so (only `teardown` ends it, under `setup`). Both arrays hold
         // `count` entries; `find_vqs` is set by every transport.
@@ -467,7 +534,7 @@ impl Binding {
         let Some(vqs) = self.end() else {
             return;
         };
-        let vdev = self.vdev.as_ptr();
+        let vdev = self.vdev();
         // SAFETY: The device was alive until `end` above; `setup` keeps
         // anyone else from finding queues or tearing down meanwhile.
         unsafe { b::virtio_reset_device(vdev) };
@@ -493,7 +560,7 @@ impl Binding {
         };
         // SAFETY: The device was alive and bound until `end` above; this is
         // what the core would call without our callback.
-        unsafe { b::virtio_device_shutdown(self.vdev.as_ptr()) };
+        unsafe { b::virtio_device_shutdown(self.vdev()) };
         Self::detach_all(vqs);
     }
 
@@ -543,7 +610,7 @@ pub(crate) struct BoundGuard<'a> {
 
 impl BoundGuard<'_> {
     fn vdev(&self) -> *mut b::virtio_device {
-        self.binding.vdev.as_ptr()
+        self.binding.vdev()
     }
 
     fn vq(&self, queue: QueueId) -> Result<NonNull<b::virtqueue>> {

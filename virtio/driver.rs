@@ -7,23 +7,26 @@ use super::{
     device::{Binding, Validating},
     Device, Feature, IdTable, QueueId,
 };
-use core::marker::PhantomData;
+use core::{marker::PhantomData, ptr::addr_of_mut};
 use kernel::{
     debugfs::Dir,
+    device::{self, Bound, Core, CoreInternal},
     error::{from_result, to_result},
     prelude::*,
-    sync::{Arc, SetOnce},
-    types::Opaque,
+    sync::{Arc, ArcBorrow},
+    types::{ForeignOwnable, Opaque},
     ThisModule,
 };
 
-/// A virtio driver.
+/// A virtio driver, in the shape of the kernel crate's bus drivers
+/// (`pci::Driver`).
 ///
 /// `#[vtable]`: the bus gets a callback only for the optional methods the
 /// driver implements (`validate`, `config_changed`, `shutdown`, `freeze`,
-/// `restore`). The bus calls these from its own threads; the driver's state is an
-/// `Arc<Self>` created by [`Driver::probe`] and kept until after
-/// [`Driver::remove`].
+/// `restore`). [`Driver::probe`] initialises the driver's data for the
+/// device, which the bus keeps as the device's driver data (`dev_set_drvdata`,
+/// as `pci`, `platform` and `auxiliary` do) and hands to every later
+/// callback pinned, until it drops it once the device is unbound.
 #[vtable]
 pub(crate) trait Driver: Send + Sync + Sized + 'static {
     /// Driver name, as sysfs shows it.
@@ -37,29 +40,37 @@ pub(crate) trait Driver: Send + Sync + Sized + 'static {
     const FEATURES: &'static [Feature];
 
     /// Checks and trims the offered features before negotiation ends.
-    fn validate(_dev: &Validating) -> Result {
+    fn validate(_dev: &Validating<'_>) -> Result {
         Ok(())
     }
 
-    /// Sets the device up: find its virtqueues through `binding` and return
-    /// the driver's state. The device is made ready (DRIVER_OK) afterwards.
-    /// `debugfs` is the driver's directory (`/sys/kernel/debug/<NAME>`),
-    /// for per-device entries; it outlives every bound device.
-    fn probe(dev: &Device, binding: Arc<Binding>, debugfs: &Dir) -> Result<Arc<Self>>;
+    /// Sets the device up: finds its virtqueues through `binding` (the
+    /// handle the driver keeps for work beyond the bus callbacks) and
+    /// initialises the driver's data. The device is made ready (DRIVER_OK)
+    /// afterwards. `debugfs` is the driver's directory
+    /// (`/sys/kernel/debug/<NAME>`), for per-device entries; it outlives
+    /// every bound device.
+    fn probe(
+        dev: &Device<Core<'_>>,
+        binding: Arc<Binding>,
+        debugfs: &Dir,
+    ) -> impl PinInit<Self, Error>;
 
     /// The device is ready: the driver may now use the virtqueues.
-    fn ready(_this: &Arc<Self>) {}
+    fn ready(_dev: &Device<Bound>, _this: Pin<&Self>) {}
 
     /// The device's configuration changed. Atomic context: defer work.
-    fn config_changed(_this: &Arc<Self>) {}
+    fn config_changed(_dev: &Device<Bound>, _this: Pin<&Self>) {}
 
     /// The device used buffers on `queue`. Hard-IRQ context: defer work.
-    /// Waiters in [`super::BoundGuard::wait_buf`] are woken already.
-    fn queue_event(_this: &Arc<Self>, _queue: QueueId) {}
+    /// Waiters in [`super::BoundGuard::wait_buf`] are woken already. Not
+    /// called before `probe` has returned.
+    fn queue_event(_dev: &Device<Bound>, _this: Pin<&Self>, _queue: QueueId) {}
 
     /// The device is going away. Stop all work and give everything back;
-    /// the device still works here. The binding is torn down afterwards.
-    fn remove(this: &Arc<Self>, dev: &Device);
+    /// the device still works here. The binding is torn down afterwards,
+    /// and the driver's data dropped.
+    fn remove(dev: &Device<Core<'_>>, this: Pin<&Self>);
 
     /// The system is shutting down, rebooting or starting another kernel
     /// (kexec). Stop all work and unregister every hook, so that nothing
@@ -67,26 +78,20 @@ pub(crate) trait Driver: Send + Sync + Sized + 'static {
     /// here. The layer then stops it as the virtio core does (break, reset)
     /// and every operation on the binding fails with `ENODEV`. Nothing
     /// needs to be given back: the memory is the next kernel's.
-    fn shutdown(_this: &Arc<Self>, _dev: &Device) {}
+    fn shutdown(_dev: &Device<Core<'_>>, _this: Pin<&Self>) {}
 
     /// The system is suspending (freezable work is frozen already). Give
     /// back what the device holds; the binding is torn down afterwards.
-    fn freeze(_this: &Arc<Self>, _dev: &Device) -> Result {
+    fn freeze(_dev: &Device<Core<'_>>, _this: Pin<&Self>) -> Result {
         Ok(())
     }
 
     /// The system resumed: the binding is usable again, with no virtqueues.
     /// Find them again; the device is made ready afterwards, and
     /// [`Driver::ready`] called.
-    fn restore(_this: &Arc<Self>, _dev: &Device) -> Result {
+    fn restore(_dev: &Device<Core<'_>>, _this: Pin<&Self>) -> Result {
         Ok(())
     }
-}
-
-/// What `virtio_device::priv` points to while a device is bound.
-struct Context<T: Driver> {
-    binding: Arc<Binding>,
-    data: SetOnce<Arc<T>>,
 }
 
 /// A registered virtio driver; unregistered on drop.
@@ -140,6 +145,10 @@ impl<T: Driver> Registration<T> {
                     (*drv).config_changed = T::HAS_CONFIG_CHANGED.then_some(config_changed_callback::<T>);
                     (*drv).freeze = T::HAS_FREEZE.then_some(freeze_callback::<T>);
                     (*drv).restore = T::HAS_RESTORE.then_some(restore_callback::<T>);
+                    // Frees the driver's data once a device is unbound, or
+                    // after a failed probe, as `driver::Registration` does
+                    // for the kernel crate's buses.
+                    (*drv).driver.p_cb.post_unbind_rust = Some(post_unbind_callback::<T>);
                     to_result(b::__register_virtio_driver(drv, module.as_ptr().cast()))
                 }
             }),
@@ -173,13 +182,49 @@ unsafe fn registration<'a, T: Driver>(vdev: *mut b::virtio_device) -> &'a Regist
     }
 }
 
+/// The layer's binding of a device, kept in `vdev->priv` (the virtio core
+/// leaves that field to the driver) from before `probe` until after
+/// `remove`, for the virtqueue callbacks.
+///
 /// # Safety
 ///
-/// `vdev` is a device being bound to a driver registered as `T`.
-unsafe fn context<'a, T: Driver>(vdev: *mut b::virtio_device) -> Option<&'a Context<T>> {
-    // SAFETY: `priv` is either null or a `Context<T>` set by `probe_callback`
-    // that stays valid until `remove_callback` has torn the device down.
-    unsafe { (*vdev).priv_.cast::<Context<T>>().as_ref() }
+/// `vdev` is a valid device bound by `probe_callback`, whose binding
+/// `remove_callback` has not taken back yet.
+unsafe fn binding<'a>(vdev: *mut b::virtio_device) -> ArcBorrow<'a, Binding> {
+    // SAFETY: `priv` holds `Arc::into_foreign` of the binding from
+    // `probe_callback` until `take_binding`, which runs after every callback
+    // that may use it (caller's guarantee).
+    unsafe { Arc::<Binding>::borrow((*vdev).priv_) }
+}
+
+/// Takes the binding back out of `vdev->priv`.
+///
+/// # Safety
+///
+/// `vdev` is a valid device whose `priv` holds a binding (set by
+/// `probe_callback`), and no callback may use it any more.
+unsafe fn take_binding(vdev: *mut b::virtio_device) -> Arc<Binding> {
+    // SAFETY: As the caller guarantees; unpublished before it is returned.
+    unsafe {
+        let ptr = (*vdev).priv_;
+        (*vdev).priv_ = core::ptr::null_mut();
+        Arc::<Binding>::from_foreign(ptr)
+    }
+}
+
+/// The driver's data for `vdev`, once `probe` has returned it.
+///
+/// # Safety
+///
+/// `vdev` is a valid device bound to a driver registered as `T`, which the
+/// bus does not unbind for `'a` (it is in a callback for it).
+unsafe fn driver_data<'a, T: Driver>(vdev: *mut b::virtio_device) -> Option<Pin<&'a T>> {
+    // SAFETY: The device is valid (caller's guarantee).
+    let ptr = unsafe { kernel::bindings::dev_get_drvdata(addr_of_mut!((*vdev).dev)) };
+    // SAFETY: A non-null driver data pointer of a device bound to `T` is the
+    // `Pin<KBox<T>>` `probe_callback` stored; it is freed only by
+    // `post_unbind_callback`, once the device is unbound.
+    (!ptr.is_null()).then(|| unsafe { Pin::<KBox<T>>::borrow(ptr.cast()) })
 }
 
 /// The bus's `validate` callback.
@@ -192,7 +237,7 @@ unsafe extern "C" fn validate_callback<T: Driver>(
 ) -> kernel::ffi::c_int {
     // SAFETY: The bus passes a valid device for the duration of the call,
     // in which it is offered to the driver.
-    let dev = unsafe { Validating::from_device(Device::from_raw(vdev)) };
+    let dev = unsafe { Validating::from_raw(vdev) };
     from_result(|| T::validate(dev).map(|()| 0))
 }
 
@@ -202,42 +247,32 @@ unsafe extern "C" fn validate_callback<T: Driver>(
 ///
 /// `vdev` is a valid device being bound to a driver registered as `T`.
 unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut b::virtio_device) -> kernel::ffi::c_int {
-    // SAFETY: The bus passes a valid device, bound until `remove`.
-    let dev = unsafe { Device::from_raw(vdev) };
+    // SAFETY: The bus passes a valid device, being bound, for the call.
+    let dev = unsafe { Device::<CoreInternal<'_>>::from_raw(vdev) };
     from_result(|| {
         let binding = Binding::new(dev, vq_callback::<T>)?;
-        let context = KBox::new(
-            Context::<T> {
-                binding: binding.clone(),
-                data: SetOnce::new(),
-            },
-            GFP_KERNEL,
-        )?;
-        let context = KBox::into_raw(context);
-        // SAFETY: Publishing the context before any virtqueue exists, so the
-        // callbacks always find it; freed in `remove_callback` (or below).
-        unsafe { (*vdev).priv_ = context.cast() };
-        // SAFETY: `context` is valid until freed below or in `remove`.
-        let context = unsafe { &*context };
+        // SAFETY: Published before any virtqueue exists, so their callbacks
+        // always find it; taken back after teardown, below or in `remove`.
+        unsafe { (*vdev).priv_ = binding.clone().into_foreign() };
         // SAFETY: The bus is binding `vdev` to our driver.
         let registration = unsafe { registration::<T>(vdev) };
-        let data = match T::probe(dev, binding.clone(), &registration.debugfs) {
-            Ok(data) => data,
-            Err(e) => {
-                binding.teardown();
-                // SAFETY: No callback can run after teardown; the context is
-                // unpublished before it is freed.
-                unsafe {
-                    let ptr = (*vdev).priv_.cast::<Context<T>>();
-                    (*vdev).priv_ = core::ptr::null_mut();
-                    drop(KBox::from_raw(ptr));
-                }
-                return Err(e);
-            }
-        };
-        context.data.populate(data.clone());
-        binding.lock()?.ready();
-        T::ready(&data);
+        let data = T::probe(dev, binding.clone(), &registration.debugfs);
+        let dev_core: &device::Device<CoreInternal<'_>> = dev.as_ref();
+        if let Err(e) = dev_core.set_drvdata(data) {
+            binding.teardown();
+            // SAFETY: No callback runs after teardown.
+            drop(unsafe { take_binding(vdev) });
+            return Err(e);
+        }
+        // Cannot fail: only teardown (by this device's callbacks, which the
+        // bus serialises with this one) ends the binding.
+        if let Ok(device) = binding.lock() {
+            device.ready();
+        }
+        // SAFETY: Just stored, and the device stays bound for this call.
+        if let Some(data) = unsafe { driver_data::<T>(vdev) } {
+            T::ready(dev, data);
+        }
         Ok(0)
     })
 }
@@ -248,22 +283,50 @@ unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut b::virtio_device) -> k
 ///
 /// `vdev` is a valid device bound by `probe_callback::<T>`.
 unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
-    // SAFETY: The bus passes a valid device for the duration of the call.
-    let dev = unsafe { Device::from_raw(vdev) };
-    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
-    let Some(context) = (unsafe { context::<T>(vdev) }) else {
+    // SAFETY: The bus passes a valid device, bound for the call.
+    let dev = unsafe { Device::<CoreInternal<'_>>::from_raw(vdev) };
+    // SAFETY: The device is bound to `T` for the call.
+    if let Some(data) = unsafe { driver_data::<T>(vdev) } {
+        T::remove(dev, data);
+    }
+    // SAFETY: `vdev` was bound by `probe_callback::<T>`, which published
+    // the binding.
+    let binding = unsafe { take_binding_after_teardown(vdev) };
+    drop(binding);
+}
+
+/// Tears the binding down (no callback runs afterwards) and takes it back.
+///
+/// # Safety
+///
+/// `vdev` is a valid device bound by `probe_callback`.
+unsafe fn take_binding_after_teardown(vdev: *mut b::virtio_device) -> Arc<Binding> {
+    // SAFETY: As the caller guarantees.
+    unsafe { binding(vdev) }.teardown();
+    // SAFETY: After teardown no virtqueue callback runs, and the bus runs
+    // no other callback for a device it is removing.
+    unsafe { take_binding(vdev) }
+}
+
+/// The driver core's hook after a device was unbound (or a probe failed):
+/// frees the driver's data.
+///
+/// # Safety
+///
+/// `dev` is the valid `struct device` of a virtio device just unbound from
+/// a driver registered as `T`.
+unsafe extern "C" fn post_unbind_callback<T: Driver>(dev: *mut kernel::bindings::device) {
+    // SAFETY: `dev` is valid (caller's guarantee).
+    let ptr = unsafe { kernel::bindings::dev_get_drvdata(dev) };
+    if ptr.is_null() {
         return;
-    };
-    if let Some(data) = context.data.as_ref() {
-        T::remove(data, dev);
     }
-    context.binding.teardown();
-    // SAFETY: After teardown no callback runs; unpublish, then free.
-    unsafe {
-        let ptr = (*vdev).priv_.cast::<Context<T>>();
-        (*vdev).priv_ = core::ptr::null_mut();
-        drop(KBox::from_raw(ptr));
-    }
+    // SAFETY: As above; no one reads the pointer after the device is
+    // unbound.
+    unsafe { kernel::bindings::dev_set_drvdata(dev, core::ptr::null_mut()) };
+    // SAFETY: A non-null driver data pointer is what `probe_callback` stored
+    // with `set_drvdata`: a `Pin<KBox<T>>`, taken back once.
+    drop(unsafe { Pin::<KBox<T>>::from_foreign(ptr.cast()) });
 }
 
 /// The bus's `shutdown` callback (power off, reboot, kexec).
@@ -273,16 +336,14 @@ unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
 /// `vdev` is a valid device bound by `probe_callback::<T>`.
 unsafe extern "C" fn shutdown_callback<T: Driver>(vdev: *mut b::virtio_device) {
     // SAFETY: The bus passes a valid, bound device for the call.
-    let dev = unsafe { Device::from_raw(vdev) };
-    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
-    let Some(context) = (unsafe { context::<T>(vdev) }) else {
-        return;
-    };
-    if let Some(data) = context.data.as_ref() {
-        T::shutdown(data, dev);
+    let dev = unsafe { Device::<CoreInternal<'_>>::from_raw(vdev) };
+    // SAFETY: The device is bound to `T` for the call.
+    if let Some(data) = unsafe { driver_data::<T>(vdev) } {
+        T::shutdown(dev, data);
     }
-    // The context stays: the device stays bound until the machine goes.
-    context.binding.shutdown();
+    // The binding stays: the device stays bound until the machine goes.
+    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
+    unsafe { binding(vdev) }.shutdown();
 }
 
 /// The bus's `freeze` callback (system suspend).
@@ -292,16 +353,14 @@ unsafe extern "C" fn shutdown_callback<T: Driver>(vdev: *mut b::virtio_device) {
 /// `vdev` is a valid device bound by `probe_callback::<T>`.
 unsafe extern "C" fn freeze_callback<T: Driver>(vdev: *mut b::virtio_device) -> kernel::ffi::c_int {
     // SAFETY: The bus passes a valid, bound device for the call.
-    let dev = unsafe { Device::from_raw(vdev) };
-    // SAFETY: `vdev` was bound by `probe_callback::<T>`.
-    let Some(context) = (unsafe { context::<T>(vdev) }) else {
-        return 0;
-    };
+    let dev = unsafe { Device::<CoreInternal<'_>>::from_raw(vdev) };
     from_result(|| {
-        if let Some(data) = context.data.as_ref() {
-            T::freeze(data, dev)?;
+        // SAFETY: The device is bound to `T` for the call.
+        if let Some(data) = unsafe { driver_data::<T>(vdev) } {
+            T::freeze(dev, data)?;
         }
-        context.binding.teardown();
+        // SAFETY: `vdev` was bound by `probe_callback::<T>`.
+        unsafe { binding(vdev) }.teardown();
         Ok(0)
     })
 }
@@ -315,17 +374,16 @@ unsafe extern "C" fn restore_callback<T: Driver>(
     vdev: *mut b::virtio_device,
 ) -> kernel::ffi::c_int {
     // SAFETY: The bus passes a valid, bound device for the call.
-    let dev = unsafe { Device::from_raw(vdev) };
+    let dev = unsafe { Device::<CoreInternal<'_>>::from_raw(vdev) };
     // SAFETY: `vdev` was bound by `probe_callback::<T>`.
-    let Some(context) = (unsafe { context::<T>(vdev) }) else {
-        return 0;
-    };
+    let binding = unsafe { binding(vdev) };
     from_result(|| {
-        context.binding.revive();
-        if let Some(data) = context.data.as_ref() {
-            T::restore(data, dev)?;
-            context.binding.lock()?.ready();
-            T::ready(data);
+        binding.revive();
+        // SAFETY: The device is bound to `T` for the call.
+        if let Some(data) = unsafe { driver_data::<T>(vdev) } {
+            T::restore(dev, data)?;
+            binding.lock()?.ready();
+            T::ready(dev, data);
         }
         Ok(0)
     })
@@ -337,9 +395,13 @@ unsafe extern "C" fn restore_callback<T: Driver>(
 ///
 /// `vdev` is a valid device bound to a driver registered as `T`.
 unsafe extern "C" fn config_changed_callback<T: Driver>(vdev: *mut b::virtio_device) {
-    // SAFETY: The bus only calls this for a bound device.
-    if let Some(data) = unsafe { context::<T>(vdev) }.and_then(|c| c.data.as_ref()) {
-        T::config_changed(data);
+    // SAFETY: The core calls this only between the end of `probe` and the
+    // start of `remove` (`virtio_config_core_enable`/`_disable`), for a
+    // valid device bound to the driver for the call.
+    let dev = unsafe { Device::<Bound>::from_raw(vdev) };
+    // SAFETY: As above.
+    if let Some(data) = unsafe { driver_data::<T>(vdev) } {
+        T::config_changed(dev, data);
     }
 }
 
@@ -352,12 +414,13 @@ unsafe extern "C" fn vq_callback<T: Driver>(vq: *mut b::virtqueue) {
     // SAFETY: Virtqueue callbacks only run for queues of a bound device,
     // before `teardown` deleted them.
     let (vdev, index) = unsafe { ((*vq).vdev, (*vq).index) };
+    // SAFETY: As above: the binding is published before the queues exist
+    // and taken back after they are deleted.
+    unsafe { binding(vdev) }.notify_used();
+    // SAFETY: As above: the device is bound while its queues live.
+    let dev = unsafe { Device::<Bound>::from_raw(vdev) };
     // SAFETY: As above.
-    let Some(context) = (unsafe { context::<T>(vdev) }) else {
-        return;
-    };
-    context.binding.notify_used();
-    if let Some(data) = context.data.as_ref() {
-        T::queue_event(data, QueueId(index as usize));
+    if let Some(data) = unsafe { driver_data::<T>(vdev) } {
+        T::queue_event(dev, data, QueueId(index as usize));
     }
 }
