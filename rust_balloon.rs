@@ -65,8 +65,8 @@ use stats::Stats;
 #[cfg(CONFIG_PAGE_REPORTING)]
 use virtio::PageReporting;
 use virtio::{
-    balloon_uapi as uapi, Binding, Buffer, Device, Feature, OomNotifier, QueueId, QueueInfo,
-    Shrinker, Transport, Validating,
+    balloon_uapi as uapi, Binding, Device, Feature, OomNotifier, QueueId, QueueInfo, Shrinker,
+    Transport, Validating,
 };
 
 module! {
@@ -492,7 +492,7 @@ mod tests {
         next_backoff_ms, push_page_pfns, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HUGE_BLOCK_PAGES,
     };
     use super::*;
-    use virtio::{balloon_uapi::stat, MemoryCounters, PFNS_PER_PAGE};
+    use virtio::{balloon_uapi::stat, Buffer, MemoryCounters, PFNS_PER_PAGE};
 
     /// Frames per guest page of this kernel (1 with 4 KiB pages).
     const PER_PAGE: u32 = PFNS_PER_PAGE as u32;

@@ -20,15 +20,8 @@
     unsafe_op_in_unsafe_fn
 )]
 
-// Manual definitions for the types blocklisted in `bindgen_parameters`,
-// as in the kernel's own bindings.
-type __kernel_size_t = usize;
-type __kernel_ssize_t = isize;
-type __kernel_ptrdiff_t = isize;
-
-// The C types blocklisted in `bindgen_parameters`: the kernel crate's.
-pub(crate) use kernel::bindings::{
-    device, device_driver, list_head, page, wait_queue_head, work_struct,
-};
+// Every C type the allowlist refers to but does not generate: the kernel
+// crate's (`--no-recursive-allowlist`). Definitions below shadow it.
+pub(crate) use kernel::bindings::*;
 
 include!(env!("RUST_BALLOON_BINDINGS"));
