@@ -11,7 +11,7 @@
 use crate::{
     debugfs::Counters,
     virtio::{self, balloon_uapi as uapi, Binding, BoundGuard, Buffer, Page, PageList, QueueId},
-    virtio::{ShrinkHandler, Used},
+    virtio::{Mobility, ShrinkHandler, Used},
 };
 use kernel::{
     new_mutex,
@@ -23,6 +23,11 @@ use kernel::{
     time::{delay::fsleep, Delta},
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
 };
+
+/// Order of the blocks handed to the host: the largest the allocator has
+/// (4 MiB on x86-64), as in the C driver, so that few buffers cover much
+/// free memory.
+pub(crate) const HINT_BLOCK_ORDER: u32 = virtio::MAX_PAGE_ORDER;
 
 /// The free page hint queue of a balloon.
 #[pin_data]
@@ -80,7 +85,7 @@ impl Hinting {
         if binding.lock()?.vring_size(queue)? < 2 {
             return Err(ENOSPC);
         }
-        let blocks = PageList::with_order(virtio::HINT_BLOCK_ORDER)?;
+        let blocks = PageList::with_order(HINT_BLOCK_ORDER)?;
         Arc::pin_init(
             pin_init!(Self {
                 binding,
@@ -140,7 +145,7 @@ impl Hinting {
     fn send(&self, device: &mut BoundGuard<'_>, block: Page) -> Result {
         let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
         device
-            .add_hint_block(self.queue, block)
+            .add_inbuf_pages(self.queue, block)
             .map_err(|(e, _)| e)?;
         self.queued_pages.add(pages, Relaxed);
         Ok(())
@@ -149,7 +154,7 @@ impl Hinting {
     /// Keeps the blocks the host has handed back.
     fn collect(&self, device: &mut BoundGuard<'_>) {
         while let Some(used) = device.take_used(self.queue) {
-            if let Used::Block(block) = used {
+            if let Used::Pages(block) = used {
                 let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
                 self.queued_pages.fetch_sub(pages, Relaxed);
                 self.blocks.lock().push(block);
@@ -231,8 +236,9 @@ impl Hinting {
                 fsleep(Delta::from_millis(1));
                 continue;
             }
-            // Only what is free right now, without reclaim.
-            let Some(block) = Page::alloc_hint_block() else {
+            // Only what is free right now, without reclaim, and unmovable:
+            // the host holds it until it says DONE.
+            let Some(block) = Page::alloc_free_block(HINT_BLOCK_ORDER, Mobility::Unmovable) else {
                 break;
             };
             let mut device = self.binding.lock()?;

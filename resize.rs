@@ -11,7 +11,8 @@ use crate::{
     debugfs::Counters,
     virtio::{
         self, available_pages as guest_available_pages, balloon_uapi as uapi, BalloonPages,
-        Binding, BoundGuard, Buffer, Migrate, OomHandler, Page, PageList, QueueId, PFNS_PER_PAGE,
+        Binding, BoundGuard, Buffer, Migrate, Mobility, OomHandler, Page, PageList, QueueId,
+        PFNS_PER_PAGE,
     },
 };
 use kernel::{
@@ -638,7 +639,7 @@ impl OomHandler for Resizer {
 fn alloc_balloon_pages(list: &mut PageList, n: usize, huge: &mut bool) -> (usize, usize) {
     let mut got = 0;
     while *huge && n - got >= HUGE_BLOCK_PAGES {
-        let Some(block) = Page::alloc_free_block(virtio::HUGE_ORDER) else {
+        let Some(block) = Page::alloc_free_block(virtio::HUGE_ORDER, Mobility::Movable) else {
             *huge = false;
             break;
         };

@@ -9,17 +9,18 @@
 //! also sends memory statistics, deflates when the guest runs out of memory,
 //! reports free pages, and lets compaction migrate balloon pages.
 //!
-//! This file holds the device's state, probe and the bus callbacks; each
-//! feature lives in a module of its own: [`resize`] (inflate, deflate, OOM,
-//! migration), [`stats`], [`hinting`] and `reporting`, the last three only
-//! instantiated when negotiated; [`debugfs`] shows the counters. Every
-//! operation the compiler cannot check lives in the [`virtio`] layer.
+//! This file holds the driver's data for a device ([`Balloon`]), probe and
+//! the bus callbacks; each feature lives in a module of its own:
+//! [`resize`] (inflate, deflate, OOM, migration), [`stats`], [`hinting`]
+//! and `reporting`, the last three only instantiated when negotiated;
+//! [`debugfs`] shows the counters. Every operation the compiler cannot
+//! check lives in the [`virtio`] layer.
 //!
 //! # Lock order
 //!
 //! Taken in this order, never the other way round:
 //!
-//! 1. `Balloon::inflating`: pages allocated for the next inflate step. Only
+//! 1. `Resizer::inflating`: pages allocated for the next inflate step. Only
 //!    the resize work takes it, and it is the only lock held while the
 //!    driver allocates memory with reclaim.
 //! 2. The balloon's lock ([`BalloonPages::lock`], the [`State`]): what the
@@ -130,30 +131,32 @@ impl Queues {
     /// Finds the queues the negotiated features call for.
     fn find(binding: &Binding) -> Result<Self> {
         let mut infos = KVec::new();
-        let mut add = |name| -> Result<QueueId> {
+        let mut add = |name, page_order| -> Result<QueueId> {
             infos.push(
                 QueueInfo {
                     name,
                     callback: true,
+                    page_order,
                 },
                 GFP_KERNEL,
             )?;
             Ok(QueueId(infos.len() - 1))
         };
-        add(c"inflate")?;
-        add(c"deflate")?;
-        let stats = match binding.has_feature(uapi::F_STATS_VQ) {
-            true => Some(add(c"stats")?),
-            false => None,
-        };
-        let hint = match binding.has_feature(uapi::F_FREE_PAGE_HINT) {
-            true => Some(add(c"free_page_vq")?),
-            false => None,
-        };
-        let reporting = match binding.has_feature(uapi::F_REPORTING) {
-            true => Some(add(c"reporting_vq")?),
-            false => None,
-        };
+        add(c"inflate", None)?;
+        add(c"deflate", None)?;
+        let stats = binding
+            .has_feature(uapi::F_STATS_VQ)
+            .then(|| add(c"stats", None))
+            .transpose()?;
+        // The host hands free page hint blocks back whole.
+        let hint = binding
+            .has_feature(uapi::F_FREE_PAGE_HINT)
+            .then(|| add(c"free_page_vq", Some(hinting::HINT_BLOCK_ORDER)))
+            .transpose()?;
+        let reporting = binding
+            .has_feature(uapi::F_REPORTING)
+            .then(|| add(c"reporting_vq", None))
+            .transpose()?;
         binding.find_vqs(&infos)?;
         Ok(Self {
             stats,

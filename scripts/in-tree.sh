@@ -7,6 +7,10 @@
 #   in-tree.sh KDIR [OUT]     build against a copy of KDIR (an O= build of
 #                             an unmodified tree); the module ends up in OUT
 #                             (default build/in-tree), with the build log
+#   in-tree.sh --builtin KDIR [OUT]
+#                             the same with the option set to y: OUT gets
+#                             the kernel image with the driver built in and
+#                             its modules.builtin
 #   in-tree.sh --place SRC    place the sources into kernel tree SRC (edits
 #                             drivers/virtio/Kconfig and Makefile once)
 #
@@ -65,18 +69,30 @@ fi
 
 if [ "${1:-}" = --build-in-namespace ]; then
 	# Inside the private mount namespace: the overlay, then the build.
-	src=$2 out=$3
+	src=$2 out=$3 mode=$4
 	mkdir -p "$out/upper" "$out/work"
 	mount -t overlay overlay -o "lowerdir=$src,upperdir=$out/upper,workdir=$out/work" "$src"
 	place "$src"
 	make_flags=(-C "$src" O="$out/obj")
 	grep -q '^CONFIG_CC_IS_CLANG=y' "$out/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
-	"$src/scripts/config" --file "$out/obj/.config" -m VIRTIO_BALLOON_RUST
+	"$src/scripts/config" --file "$out/obj/.config" --set-val VIRTIO_BALLOON_RUST "$mode"
 	make "${make_flags[@]}" olddefconfig
-	grep -qx CONFIG_VIRTIO_BALLOON_RUST=m "$out/obj/.config" ||
-		die "CONFIG_VIRTIO_BALLOON_RUST=m did not stick"
-	make "${make_flags[@]}" -j"$(nproc)" modules
+	grep -qx "CONFIG_VIRTIO_BALLOON_RUST=$mode" "$out/obj/.config" ||
+		die "CONFIG_VIRTIO_BALLOON_RUST=$mode did not stick"
+	if [ "$mode" = m ]; then
+		make "${make_flags[@]}" -j"$(nproc)" modules
+	else
+		make "${make_flags[@]}" -j"$(nproc)" bzImage
+	fi
 	exit
+fi
+
+mode=m
+if [ "${1:-}" = --builtin ]; then
+	mode=y
+	shift
+	grep -q '^CONFIG_X86_64=y' "${1:?usage: in-tree.sh --builtin KDIR [OUT]}/.config" ||
+		die "--builtin builds an x86-64 kernel image only"
 fi
 
 kdir=$(realpath "${1:?usage: in-tree.sh KDIR [OUT]}")
@@ -92,9 +108,18 @@ say "copying $kdir to $out/obj"
 cp -a "$kdir" "$out/obj"
 log=$out/build.log
 say "building in tree (sources in $src/drivers/virtio/rust_balloon, overlaid); log in $log"
-if ! unshare --mount --propagation private "$0" --build-in-namespace "$src" "$out" > "$log" 2>&1; then
+if ! unshare --mount --propagation private "$0" --build-in-namespace "$src" "$out" "$mode" > "$log" 2>&1; then
 	grep -E 'error|Error' "$log" | tail -n 20 >&2
 	die "in-tree build failed; see $log"
+fi
+if [ "$mode" = y ]; then
+	image=$out/obj/arch/x86/boot/bzImage
+	[ -f "$image" ] || die "no $image after the build"
+	cp "$image" "$out/$(basename "$image")"
+	cp "$out/obj/modules.builtin" "$out/obj/.config" "$out/"
+	say "built in tree, built in, in $((SECONDS - start)) s: $out/$(basename "$image")"
+	echo "$out/$(basename "$image")"
+	exit
 fi
 ko=$out/obj/drivers/virtio/rust_balloon/rust_balloon.ko
 [ -f "$ko" ] || die "no $ko after the build"

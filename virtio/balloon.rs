@@ -26,9 +26,18 @@ pub(crate) const PAGE_SHIFT: u32 = b::RB_PAGE_SIZE.trailing_zeros();
 /// the build.
 pub(crate) const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
 
-/// Order of free page hint blocks: the largest the allocator has
-/// (`MAX_PAGE_ORDER`, 4 MiB on x86-64), as in the C driver.
-pub(crate) const HINT_BLOCK_ORDER: u32 = b::RB_MAX_PAGE_ORDER;
+/// The largest block the page allocator hands out (`MAX_PAGE_ORDER`, 4 MiB
+/// on x86-64).
+pub(crate) const MAX_PAGE_ORDER: u32 = b::RB_MAX_PAGE_ORDER;
+
+/// Which pageblocks a block is taken from ([`Page::alloc_free_block`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Mobility {
+    /// Movable, as balloon pages are (compaction may migrate them).
+    Movable,
+    /// Unmovable: for blocks the driver never lets compaction move.
+    Unmovable,
+}
 
 /// Order of the blocks inflation takes first: what the host maps with one
 /// PMD (2 MiB; see `RB_HUGE_ORDER` in bindings.h). Ballooning a whole such block lets the host free a
@@ -66,21 +75,16 @@ impl Page {
         NonNull::new(page).map(|page| Self { page, order: 0 })
     }
 
-    /// Allocates a free page hint block (the largest order the allocator
-    /// has, 4 MiB on x86-64) without reclaim, warning or reserves: the C
-    /// driver's flags. `None` once no such block is free.
-    pub(crate) fn alloc_hint_block() -> Option<Self> {
-        let order = HINT_BLOCK_ORDER;
-        let page = NonNull::new(alloc_pages(b::RB_HINT_GFP, order))?;
-        // INVARIANT: A fresh block of `order` with one reference, on no list.
-        Some(Self { page, order })
-    }
-
-    /// Allocates a block of `1 << order` pages of the migrate type balloon
-    /// pages get, only if one is free right now: no reclaim, compaction or
-    /// kswapd, no warning, no emergency reserves. `None` otherwise.
-    pub(crate) fn alloc_free_block(order: u32) -> Option<Self> {
-        let page = NonNull::new(alloc_pages(b::RB_HUGE_GFP, order))?;
+    /// Allocates a block of `1 << order` pages, only if one is free right
+    /// now: no reclaim, compaction or kswapd, no warning, no emergency
+    /// reserves. `None` otherwise. Movable blocks get the migrate type
+    /// balloon pages get.
+    pub(crate) fn alloc_free_block(order: u32, mobility: Mobility) -> Option<Self> {
+        let flags = match mobility {
+            Mobility::Movable => b::RB_FREE_MOVABLE_GFP,
+            Mobility::Unmovable => b::RB_FREE_GFP,
+        };
+        let page = NonNull::new(alloc_pages(flags, order))?;
         // INVARIANT: A fresh, non-compound block of `order` with one
         // reference, on no list.
         Some(Self { page, order })

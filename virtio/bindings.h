@@ -29,8 +29,12 @@ const unsigned long RB_HZ = HZ;
 const unsigned long RB_SHRINK_STOP = SHRINK_STOP;
 const unsigned long RB_PAGE_SIZE = PAGE_SIZE;
 const size_t RB_PAGE_LRU_OFFSET = offsetof(struct page, lru);
-/* Free page hinting: blocks of the largest order, taken without reclaim. */
-const gfp_t RB_HINT_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
+/*
+ * Blocks taken only if free right now (no reclaim, no compaction, no
+ * kswapd), unmovable: free page hinting's, the C driver's
+ * VIRTIO_BALLOON_FREE_PAGE_ALLOC_FLAG.
+ */
+const gfp_t RB_FREE_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
 const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;
 /*
  * Inflation's first choice: whole blocks of the size the host maps with one
@@ -46,8 +50,8 @@ const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;
 #else
 #define RB_BALLOON_GFP GFP_HIGHUSER
 #endif
-const gfp_t RB_HUGE_GFP = (RB_BALLOON_GFP & ~__GFP_RECLAIM) | __GFP_NORETRY |
-			  __GFP_NOWARN | __GFP_NOMEMALLOC;
+const gfp_t RB_FREE_MOVABLE_GFP = (RB_BALLOON_GFP & ~__GFP_RECLAIM) |
+				  __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
 #define RB_HUGE_SHIFT (PMD_SHIFT < 21 ? PMD_SHIFT : 21)
 const unsigned int RB_HUGE_ORDER = RB_HUGE_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ?
 				   RB_HUGE_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;

@@ -4,7 +4,7 @@
 
 #[cfg(CONFIG_PAGE_REPORTING)]
 use super::reporting::ReportedPages;
-use super::{bindings as b, wait::WaitQueue, Buffer, ConfigLe32, Feature, Page, HINT_BLOCK_ORDER};
+use super::{bindings as b, wait::WaitQueue, Buffer, ConfigLe32, Feature, Page};
 use core::{
     marker::PhantomData,
     ops::ControlFlow,
@@ -219,6 +219,17 @@ pub(crate) struct QueueInfo {
     pub(crate) name: &'static CStr,
     /// Whether the driver wants [`super::Driver::queue_event`] calls for it.
     pub(crate) callback: bool,
+    /// The order of the page blocks the driver hands the device on this
+    /// queue ([`BoundGuard::add_inbuf_pages`]), if it does.
+    pub(crate) page_order: Option<u32>,
+}
+
+/// A live virtqueue and what the binding knows of the buffers it takes.
+#[derive(Clone, Copy)]
+struct Queue {
+    vq: NonNull<b::virtqueue>,
+    /// See [`QueueInfo::page_order`].
+    page_order: Option<u32>,
 }
 
 /// Token of reported pages, which the queue never owns (they stay the page
@@ -229,17 +240,18 @@ fn report_token() -> *mut kernel::ffi::c_void {
     core::ptr::addr_of!(REPORT_TOKEN).cast_mut().cast()
 }
 
-/// Tag bit of a token that is a hint block's `struct page`: `KBox<Buffer>`
+/// Tag bit of a token that is a page block's `struct page`: `KBox<Buffer>`
 /// addresses and `struct page`s are both at least 8-byte aligned, so bit 0
 /// of either is free.
-const BLOCK_TAG: usize = 1;
+const PAGES_TAG: usize = 1;
 
 /// A buffer the device has handed back: the queue's ownership ends here.
 pub(crate) enum Used {
     /// A buffer the driver filled ([`BoundGuard::add_outbuf`]).
     Buffer(KBox<Buffer>),
-    /// A free page hint block ([`BoundGuard::add_hint_block`]).
-    Block(Page),
+    /// A block of pages the device may have written
+    /// ([`BoundGuard::add_inbuf_pages`]).
+    Pages(Page),
 }
 
 /// What a token stood for.
@@ -251,19 +263,19 @@ enum Token {
 impl Token {
     /// # Safety
     ///
-    /// `token` is non-null and one the queue invariant allows (see
-    /// [`Binding`]), handed back by the queue, and not used again.
-    unsafe fn take(token: *mut kernel::ffi::c_void) -> Self {
+    /// `token` is non-null and one the invariant of `queue` allows (see
+    /// [`Binding`]), handed back by it, and not used again.
+    unsafe fn take(token: *mut kernel::ffi::c_void, queue: Queue) -> Self {
         if token == report_token() {
             Token::Reported
-        } else if token as usize & BLOCK_TAG != 0 {
-            let page = (token as usize & !BLOCK_TAG) as *mut b::page;
-            // SAFETY: A tagged token is a hint block that `add_hint_block`
-            // handed to the queue (caller's guarantee); ownership comes
-            // back with it.
-            Token::Used(Used::Block(unsafe {
-                Page::from_raw(page, HINT_BLOCK_ORDER)
-            }))
+        } else if token as usize & PAGES_TAG != 0 {
+            let page = (token as usize & !PAGES_TAG) as *mut b::page;
+            // A tagged token comes only from a queue with a page order.
+            let order = queue.page_order.unwrap_or(0);
+            // SAFETY: A tagged token is a block of the queue's page order
+            // that `add_inbuf_pages` handed to the queue (caller's
+            // guarantee); ownership comes back with it.
+            Token::Used(Used::Pages(unsafe { Page::from_raw(page, order) }))
         } else {
             // SAFETY: Any other token is from `KBox::<Buffer>::into_raw`
             // (caller's guarantee).
@@ -331,7 +343,7 @@ pub(super) type VqCallback = unsafe extern "C" fn(*mut b::virtqueue);
 struct BindingState {
     /// False once the device is torn down: nothing may touch it then.
     alive: bool,
-    vqs: KVec<NonNull<b::virtqueue>>,
+    vqs: KVec<Queue>,
 }
 
 /// The driver's handle on a bound device's config space and virtqueues,
@@ -352,9 +364,10 @@ struct BindingState {
 ///
 /// While `state.alive`, `device` is bound and `state.vqs` are its live
 /// virtqueues, each holding only tokens made by
-/// `KBox::<Buffer>::into_raw`, hint blocks (`struct page` pointers tagged
-/// with [`BLOCK_TAG`], owned by the queue) or [`report_token`] (reported
-/// pages, which the queue never owns).
+/// `KBox::<Buffer>::into_raw`, page blocks of the queue's `page_order`
+/// (`struct page` pointers tagged with [`PAGES_TAG`], owned by the queue;
+/// only on a queue with a page order) or [`report_token`] (reported pages,
+/// which the queue never owns).
 #[pin_data]
 pub(crate) struct Binding {
     /// The device, kept alive by this reference (but not bound: see
@@ -491,10 +504,14 @@ impl Binding {
             )
         };
         to_result(ret)?;
-        for vq in vqs {
+        for (vq, info) in vqs.into_iter().zip(infos) {
             // On success every requested queue exists; `found` has room.
             let vq = NonNull::new(vq).ok_or(ENODEV)?;
-            if found.push_within_capacity(vq).is_err() {
+            let queue = Queue {
+                vq,
+                page_order: info.page_order,
+            };
+            if found.push_within_capacity(queue).is_err() {
                 return Err(ENOMEM);
             }
         }
@@ -567,7 +584,7 @@ impl Binding {
     /// Marks the device gone, under the operations lock (so no operation is
     /// under way), and hands over its queues; `None` if it was gone
     /// already. Callers hold `setup`.
-    fn end(&self) -> Option<KVec<NonNull<b::virtqueue>>> {
+    fn end(&self) -> Option<KVec<Queue>> {
         let mut state = self.state.lock();
         if !state.alive {
             return None;
@@ -577,19 +594,19 @@ impl Binding {
     }
 
     /// Takes every buffer back from queues of a device that was reset.
-    fn detach_all(mut vqs: KVec<NonNull<b::virtqueue>>) {
-        for vq in vqs.drain_all() {
+    fn detach_all(mut vqs: KVec<Queue>) {
+        for queue in vqs.drain_all() {
             loop {
-                // SAFETY: `vq` is live and the device reset, so the device
-                // no longer owns any of its buffers; no one else uses the
-                // queue any more (the binding is not alive).
-                let token = unsafe { b::virtqueue_detach_unused_buf(vq.as_ptr()) };
+                // SAFETY: The queue is live and the device reset, so the
+                // device no longer owns any of its buffers; no one else
+                // uses the queue any more (the binding is not alive).
+                let token = unsafe { b::virtqueue_detach_unused_buf(queue.vq.as_ptr()) };
                 if token.is_null() {
                     break;
                 }
-                // SAFETY: Tokens are of the kinds the type invariant allows,
-                // each detached once.
-                drop(unsafe { Token::take(token) });
+                // SAFETY: Tokens are of the kinds the type invariant allows
+                // for this queue, each detached once.
+                drop(unsafe { Token::take(token, queue) });
             }
         }
     }
@@ -613,8 +630,12 @@ impl BoundGuard<'_> {
         self.binding.vdev()
     }
 
-    fn vq(&self, queue: QueueId) -> Result<NonNull<b::virtqueue>> {
+    fn queue(&self, queue: QueueId) -> Result<Queue> {
         self.state.vqs.get(queue.0).copied().ok_or(EINVAL)
+    }
+
+    fn vq(&self, queue: QueueId) -> Result<NonNull<b::virtqueue>> {
+        Ok(self.queue(queue)?.vq)
     }
 
     /// Queues `buf` for the device to read. The queue owns it until
@@ -646,38 +667,39 @@ impl BoundGuard<'_> {
         })
     }
 
-    /// Hands a free page hint block to the device ("in" buffer, as in C).
-    /// The queue owns the block until [`Self::take_used`] hands it back, or
-    /// frees it when the device is torn down; on failure it comes back at
-    /// once. Only blocks of [`HINT_BLOCK_ORDER`] are taken.
-    pub(crate) fn add_hint_block(
+    /// Hands a block of pages to the device as an "in" buffer: the device
+    /// may write to it, and the driver gets it back whole. The queue owns
+    /// the block until [`Self::take_used`] hands it back, or frees it when
+    /// the device is torn down; on failure it comes back at once. The
+    /// block's order must be the queue's [`QueueInfo::page_order`].
+    pub(crate) fn add_inbuf_pages(
         &mut self,
         queue: QueueId,
         block: Page,
     ) -> core::result::Result<(), (Error, Page)> {
-        let vq = match self.vq(queue) {
-            Ok(vq) => vq,
+        let Queue { vq, page_order } = match self.queue(queue) {
+            Ok(queue) => queue,
             Err(e) => return Err((e, block)),
         };
-        if block.order() != HINT_BLOCK_ORDER {
+        if page_order != Some(block.order()) {
             return Err((EINVAL, block));
         }
         let Ok(len) = u32::try_from(block.bytes()) else {
             return Err((EINVAL, block));
         };
+        let order = block.order();
         let data = block.address();
         let page = block.into_raw();
-        let token = (page.as_ptr() as usize | BLOCK_TAG) as *mut kernel::ffi::c_void;
+        let token = (page.as_ptr() as usize | PAGES_TAG) as *mut kernel::ffi::c_void;
         // SAFETY: `data` is the block's `len` bytes in the linear map; the
         // queue owns the block from here on through `token`, which is
-        // tagged (a `struct page` is at least 8-byte aligned).
+        // tagged (a `struct page` is at least 8-byte aligned), on a queue
+        // of the block's order.
         let added = unsafe { add_one(vq, data, len, token, Direction::FromDevice) };
         added.map_err(|e| {
             // SAFETY: The queue did not take the block; `page` came from
             // `into_raw` above, with this order.
-            (e, unsafe {
-                Page::from_raw(page.as_ptr(), HINT_BLOCK_ORDER)
-            })
+            (e, unsafe { Page::from_raw(page.as_ptr(), order) })
         })
     }
 
@@ -693,13 +715,14 @@ impl BoundGuard<'_> {
     }
 
     fn get_token(&mut self, queue: QueueId) -> Option<Token> {
-        let vq = self.vq(queue).ok()?;
+        let queue = self.queue(queue).ok()?;
         let mut len = 0u32;
-        // SAFETY: `vq` is live (guard invariant); `len` is valid for writes.
-        let token = unsafe { b::virtqueue_get_buf(vq.as_ptr(), &mut len) };
-        // SAFETY: Tokens are of the kinds the type invariant allows, each
-        // handed back once.
-        (!token.is_null()).then(|| unsafe { Token::take(token) })
+        // SAFETY: The queue is live (guard invariant); `len` is valid for
+        // writes.
+        let token = unsafe { b::virtqueue_get_buf(queue.vq.as_ptr(), &mut len) };
+        // SAFETY: Tokens are of the kinds the type invariant allows for this
+        // queue, each handed back once.
+        (!token.is_null()).then(|| unsafe { Token::take(token, queue) })
     }
 
     /// Takes back a buffer or block the device has used, if any.
@@ -718,7 +741,7 @@ impl BoundGuard<'_> {
         loop {
             match self.take_used(queue)? {
                 Used::Buffer(buf) => return Some(buf),
-                Used::Block(_) => continue,
+                Used::Pages(_) => continue,
             }
         }
     }

@@ -27,7 +27,8 @@ mod wait;
 mod workqueue;
 
 pub(crate) use balloon::{
-    BalloonPages, Migrate, Page, PageList, HINT_BLOCK_ORDER, HUGE_ORDER, PAGE_SHIFT, PFNS_PER_PAGE,
+    BalloonPages, Migrate, Mobility, Page, PageList, HUGE_ORDER, MAX_PAGE_ORDER, PAGE_SHIFT,
+    PFNS_PER_PAGE,
 };
 pub(crate) use buffer::Buffer;
 pub(crate) use config::{ConfigLe32, Feature};

@@ -57,16 +57,17 @@ def accel(kdir, initramfs, tmp_path_factory):
 @pytest.fixture
 def boot(kdir, initramfs, accel, tmp_path, request):
     """Boots guests: boot(mem_mib=..., balloon=...), or boot(module=KO) with
-    another build of rust_balloon.ko. Each is stopped after the test, and
+    another build of rust_balloon.ko, or boot(kernel=IMAGE) with another
+    kernel image built from the test kernel's tree. Each is stopped after the test, and
     any kernel splat it printed fails the test."""
     guests = []
 
-    def start(module=None, **kwargs):
+    def start(module=None, kernel=None, **kwargs):
         image = initramfs
         if module:
             image = make_initramfs(kdir, Path(module),
                                    tmp_path / f"initramfs{len(guests)}.cpio.gz")
-        g = Guest(kernel_image(kdir), image, tmp_path / f"guest{len(guests)}",
+        g = Guest(kernel or kernel_image(kdir), image, tmp_path / f"guest{len(guests)}",
                   accel=accel, arch=kernel_arch(kdir), **kwargs)
         guests.append(g)
         return g.start()

@@ -102,6 +102,17 @@ def test_unstable_source_takes_the_machines_own_mirror(tmp_path):
     assert run.stdout.strip() == "http://mirror.example.org/debian/", run.stdout
 
 
+def test_crate_is_compiled_under_the_modules_name():
+    """Kbuild names the module an object belongs to after the stem of the
+    rule that builds it (modname-multi): the crate root, compiled to
+    rust_balloon_crate.o by the module's own rule, must get the module's
+    name, rust_balloon, as RUST_MODFILE, which a built-in driver writes into
+    modules.builtin (test_builtin.py boots one). A plain rule has no stem and
+    gave it rust_balloon_crate."""
+    cmd = (ROOT / ".rust_balloon_crate.o.cmd").read_text()
+    assert re.search(r"RUST_MODFILE=\S*/rust_balloon ", cmd), re.findall(r"RUST_MODFILE=\S*", cmd)
+
+
 def test_in_tree_build_passes_the_kselftest(kdir, tmp_path, boot):
     """scripts/in-tree.sh: the sources in drivers/virtio/rust_balloon/ with
     their Kconfig entry, VIRTIO_BALLOON_RUST=m, built by the kernel's own
