@@ -259,9 +259,9 @@ unsafe extern "C" fn probe_callback<T: Driver>(vdev: *mut b::virtio_device) -> k
         let data = T::probe(dev, binding.clone(), &registration.debugfs);
         let dev_core: &device::Device<CoreInternal<'_>> = dev.as_ref();
         if let Err(e) = dev_core.set_drvdata(data) {
-            binding.teardown();
-            // SAFETY: No callback runs after teardown.
-            drop(unsafe { take_binding(vdev) });
+            // SAFETY: Published above; the bus runs no other callback for a
+            // device whose probe fails.
+            unsafe { release_binding(vdev) };
             return Err(e);
         }
         // Cannot fail: only teardown (by this device's callbacks, which the
@@ -290,22 +290,24 @@ unsafe extern "C" fn remove_callback<T: Driver>(vdev: *mut b::virtio_device) {
         T::remove(dev, data);
     }
     // SAFETY: `vdev` was bound by `probe_callback::<T>`, which published
-    // the binding.
-    let binding = unsafe { take_binding_after_teardown(vdev) };
-    drop(binding);
+    // the binding; the bus runs no other callback for a device it removes.
+    unsafe { release_binding(vdev) };
 }
 
-/// Tears the binding down (no callback runs afterwards) and takes it back.
+/// Tears the binding down (no virtqueue callback runs afterwards), takes it
+/// out of `vdev->priv` and drops the layer's reference (work items may keep
+/// theirs, which fail with `ENODEV` from now on).
 ///
 /// # Safety
 ///
-/// `vdev` is a valid device bound by `probe_callback`.
-unsafe fn take_binding_after_teardown(vdev: *mut b::virtio_device) -> Arc<Binding> {
+/// `vdev` is a valid device whose `priv` holds a binding (set by
+/// `probe_callback`), for which the bus runs no other callback any more.
+unsafe fn release_binding(vdev: *mut b::virtio_device) {
     // SAFETY: As the caller guarantees.
     unsafe { binding(vdev) }.teardown();
-    // SAFETY: After teardown no virtqueue callback runs, and the bus runs
-    // no other callback for a device it is removing.
-    unsafe { take_binding(vdev) }
+    // SAFETY: After teardown no virtqueue callback runs, and no other bus
+    // callback (caller's guarantee).
+    drop(unsafe { take_binding(vdev) });
 }
 
 /// The driver core's hook after a device was unbound (or a probe failed):

@@ -48,9 +48,7 @@ def test_builtin_driver_binds_at_boot_and_inflates(builtin, boot):
     assert "rust_balloon" not in g.sh("cat /proc/modules")
     assert g.balloon_view()["buffer_pfns"] == 256
     total0 = g.meminfo()["MemTotal"]
-    g.set_balloon_pages(BALLOON_PAGES)
-    g.wait_balloon(BALLOON_PAGES)
-    assert total0 - g.meminfo()["MemTotal"] == BALLOON_PAGES * PAGE
-    g.set_balloon_pages(0)
-    g.wait_balloon(0)
-    assert g.meminfo()["MemTotal"] == total0
+    for pages in (BALLOON_PAGES, 0):
+        g.set_balloon_pages(pages)
+        g.wait_balloon(pages)
+        assert total0 - g.meminfo()["MemTotal"] == pages * PAGE
