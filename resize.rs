@@ -252,11 +252,11 @@ pub(crate) struct Resizer {
     /// system sleep again only if none came since it read the target.
     resize_requests: Atomic<u32>,
     #[pin]
-    resize_work: Work<Resizer, 0>,
+    resize_work: Work<Resizer>,
 }
 
 impl_has_work! {
-    impl HasWork<Self, 0> for Resizer { self.resize_work }
+    impl HasWork<Self> for Resizer { self.resize_work }
 }
 
 impl Resizer {
@@ -324,7 +324,7 @@ impl Resizer {
     }
 }
 
-impl WorkItem<0> for Resizer {
+impl WorkItem for Resizer {
     type Pointer = Arc<Resizer>;
 
     fn run(this: Arc<Resizer>) {
@@ -383,7 +383,7 @@ impl Resizer {
         this.resize_requests.fetch_add(1, Full);
         this.binding.stay_awake();
         // Already queued is fine: that run will read the new target.
-        let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
+        let _ = workqueue::system_freezable().enqueue(this.clone());
     }
 
     /// Queues the resize work again to go on where a run stopped, or lets
@@ -393,7 +393,7 @@ impl Resizer {
             this.binding.relax();
             return;
         }
-        let _ = workqueue::system_freezable().enqueue::<_, 0>(this.clone());
+        let _ = workqueue::system_freezable().enqueue(this.clone());
     }
 
     /// The balloon reached the target a run read after `served` requests:

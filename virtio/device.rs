@@ -60,9 +60,20 @@ impl<Ctx: DeviceContext> Device<Ctx> {
         self.0.get()
     }
 
+    /// The embedded generic device, for C calls that take one.
+    fn raw_dev(&self) -> *mut b::device {
+        // SAFETY: The device is valid (type invariant); `dev` is embedded in
+        // it.
+        unsafe { addr_of_mut!((*self.as_raw()).dev) }
+    }
+
     /// Whether `feature` was negotiated (or, in `validate`, offered).
     pub(crate) fn has_feature(&self, feature: Feature) -> bool {
-        features_test(self.as_raw(), feature)
+        let (word, mask) = feature.word_and_mask();
+        // SAFETY: The device is valid (type invariant); `features_array` is
+        // the full view of the feature union.
+        let words = unsafe { (*self.as_raw()).__bindgen_anon_1.features_array };
+        words.get(word).is_some_and(|w| w & mask != 0)
     }
 }
 
@@ -70,7 +81,7 @@ impl<Ctx: DeviceContext> AsRef<device::Device<Ctx>> for Device<Ctx> {
     fn as_ref(&self) -> &device::Device<Ctx> {
         // SAFETY: `dev` is embedded in the valid `virtio_device` (type
         // invariant) and lives as long as it; the context is the same.
-        unsafe { device::Device::from_raw(addr_of_mut!((*self.as_raw()).dev)) }
+        unsafe { device::Device::from_raw(self.raw_dev()) }
     }
 }
 
@@ -84,7 +95,7 @@ kernel::impl_device_context_into_aref!(Device);
 unsafe impl AlwaysRefCounted for Device {
     fn inc_ref(&self) {
         // SAFETY: A shared reference means the count is not zero.
-        unsafe { kernel::bindings::get_device(addr_of_mut!((*self.as_raw()).dev)) };
+        unsafe { kernel::bindings::get_device(self.raw_dev()) };
     }
 
     unsafe fn dec_ref(obj: NonNull<Self>) {
@@ -112,9 +123,7 @@ impl Device<Core<'_>> {
     pub(crate) fn set_wakeup_capable(&self) {
         // SAFETY: The device is valid (type invariant); the call only sets
         // up sysfs state, under the device lock a `Core` context holds.
-        unsafe {
-            b::rust_balloon_device_set_wakeup_capable(addr_of_mut!((*self.as_raw()).dev), true)
-        };
+        unsafe { b::rust_balloon_device_set_wakeup_capable(self.raw_dev(), true) };
     }
 }
 
@@ -198,14 +207,6 @@ impl<Ctx: DeviceContext> Device<Ctx> {
         }
         Transport::Other
     }
-}
-
-fn features_test(vdev: *mut b::virtio_device, feature: Feature) -> bool {
-    let (word, mask) = feature.word_and_mask();
-    // SAFETY: Callers pass a valid device; `features_array` is the full view
-    // of the feature union.
-    let words = unsafe { (*vdev).__bindgen_anon_1.features_array };
-    words.get(word).is_some_and(|w| w & mask != 0)
 }
 
 /// Identifies one of a device's virtqueues: its position in the list given to
@@ -423,9 +424,7 @@ impl Binding {
     }
 
     fn dev(&self) -> *mut b::device {
-        // SAFETY: `device` is valid while referenced; `dev` is embedded in
-        // it.
-        unsafe { addr_of_mut!((*self.vdev()).dev) }
+        self.device.raw_dev()
     }
 
     /// Keeps the system from suspending on its own (autosleep) until
