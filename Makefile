@@ -2,7 +2,8 @@
 #
 #   make KDIR=/path/to/linux   build rust_balloon.ko against your kernel tree
 #   make                       the same, against the cached test kernel
-#   make check                 install, build kernel + module, run all tests
+#   make check [ARGS=...]      install, build kernel + module, run all tests
+#                              (ARGS: pytest arguments, e.g. ARGS="-k oom")
 #   make demo                  boot a guest and balloon it live from the host
 #   make bench                 C vs Rust driver benchmark
 #   make stress                reliability scenarios on the debug kernel
@@ -53,7 +54,7 @@ kernel: setup
 	@scripts/kernel.sh test >/dev/null
 
 check: setup
-	@scripts/check.sh
+	@scripts/check.sh $(ARGS)
 
 check-arm64:
 	@scripts/check-arm64.sh

@@ -6,7 +6,7 @@
 //! and `hv_balloon`: what the host asked for, what the balloon holds, what
 //! it did to get there and how long the host took to answer. Every figure
 //! is read without taking a lock, so reading never waits for a step that
-//! waits for the host. The README lists the fields.
+//! waits for the host. docs/tools.md lists the fields.
 
 use crate::resize::Resizer;
 use core::fmt::{Formatter, Result as FmtResult, Write};
@@ -23,7 +23,7 @@ use kernel::{
 /// What the balloon has done since the device was bound, for debugfs.
 ///
 /// Counters only go up; `target` and `actual` are the last values read and
-/// written. Counts of memory are in 4 KiB pages (the protocol's unit)
+/// written, `hint_held_pages` what hinting holds now. Counts of memory are in 4 KiB pages (the protocol's unit)
 /// whatever the guest's page size.
 pub(crate) struct Counters {
     /// The host's target as the resize work last read it.
@@ -44,6 +44,10 @@ pub(crate) struct Counters {
     pub(crate) migrated: Atomic<u64>,
     /// Free page hint blocks handed to the host.
     pub(crate) hinted_blocks: Atomic<u64>,
+    /// Pages in hint blocks the host has handed back and hinting still
+    /// holds: what its shrinker counts, so in guest pages (not 4 KiB ones).
+    /// Changed only under the hint blocks' lock.
+    pub(crate) hint_held_pages: Atomic<usize>,
     /// Free blocks reported (page reporting), each at least a pageblock.
     pub(crate) reported_blocks: Atomic<u64>,
     /// Inflate steps that got fewer pages from the allocator than wanted.
@@ -69,6 +73,7 @@ impl Counters {
             oom_released: Atomic::new(0),
             migrated: Atomic::new(0),
             hinted_blocks: Atomic::new(0),
+            hint_held_pages: Atomic::new(0),
             reported_blocks: Atomic::new(0),
             alloc_failures: Atomic::new(0),
             stalls: Atomic::new(0),
@@ -157,6 +162,7 @@ fn populate<'data>(b: &'data Arc<Resizer>, dir: &ScopedDir<'data, '_>) {
     counter_file!(dir, b, c"oom_released_pages", oom_released);
     counter_file!(dir, b, c"migrated_pages", migrated);
     counter_file!(dir, b, c"hinted_blocks", hinted_blocks);
+    counter_file!(dir, b, c"hint_held_pages", hint_held_pages);
     counter_file!(dir, b, c"reported_blocks", reported_blocks);
     counter_file!(dir, b, c"alloc_failures", alloc_failures);
     counter_file!(dir, b, c"stalls", stalls);

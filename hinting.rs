@@ -17,7 +17,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
-        atomic::{Atomic, Relaxed},
+        atomic::{Atomic, Full, Relaxed},
         Arc, Mutex,
     },
     time::{delay::fsleep, Delta},
@@ -41,14 +41,10 @@ pub(crate) struct Hinting {
     work: Work<Hinting>,
     /// Blocks the host has handed back, kept until it says DONE (or the
     /// shrinker wants them). Blocks still in the queue are the queue's.
-    /// Lock order: after the device's lock.
+    /// Their pages are counted in `counters.hint_held_pages`, changed only
+    /// under this lock. Lock order: after the device's lock.
     #[pin]
     blocks: Mutex<PageList>,
-    /// Pages in `blocks`, for the shrinker's count (which must not wait).
-    held_pages: Atomic<usize>,
-    /// Pages in blocks the queue holds: the host may hand them back
-    /// before the hint work next looks, so the shrinker counts them too.
-    queued_pages: Atomic<usize>,
     /// The command id being (or last) answered. Only the hint work uses it.
     active: Atomic<u32>,
     /// The host's command id as last read from config space...
@@ -94,8 +90,6 @@ impl Hinting {
                 stopping: Atomic::new(false),
                 work <- new_work!("Hinting::work"),
                 blocks <- new_mutex!(blocks),
-                held_pages: Atomic::new(0),
-                queued_pages: Atomic::new(0),
                 active: Atomic::new(uapi::CMD_ID_STOP),
                 received: Atomic::new(uapi::CMD_ID_STOP),
                 stale: Atomic::new(true),
@@ -113,15 +107,14 @@ impl Hinting {
     }
 
     /// Stops the work item: none is queued or running afterwards.
-    pub(crate) fn stop(&self) {
-        crate::stop_work(&self.stopping, &self.work);
+    pub(crate) fn stop(self: &Arc<Self>) {
+        crate::stop_work(&self.stopping, self);
     }
 
     /// Forgets the command: after a reset, the next one starts afresh (the
     /// reset gave the queue's blocks back to the allocator).
     pub(crate) fn reset(&self) {
         self.free_blocks();
-        self.queued_pages.store(0, Relaxed);
         self.active.store(uapi::CMD_ID_STOP, Relaxed);
         self.stale.store(true, Relaxed);
     }
@@ -129,9 +122,11 @@ impl Hinting {
     /// The host's current command id: read from config space only if it
     /// changed since the last read.
     fn command(&self) -> Result<u32> {
-        if self.stale.load(Relaxed) {
-            // Clear first: a change that comes while reading marks it again.
-            self.stale.store(false, Relaxed);
+        // One fully ordered exchange: a config change that marks it stale
+        // after this point is read by the next call, and the config read
+        // below cannot be ordered before the flag is cleared (a relaxed
+        // store then a read could lose a change on a weakly ordered CPU).
+        if self.stale.xchg(false, Full) {
             let cmd = self
                 .binding
                 .lock()?
@@ -143,22 +138,28 @@ impl Hinting {
 
     /// Hands `block` to the host; on failure it is freed.
     fn send(&self, device: &mut BoundGuard<'_>, block: Page) -> Result {
-        let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
         device
             .add_inbuf_pages(self.queue, block)
             .map_err(|(e, _)| e)?;
-        self.queued_pages.add(pages, Relaxed);
         Ok(())
     }
 
     /// Keeps the blocks the host has handed back.
     fn collect(&self, device: &mut BoundGuard<'_>) {
+        let mut blocks = self.blocks.lock();
+        self.collect_into(device, &mut blocks);
+    }
+
+    /// Moves the blocks the host has handed back into `blocks`. The count
+    /// of held pages changes under the same guard as the list: the
+    /// shrinker pops and subtracts under it too, so it never subtracts a
+    /// block before it was added (which wrapped the count).
+    fn collect_into(&self, device: &mut BoundGuard<'_>, blocks: &mut PageList) {
         while let Some(used) = device.take_used(self.queue) {
             if let Used::Pages(block) = used {
                 let pages = block.bytes() >> kernel::page::PAGE_SHIFT;
-                self.queued_pages.fetch_sub(pages, Relaxed);
-                self.blocks.lock().push(block);
-                self.held_pages.add(pages, Relaxed);
+                blocks.push(block);
+                self.counters.hint_held_pages.add(pages, Relaxed);
             }
         }
     }
@@ -168,7 +169,7 @@ impl Hinting {
     fn free_blocks(&self) {
         let mut blocks = self.blocks.lock();
         blocks.clear();
-        self.held_pages.store(0, Relaxed);
+        self.counters.hint_held_pages.store(0, Relaxed);
     }
 
     /// Answers the host's free page hint command: hand it every free block
@@ -212,14 +213,14 @@ impl Hinting {
         Ok(())
     }
 
-    /// Hands the host free blocks for command `cmd` until they run out, a
-    /// new command comes, or DONE; returns how many it sent.
+    /// Hands the host free blocks for command `cmd` until they run out, or
+    /// the host's command is anything else (STOP, DONE, a new id); returns
+    /// how many it sent.
     ///
-    /// Not on STOP: QEMU's config space reads STOP while it accepts hints
-    /// for `cmd`, and two config interrupts close together (QEMU sends STOP
-    /// and the new id back to back) make us read it then. A host ignores
-    /// hints for a stopped command, so going on costs only the blocks,
-    /// which the shrinker and DONE give back.
+    /// On STOP at once, as the C driver: a host ignores hints for a stopped
+    /// command, so every block taken after it is memory the guest lacks
+    /// for nothing. A new id that follows STOP marks the config stale
+    /// again and queues the work, which answers it afresh.
     fn send_free_blocks(&self, cmd: u32) -> Result<usize> {
         let mut sent = 0;
         while !self.stopping.load(Relaxed) && still_hinting(self.command()?, cmd) {
@@ -262,8 +263,10 @@ impl Hinting {
 }
 
 impl ShrinkHandler for Hinting {
+    /// Only the blocks the host handed back: those still in the queue are
+    /// the device's, and `scan` cannot free them.
     fn count(&self) -> usize {
-        self.held_pages.load(Relaxed) + self.queued_pages.load(Relaxed)
+        self.counters.hint_held_pages.load(Relaxed)
     }
 
     /// Hinted blocks may be reused at any time (the host only skips sending
@@ -272,11 +275,12 @@ impl ShrinkHandler for Hinting {
     /// device's until it hands them back.
     fn scan(&self, pages: usize) -> Option<usize> {
         // Never wait in reclaim: whoever holds a lock is quick, so ask
-        // reclaim to move on rather than to come back at once.
-        if let Some(Ok(mut device)) = self.binding.try_lock() {
-            self.collect(&mut device);
-        }
+        // reclaim to move on rather than to come back at once. Both locks
+        // are only tried, so their order does not matter here.
         let mut blocks = self.blocks.try_lock()?;
+        if let Some(Ok(mut device)) = self.binding.try_lock() {
+            self.collect_into(&mut device, &mut blocks);
+        }
         let mut freed = 0;
         while freed < pages {
             let Some(block) = blocks.pop() else {
@@ -284,8 +288,9 @@ impl ShrinkHandler for Hinting {
             };
             freed += block.bytes() >> kernel::page::PAGE_SHIFT;
         }
-        self.held_pages.fetch_sub(freed, Relaxed);
-        Some(freed)
+        self.counters.hint_held_pages.fetch_sub(freed, Relaxed);
+        // Nothing to free (only blocks the queue holds): stop asking.
+        (freed > 0).then_some(freed)
     }
 }
 
@@ -311,8 +316,7 @@ pub(crate) fn hint_action(cmd: u32, active: u32) -> HintAction {
 }
 
 /// Whether blocks still go to the host for `cmd` while config space reads
-/// `current` (see [`Hinting::send_free_blocks`] for why STOP does not end
-/// it).
+/// `current`: only while it reads `cmd` (see [`Hinting::send_free_blocks`]).
 pub(crate) fn still_hinting(current: u32, cmd: u32) -> bool {
-    current == cmd || current == uapi::CMD_ID_STOP
+    current == cmd
 }

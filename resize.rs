@@ -73,8 +73,8 @@ const OOM_RELEASE_PFNS: usize = 256;
 pub(super) enum Step {
     /// At the target: nothing left to do.
     Done,
-    /// Moved this many 4 KiB pages; maybe more to do.
-    Moved(usize),
+    /// Moved pages; maybe more to do.
+    Moved,
     /// Could not allocate a single page (inflate) or dequeue one (deflate,
     /// while compaction holds them): try again later.
     Stalled,
@@ -101,18 +101,21 @@ pub(super) struct State {
 
 impl State {
     /// Sends the pages of `batch` on `queue` in one buffer, kicking the host
-    /// if `kick`. On success they move to `sent`; on failure they stay in
-    /// `batch`.
-    fn send_batch(&mut self, queue: QueueId, kick: bool) -> Result {
-        let mut device = self.binding.lock()?;
-        queue_pfns(&mut self.pfns, &mut device, queue, |buf| {
+    /// if `kick`. Returns whether the buffer was queued, and how sending
+    /// went: once queued its pages are in `sent` (the host may see them,
+    /// even if the kick then fails); otherwise they stay in `batch`.
+    fn send_batch(&mut self, queue: QueueId, kick: bool) -> (bool, Result) {
+        let mut device = match self.binding.lock() {
+            Ok(device) => device,
+            Err(e) => return (false, Err(e)),
+        };
+        if let Err(e) = queue_pfns(&mut self.pfns, &mut device, queue, |buf| {
             push_list_pfns(buf, &self.batch)
-        })?;
-        if kick {
-            device.kick(queue)?;
+        }) {
+            return (false, Err(e));
         }
         self.sent.append(&mut self.batch);
-        Ok(())
+        (true, if kick { device.kick(queue) } else { Ok(()) })
     }
 
     /// Kicks `queue` and waits until the host has handed back the `count`
@@ -168,10 +171,49 @@ fn tell_host(
     fill: impl FnOnce(&mut Buffer) -> Result,
 ) -> Result {
     queue_pfns(pool, device, queue, fill)?;
+    kick_and_wait(pool, device, queue)
+}
+
+/// Kicks `queue`, which holds one buffer of ours, and waits until the host
+/// has handed it back.
+fn kick_and_wait(
+    pool: &mut KVec<KBox<Buffer>>,
+    device: &mut BoundGuard<'_>,
+    queue: QueueId,
+) -> Result {
     device.kick(queue)?;
     let buf = device.wait_buf(queue)?;
     give_back(pool, buf);
     Ok(())
+}
+
+/// How far the host got with the pages of a step that failed part way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Told {
+    /// Never sent: the host knows nothing of them.
+    NotSent,
+    /// Sent, but the host's answer never came (the queue broke): it may
+    /// have acted on them or not.
+    Unanswered,
+    /// The host handed their buffer back: it has acted on them.
+    Acked,
+}
+
+/// Whether pages a deflate took out of the balloon may go back to the
+/// guest, the host having been told `told`. With
+/// VIRTIO_BALLOON_F_MUST_TELL_HOST only once the host has answered; without
+/// it at once (the spec lets the guest reuse them before telling). Pages
+/// that may not are put back into the balloon.
+pub(super) fn deflated_may_be_freed(must_tell_host: bool, told: Told) -> bool {
+    !must_tell_host || told == Told::Acked
+}
+
+/// Whether pages an inflate step sent stay in the balloon, the host having
+/// been told `told`: once sent, the host may have taken them (and dropped
+/// what they held), so only a deflate, which tells it, gives them back.
+/// A page never sent is still the guest's.
+pub(super) fn inflated_stay_ballooned(told: Told) -> bool {
+    told != Told::NotSent
 }
 
 /// Appends the 4 KiB frame numbers of one guest page, starting at `first`.
@@ -200,11 +242,23 @@ impl Migrate for State {
     /// discarded already, and keep the old one. The old page is then the
     /// guest's without the host having been told, which is what a reset
     /// does to every page, and what the C driver does here too.
+    ///
+    /// Only a failure before the new page's buffer is queued fails the
+    /// migration (the host knows nothing yet). Once it is queued the host
+    /// may take the new page, even if its answer never comes, so from there
+    /// the migration goes through.
     fn migrate(&mut self, new_pfn: u64, old_pfn: u64) -> Result {
         let mut device = self.binding.lock()?;
-        tell_host(&mut self.pfns, &mut device, INFLATE_QUEUE, |buf| {
+        queue_pfns(&mut self.pfns, &mut device, INFLATE_QUEUE, |buf| {
             push_page_pfns(buf, new_pfn)
         })?;
+        if let Err(e) = kick_and_wait(&mut self.pfns, &mut device, INFLATE_QUEUE) {
+            dev_warn!(
+                self.binding.device(),
+                "migration: no answer from the host about the new page: {:?}\n",
+                e
+            );
+        }
         if let Err(e) = tell_host(&mut self.pfns, &mut device, DEFLATE_QUEUE, |buf| {
             push_page_pfns(buf, old_pfn)
         }) {
@@ -244,6 +298,8 @@ pub(crate) struct Resizer {
     depth: usize,
     /// Guest pages in one PFN buffer (see [`crate::pfns_per_buffer`]).
     pub(crate) pages_per_buffer: usize,
+    /// Bytes of one PFN buffer: 4 per 4 KiB frame.
+    buffer_bytes: usize,
     /// Set on remove and shutdown: no more work may start.
     stopping: Atomic<bool>,
     /// The resize work's next pause if it cannot move (milliseconds).
@@ -277,12 +333,10 @@ impl Resizer {
         if depth == 0 {
             return Err(ENOSPC);
         }
+        let buffer_bytes = pfns_per_buffer * core::mem::size_of::<u32>();
         let mut pfns = KVec::with_capacity(depth, GFP_KERNEL)?;
         for _ in 0..depth {
-            give_back(
-                &mut pfns,
-                Buffer::new(pfns_per_buffer * core::mem::size_of::<u32>())?,
-            );
+            give_back(&mut pfns, Buffer::new(buffer_bytes)?);
         }
         let state = State {
             binding: binding.clone(),
@@ -308,6 +362,7 @@ impl Resizer {
                 counters,
                 depth,
                 pages_per_buffer: virtio::whole_pages(pfns_per_buffer, virtio::PAGE_SHIFT),
+                buffer_bytes,
                 stopping: Atomic::new(false),
                 backoff_ms: Atomic::new(BACKOFF_MIN_MS),
                 resize_requests: Atomic::new(0),
@@ -319,8 +374,10 @@ impl Resizer {
 
     /// Stops the resize work: none is queued or running afterwards, and
     /// none queues itself again.
-    pub(crate) fn stop(&self) {
-        crate::stop_work(&self.stopping, &self.resize_work);
+    pub(crate) fn stop(self: &Arc<Self>) {
+        crate::stop_work(&self.stopping, self);
+        // A run cancelled before it started never let the system sleep.
+        self.binding.relax();
     }
 }
 
@@ -341,9 +398,19 @@ impl WorkItem for Resizer {
                     this.settle(served);
                     return;
                 }
-                Ok(Step::Moved(_)) => this.backoff_ms.store(BACKOFF_MIN_MS, Relaxed),
+                Ok(Step::Moved) => {
+                    // Moving again after a stall or an error (which let the
+                    // system sleep): awake until the target.
+                    if this.backoff_ms.xchg(BACKOFF_MIN_MS, Relaxed) != BACKOFF_MIN_MS {
+                        this.binding.stay_awake();
+                    }
+                }
                 Ok(Step::Stalled) => {
                     Counters::count(&this.counters.stalls, 1);
+                    // A stall can last for ever (a target below the
+                    // `min_available_mib` floor): let the system sleep
+                    // meanwhile; the next step that moves stays awake again.
+                    this.binding.relax();
                     this.back_off();
                     break;
                 }
@@ -352,8 +419,20 @@ impl WorkItem for Resizer {
                     this.binding.relax();
                     return;
                 }
+                Err(EIO) => {
+                    // A broken queue stays broken until the device is reset
+                    // (remove, suspend): retrying would only fill the log.
+                    // A new target from the host tries again.
+                    dev_err!(
+                        this.binding.device(),
+                        "resize failed: the device broke (EIO); stopped until it is reset or sets a new target\n"
+                    );
+                    this.binding.relax();
+                    return;
+                }
                 Err(e) => {
                     dev_err!(this.binding.device(), "resize failed: {:?}\n", e);
+                    this.binding.relax();
                     this.back_off();
                     break;
                 }
@@ -424,16 +503,37 @@ impl Resizer {
     /// Moves the balloon one batch towards the target.
     fn step(&self) -> Result<Step> {
         let target = self.target()?;
+        self.refill_pfn_buffers()?;
         let current = self.pages.lock().num_pages;
         let step = if target > current {
-            self.inflate((target - current) as usize)?
+            self.inflate((target - current) as usize)
         } else if target < current {
-            self.deflate((current - target) as usize)?
+            self.deflate((current - target) as usize).1
         } else {
-            Step::Done
+            Ok(Step::Done)
         };
-        self.report_actual()?;
+        // Also after a failed step: it may have moved pages all the same.
+        let reported = self.report_actual();
+        let step = step?;
+        reported?;
         Ok(step)
+    }
+
+    /// Replaces the PFN buffers a broken queue kept: they are lost with its
+    /// teardown, and without them every later step would end in `EIO`
+    /// (after a suspend, say). While the balloon's lock is free every
+    /// buffer is in the pool but those; the new ones are allocated without
+    /// it (see the lock order).
+    fn refill_pfn_buffers(&self) -> Result {
+        let missing = self.depth - self.pages.lock().pfns.len();
+        for _ in 0..missing {
+            let buf = Buffer::new(self.buffer_bytes)?;
+            let mut state = self.pages.lock();
+            if state.pfns.len() < self.depth {
+                give_back(&mut state.pfns, buf);
+            }
+        }
+        Ok(())
     }
 
     /// The most 4 KiB frames one step moves: its buffers, all full.
@@ -496,55 +596,62 @@ impl Resizer {
             // Blocks come first on the list, so each buffer holds whole
             // blocks or halves of one.
             new.pages.move_to(&mut state.batch, self.pages_per_buffer);
-            in_flight += 1;
             // The host starts on each huge block's worth while the next
             // buffers are filled; never on half a block (see
             // `pfns_per_buffer`).
-            let kick =
-                new.pages.is_empty() || (in_flight * self.pages_per_buffer) % HUGE_BLOCK_PAGES == 0;
-            sent = state.send_batch(INFLATE_QUEUE, kick);
+            let kick = new.pages.is_empty()
+                || ((in_flight + 1) * self.pages_per_buffer) % HUGE_BLOCK_PAGES == 0;
+            let (queued, result) = state.send_batch(INFLATE_QUEUE, kick);
+            in_flight += usize::from(queued);
+            sent = result;
             if sent.is_err() {
-                in_flight -= 1;
                 break;
             }
         }
-        // Pages not sent (only after an error) go back.
+        // Pages never sent (only after an error) are still the guest's
+        // (`inflated_stay_ballooned(Told::NotSent)` is false).
         state.batch.clear();
         new.pages.clear();
         drop(guard);
-        if let Err(e) = state.wait_sent(INFLATE_QUEUE, in_flight) {
-            // The device broke: it cannot use the pages any more, so they
-            // go back to the guest.
-            state.sent.clear();
-            return Err(e);
+        let acked = state.wait_sent(INFLATE_QUEUE, in_flight);
+        let told = match acked {
+            Ok(()) => Told::Acked,
+            Err(_) => Told::Unanswered,
+        };
+        let mut moved = 0;
+        if inflated_stay_ballooned(told) {
+            moved = state.sent.len() * PFNS_PER_PAGE;
+            while !state.sent.is_empty() {
+                state.sent.move_to(&mut state.batch, LIST_BATCH_PAGES);
+                self.pages.enqueue(&mut state.batch);
+            }
+            state.num_pages += moved as u32;
+            Counters::count(&self.counters.inflated, moved);
         }
-        let moved = state.sent.len() * PFNS_PER_PAGE;
-        // Every buffer sent was acknowledged: those pages are the host's.
-        while !state.sent.is_empty() {
-            state.sent.move_to(&mut state.batch, LIST_BATCH_PAGES);
-            self.pages.enqueue(&mut state.batch);
-        }
-        state.num_pages += moved as u32;
-        Counters::count(&self.counters.inflated, moved);
-        if sent.is_ok() {
+        if sent.is_ok() && acked.is_ok() {
             // Blocks go first: all of them went in whole.
             Counters::count(&self.counters.blocks_inflated, blocks);
         }
+        // A broken queue: the pages sent stay ballooned (see
+        // `inflated_stay_ballooned`); `step` still reports `actual`.
+        acked?;
         if moved == 0 {
             sent?;
             return Ok(Step::Stalled);
         }
-        Ok(Step::Moved(moved))
+        Ok(Step::Moved)
     }
 
     /// Gives back up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted`
-    /// 4 KiB pages.
+    /// 4 KiB pages. Returns the 4 KiB pages that went back to the guest,
+    /// which an error may leave above zero, and how the step went.
     ///
     /// With VIRTIO_BALLOON_F_MUST_TELL_HOST the pages are freed once the
-    /// host has acknowledged them, as in C. Without it (QEMU does not offer
-    /// it) the spec lets the guest reuse them right away, so they are freed
-    /// while the host works on the buffers.
-    fn deflate(&self, wanted: usize) -> Result<Step> {
+    /// host has acknowledged them, as in C, and those it was not told about
+    /// (a broken queue) go back into the balloon. Without it (QEMU does not
+    /// offer it) the spec lets the guest reuse them right away, so they are
+    /// freed while the host works on the buffers.
+    fn deflate(&self, wanted: usize) -> (usize, Result<Step>) {
         let mut state = self.pages.lock();
         let state = &mut *state;
         let wanted = wanted.min(self.step_pfns()).min(state.num_pages as usize);
@@ -556,33 +663,76 @@ impl Resizer {
             }
         }
         if state.unsent.is_empty() {
-            return Ok(Step::Stalled);
+            return (0, Ok(Step::Stalled));
         }
-        // From here on the pages are out of the balloon, whatever happens.
-        let moved = state.unsent.len() * PFNS_PER_PAGE;
-        state.num_pages -= moved as u32;
+        // Out of the balloon for now; what may not be freed comes back.
+        state.num_pages -= (state.unsent.len() * PFNS_PER_PAGE) as u32;
         let mut in_flight = 0;
         let mut sent = Ok(());
         while !state.unsent.is_empty() && in_flight < self.depth {
             state
                 .unsent
                 .move_to(&mut state.batch, self.pages_per_buffer);
-            sent = state.send_batch(DEFLATE_QUEUE, false);
+            let (queued, result) = state.send_batch(DEFLATE_QUEUE, false);
+            in_flight += usize::from(queued);
+            sent = result;
             if sent.is_err() {
                 break;
             }
-            in_flight += 1;
         }
-        let mut blocks = 0;
-        if !state.binding.has_feature(uapi::F_MUST_TELL_HOST) {
-            blocks += state.sent.clear();
-        }
+        let must_tell = state.binding.has_feature(uapi::F_MUST_TELL_HOST);
+        let (mut freed, mut blocks) = (0, 0);
+        let mut free = |list: &mut PageList, told| {
+            if deflated_may_be_freed(must_tell, told) {
+                freed += list.len();
+                blocks += list.clear();
+            }
+        };
+        free(&mut state.sent, Told::Unanswered);
         let acked = state.wait_sent(DEFLATE_QUEUE, in_flight);
-        // A host that is gone cannot object: the pages are freed either way.
-        blocks += state.sent.clear() + state.batch.clear() + state.unsent.clear();
-        Counters::count(&self.counters.deflated, moved);
+        free(
+            &mut state.sent,
+            if acked.is_ok() {
+                Told::Acked
+            } else {
+                Told::Unanswered
+            },
+        );
+        free(&mut state.batch, Told::NotSent);
+        free(&mut state.unsent, Told::NotSent);
+        // What the host was not (surely) told about stays ballooned.
+        let kept = state.sent.len() + state.batch.len() + state.unsent.len();
+        if kept > 0 {
+            state.sent.append(&mut state.batch);
+            state.sent.append(&mut state.unsent);
+            while !state.sent.is_empty() {
+                state.sent.move_to(&mut state.batch, LIST_BATCH_PAGES);
+                self.pages.enqueue(&mut state.batch);
+            }
+            state.num_pages += (kept * PFNS_PER_PAGE) as u32;
+        }
+        let freed = freed * PFNS_PER_PAGE;
+        Counters::count(&self.counters.deflated, freed);
         Counters::count(&self.counters.blocks_deflated, blocks);
-        sent.and(acked).map(|()| Step::Moved(moved))
+        (freed, sent.and(acked).map(|()| Step::Moved))
+    }
+
+    /// Frees what is still in the balloon once the device has been reset,
+    /// which ends the host's claim on it: the pages `deflate_all` had to
+    /// keep because the host could not be told (a broken queue with
+    /// VIRTIO_BALLOON_F_MUST_TELL_HOST). Returns how many 4 KiB pages.
+    pub(super) fn release_after_reset(&self) -> usize {
+        let mut state = self.pages.lock();
+        let state = &mut *state;
+        let mut freed = 0;
+        while self.pages.dequeue(&mut state.unsent, LIST_BATCH_PAGES) > 0 {
+            freed += state.unsent.len();
+            state.unsent.clear();
+        }
+        let freed = freed * PFNS_PER_PAGE;
+        state.num_pages = state.num_pages.saturating_sub(freed as u32);
+        Counters::count(&self.counters.deflated, freed);
+        freed
     }
 
     /// Empties the balloon: used on remove, with work stopped.
@@ -592,7 +742,7 @@ impl Resizer {
             if left == 0 {
                 break;
             }
-            match self.deflate(left) {
+            match self.deflate(left).1 {
                 Ok(Step::Stalled) => fsleep(Delta::from_millis(10)),
                 Ok(_) => {}
                 Err(e) => {
@@ -609,10 +759,8 @@ impl OomHandler for Resizer {
     /// Deflate on OOM: give back a batch (telling the host first) instead of
     /// letting the OOM killer take a process.
     fn release_on_oom(&self) -> usize {
-        let released = match self.deflate(OOM_RELEASE_PFNS) {
-            Ok(Step::Moved(pfns)) => pfns / PFNS_PER_PAGE,
-            _ => 0,
-        };
+        // Counted even if talking to the host failed after they were freed.
+        let released = self.deflate(OOM_RELEASE_PFNS).0 / PFNS_PER_PAGE;
         let _ = self.report_actual();
         Counters::count(&self.counters.oom_released, released * PFNS_PER_PAGE);
         if released > 0 {

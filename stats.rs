@@ -80,8 +80,8 @@ impl Stats {
     }
 
     /// Stops the work item: none is queued or running afterwards.
-    pub(crate) fn stop(&self) {
-        crate::stop_work(&self.stopping, &self.work);
+    pub(crate) fn stop(self: &Arc<Self>) {
+        crate::stop_work(&self.stopping, self);
     }
 
     /// After resume: a fresh buffer (the old one went with the reset),

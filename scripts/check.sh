@@ -1,11 +1,51 @@
 #!/usr/bin/env bash
 # `make check`: from nothing to a test verdict. Installs what is missing,
 # builds (or reuses) the test kernel, builds the module, boots guests.
+#   check.sh [pytest args...]   (make check ARGS="...")
+#
+# Two phases: the tests that build kernels or modules (both cores each)
+# one at a time, then the guest tests two at a time (pytest-xdist): under
+# TCG each guest runs on one host thread (see guest.py), so two fill two
+# cores. RB_JOBS sets the guests' parallelism. Every test has a time limit
+# (pytest-timeout; a file may set a longer one); the 15 slowest are listed.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 "$RB_ROOT/scripts/setup.sh"
 kdir=${KDIR:-$("$RB_ROOT/scripts/kernel.sh" test)}
 "$RB_ROOT/scripts/build-module.sh" "$kdir"
-export RB_KDIR=$kdir RB_VENV
+RB_RUN_DIR=$(mktemp -d)
+trap 'rm -rf "$RB_RUN_DIR"' EXIT
+export RB_KDIR=$kdir RB_VENV RB_RUN_DIR
 cd "$RB_ROOT/selftests/host"
-exec "$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider "$@" .
+common=(-v -ra -p no:cacheprovider --timeout="${RB_TEST_TIMEOUT:-900}" --durations=15)
+start=$SECONDS
+status=0
+"$RB_VENV/bin/python" -m pytest "${common[@]}" -m serial \
+	--junitxml="$RB_RUN_DIR/serial.xml" "$@" . || status=$?
+# 5: no test selected (ARGS picked only the other phase's tests).
+[ $status -eq 5 ] && status=0
+rc=0
+"$RB_VENV/bin/python" -m pytest "${common[@]}" -m "not serial" \
+	-n "${RB_JOBS:-2}" --dist loadgroup \
+	--junitxml="$RB_RUN_DIR/guests.xml" "$@" . || rc=$?
+[ $rc -eq 5 ] && rc=0
+[ $rc -eq 0 ] || status=$rc
+# One closing line for both phases.
+"$RB_VENV/bin/python" - "$RB_RUN_DIR"/serial.xml "$RB_RUN_DIR"/guests.xml <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for path in sys.argv[1:]:
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        continue
+    for suite in root.iter("testsuite"):
+        for key in total:
+            total[key] += int(suite.get(key, 0))
+failed = total["failures"] + total["errors"]
+passed = total["tests"] - failed - total["skipped"]
+print(f"check: {passed} passed, {failed} failed, {total['skipped']} skipped")
+PY
+echo "make check: tests took $((SECONDS - start)) s, exit status $status"
+exit "$status"

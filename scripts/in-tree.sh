@@ -13,6 +13,11 @@
 #                             its modules.builtin
 #   in-tree.sh --place SRC    place the sources into kernel tree SRC (edits
 #                             drivers/virtio/Kconfig and Makefile once)
+#   in-tree.sh --config KDIR OUT [OPTION...]
+#                             no build: KDIR's .config with the sources
+#                             placed, scripts/config's OPTIONs applied (say
+#                             --module VIRTIO_BALLOON_RUST) and olddefconfig
+#                             run, in OUT/.config; what Kconfig makes of it
 #
 # KDIR stays as it is: the build directory is copied, and the sources are
 # placed into an overlay mounted on KDIR's source tree, at the same path, in
@@ -28,6 +33,9 @@ config VIRTIO_BALLOON_RUST
 	tristate "Virtio balloon driver in Rust"
 	depends on RUST && VIRTIO
 	depends on 64BIT
+	# What the sources refuse with compile_error! (virtio/mm.rs,
+	# virtio/mod.rs): a config that can select the driver must build it.
+	depends on VM_EVENT_COUNTERS && !VIRTIO_HARDEN_NOTIFICATION
 	select BALLOON
 	select PAGE_REPORTING
 	help
@@ -64,6 +72,38 @@ place() {
 
 if [ "${1:-}" = --place ]; then
 	place "${2:?usage: in-tree.sh --place SRC}"
+	exit
+fi
+
+if [ "${1:-}" = --config-in-namespace ]; then
+	src=$2 out=$3
+	shift 3
+	mkdir -p "$out/upper" "$out/work"
+	mount -t overlay overlay -o "lowerdir=$src,upperdir=$out/upper,workdir=$out/work" "$src"
+	place "$src"
+	make_flags=(-C "$src" O="$out/obj")
+	grep -q '^CONFIG_CC_IS_CLANG=y' "$out/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
+	[ $# -eq 0 ] || "$src/scripts/config" --file "$out/obj/.config" "$@"
+	make "${make_flags[@]}" olddefconfig
+	exit
+fi
+
+if [ "${1:-}" = --config ]; then
+	kdir=$(realpath "${2:?usage: in-tree.sh --config KDIR OUT [OPTION...]}")
+	out=$(realpath -m "${3:?usage: in-tree.sh --config KDIR OUT [OPTION...]}")
+	shift 3
+	src=$(readlink -f "$kdir/source")
+	[ -f "$src/Makefile" ] || die "$kdir is not an O= build (no source link)"
+	[ "$(id -u)" -eq 0 ] || die "placing the sources mounts an overlay: run it as root"
+	rm -rf "$out"
+	mkdir -p "$out/obj"
+	cp "$kdir/.config" "$out/obj/.config"
+	if ! unshare --mount --propagation private "$0" --config-in-namespace "$src" "$out" "$@" \
+		> "$out/config.log" 2>&1; then
+		tail -n 20 "$out/config.log" >&2
+		die "configuration failed; see $out/config.log"
+	fi
+	cp "$out/obj/.config" "$out/.config"
 	exit
 fi
 

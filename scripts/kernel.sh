@@ -135,9 +135,9 @@ cache_key() {
 		flavour_fragment
 		rustc --version
 		bindgen --version
-		gcc --version | head -n1
-		[ "$flavour" != debug ] || "clang$RB_LLVM" --version | head -n1
-		case $flavour in arm64-*) aarch64-linux-gnu-gcc --version | head -n1 ;; esac
+		gcc --version | sed -n 1p
+		[ "$flavour" != debug ] || "clang$RB_LLVM" --version | sed -n 1p
+		case $flavour in arm64-*) aarch64-linux-gnu-gcc --version | sed -n 1p ;; esac
 		echo "recipe $RECIPE"
 	} | sha256sum | cut -c1-12
 }

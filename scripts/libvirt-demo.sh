@@ -58,8 +58,18 @@ XML
 
 # Stats come from the driver (its stats queue): wait for them.
 memstat() { virsh -c "$uri" dommemstat "$name" 2>/dev/null; }
-for _ in $(seq 120); do memstat | grep -q '^usable' && break; sleep 1; done
-memstat | grep -q '^usable' || { cat "$images/console.log" >&2; die "no balloon stats after 120 s"; }
+# Whether dommemstat has a row matching the grep pattern $1. Captured
+# first, never piped into `grep -q`: under pipefail that pipeline fails
+# whenever grep exits before virsh has written every row (dommemstat writes
+# each with its own write(); 1 run in 40 failed so).
+memstat_has() {
+	local rows
+	rows=$(memstat) || return 1
+	grep -q -- "$1" <<<"$rows"
+}
+have_stats=
+for _ in $(seq 120); do memstat_has '^usable' && { have_stats=1; break; }; sleep 1; done
+[ -n "$have_stats" ] || { cat "$images/console.log" >&2; die "no balloon stats after 120 s"; }
 show() {
 	echo "\$ virsh dommemstat $name"
 	memstat | grep -v '^$'
@@ -70,7 +80,7 @@ setmem() {
 	echo "\$ virsh setmem $name ${kib}KiB --live"
 	virsh -c "$uri" setmem "$name" "${kib}KiB" --live >/dev/null
 	for _ in $(seq 300); do
-		memstat | grep -qx "actual $kib" && { echo "(actual $kib KiB after $((SECONDS - start)) s)"; return; }
+		memstat_has "^actual $kib\$" && { echo "(actual $kib KiB after $((SECONDS - start)) s)"; return; }
 		sleep 1
 	done
 	die "actual did not reach $kib KiB"

@@ -22,7 +22,7 @@ DEB_PACKAGES=(
 # libvirt-demo.sh), which start its daemons by hand where there is no
 # systemd.
 ARM64_DEB_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm)
-PY_PACKAGES=(pytest pytest-xdist qemu.qmp virtme-ng matplotlib)
+PY_PACKAGES=(pytest pytest-xdist pytest-timeout qemu.qmp virtme-ng matplotlib)
 BINDGEN_MIN=0.71.1
 
 as_root() {
@@ -33,12 +33,12 @@ as_root() {
 }
 
 # version_ge A B: A >= B for dotted versions.
-version_ge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" = "$2" ]; }
+version_ge() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | sed -n 1p)" = "$2" ]; }
 
 install_debs() {
 	local missing=() p
 	for p in "${DEB_PACKAGES[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
+		[[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == *'ok installed' ]] ||
 			missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
@@ -51,7 +51,9 @@ install_debs() {
 install_rust() {
 	command -v rustc >/dev/null ||
 		die "no rustc: install Rust with rustup first (https://rustup.rs)"
-	if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+	# Captured, not piped into grep -q: under pipefail a grep that exits
+	# early fails the pipeline (SIGPIPE in the writer).
+	if ! grep -q '^rust-src' <<<"$(rustup component list --installed 2>/dev/null)"; then
 		say "adding rustup component rust-src"
 		rustup component add rust-src >/dev/null ||
 			die "no rust-src: 'rustup component add rust-src' failed"
@@ -66,7 +68,7 @@ install_rust() {
 			die "cargo install bindgen-cli failed"
 	fi
 	local clang_ver
-	clang_ver=$(ls "$LIBCLANG_PATH"/libclang*.so* 2>/dev/null | head -n1 |
+	clang_ver=$(ls "$LIBCLANG_PATH"/libclang*.so* 2>/dev/null | sed -n 1p |
 		sed -n 's/.*libclang-\([0-9]*\).*/\1/p')
 	[ -n "$clang_ver" ] || die "no libclang in LIBCLANG_PATH=$LIBCLANG_PATH"
 	[ "$clang_ver" -ge 17 ] ||
@@ -89,7 +91,7 @@ install_python() {
 install_arm64_busybox() {
 	local dir=$RB_CACHE/arm64
 	[ -x "$dir/busybox" ] && return 0
-	if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+	if ! grep -qx arm64 <<<"$(dpkg --print-foreign-architectures)"; then
 		say "adding arm64 as a foreign dpkg architecture (for busybox-static:arm64)"
 		as_root dpkg --add-architecture arm64
 		as_root apt-get update -qq

@@ -43,11 +43,11 @@ rev=$(git -C "$RB_ROOT" describe --always --dirty)
 	echo "# make stress, $(date -u '+%Y-%m-%d %H:%M UTC'), $rev"
 	echo "# debug kernel: $debug"
 	RB_STRESS=1 RB_KDIR=$debug RB_RUST_KO=$obj/debug/rust_balloon.ko \
-		"$RB_VENV/bin/python" -m pytest -v -ra --durations=0 -p no:cacheprovider \
+		"$RB_VENV/bin/python" -m pytest -v -ra --durations=0 -p no:cacheprovider --timeout="${RB_TEST_TIMEOUT:-2400}" \
 		-n "$jobs" -k "not memory_hot_remove" test_reliability.py "$@" || status=$?
 	echo "# test kernel (memory hotplug): $test_kdir"
 	RB_STRESS=1 RB_KDIR=$test_kdir RB_RUST_KO=$obj/test/rust_balloon.ko \
-		"$RB_VENV/bin/python" -m pytest -v -ra --durations=0 -p no:cacheprovider \
+		"$RB_VENV/bin/python" -m pytest -v -ra --durations=0 -p no:cacheprovider --timeout="${RB_TEST_TIMEOUT:-2400}" \
 		-k memory_hot_remove test_reliability.py "$@" || status=$?
 	echo "# make stress took $((SECONDS - start)) s, exit status $status"
 } 2>&1 | tee "$out"

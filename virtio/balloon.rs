@@ -198,12 +198,8 @@ impl PageList {
     /// Creates an empty list of blocks of `1 << order` pages.
     pub(crate) fn with_order(order: u32) -> Result<Self> {
         let head = KBox::new(Opaque::<b::list_head>::uninit(), GFP_KERNEL)?;
-        let raw = head.get();
-        // SAFETY: `raw` is valid for writes; an empty list points to itself.
-        unsafe {
-            (*raw).next = raw;
-            (*raw).prev = raw;
-        }
+        // SAFETY: `head.get()` is valid for writes; `INIT_LIST_HEAD`.
+        unsafe { b::rust_balloon_init_list_head(head.get()) };
         // INVARIANT: An initialised, empty list in its own allocation.
         Ok(Self {
             head,
@@ -250,20 +246,14 @@ impl PageList {
         let page = core::mem::ManuallyDrop::new(page);
         let entry = lru_of_page(page.page);
         let head = self.raw();
-        // SAFETY: `head` is a valid list (type invariant).
-        let (prev, next) = unsafe {
-            match back {
-                true => ((*head).prev, head),
-                false => (head, (*head).next),
-            }
-        };
-        // SAFETY: `entry` is unlinked (`Page` invariant) and `prev` and
-        // `next` are neighbours in this list; this is C's `__list_add()`.
+        // SAFETY: `head` is a valid list (type invariant) and `entry` the
+        // unlinked `lru` of an owned page (`Page` invariant), which the list
+        // owns from here on.
         unsafe {
-            (*next).prev = entry;
-            (*entry).next = next;
-            (*entry).prev = prev;
-            (*prev).next = entry;
+            match back {
+                true => b::rust_balloon_list_add_tail(entry, head),
+                false => b::rust_balloon_list_add(entry, head),
+            }
         }
         self.len += 1;
     }
@@ -276,15 +266,8 @@ impl PageList {
         if entry == head {
             return None;
         }
-        // SAFETY: `entry` is linked into this list; this is C's `list_del()`
-        // followed by re-initialising the entry.
-        unsafe {
-            let (prev, next) = ((*entry).prev, (*entry).next);
-            (*prev).next = next;
-            (*next).prev = prev;
-            (*entry).next = entry;
-            (*entry).prev = entry;
-        }
+        // SAFETY: `entry` is linked into this list.
+        unsafe { b::rust_balloon_list_del_init(entry) };
         self.len -= 1;
         // INVARIANT: The block was owned by the list and is now unlinked;
         // every block on the list has the list's order.
@@ -324,7 +307,7 @@ impl PageList {
     /// Moves up to `n` pages from the front of this list to the front of
     /// `other`, which must have the same order, keeping their order;
     /// returns how many. It walks to the `n`th page and moves the run in
-    /// one splice (C's `list_cut_position()` and `list_splice()`), rather
+    /// one cut and splice (`list_cut_position()`, `list_splice()`), rather
     /// than unlinking and linking each page.
     pub(crate) fn move_to(&mut self, other: &mut PageList, n: usize) -> usize {
         let moved = n.min(self.len);
@@ -334,21 +317,14 @@ impl PageList {
         let (head, to) = (self.raw(), other.raw());
         // SAFETY: `head` and `to` are valid, distinct lists (type invariant;
         // `&mut` to both) and this list has at least `moved` entries, so the
-        // walk stays on it; the run [first, last] is relinked as a whole,
-        // which keeps both lists well formed.
+        // walk stays on it and `last` is one of its entries; the run up to
+        // it is cut off and spliced onto `to` as a whole.
         unsafe {
-            let first = (*head).next;
-            let mut last = first;
+            let mut last = (*head).next;
             for _ in 1..moved {
                 last = (*last).next;
             }
-            (*head).next = (*last).next;
-            (*(*last).next).prev = head;
-            let old_first = (*to).next;
-            (*to).next = first;
-            (*first).prev = to;
-            (*last).next = old_first;
-            (*old_first).prev = last;
+            b::rust_balloon_list_cut_to_front(head, last, to);
         }
         // INVARIANT: The `moved` pages, owned and of `other`'s order, are now
         // on `other` and counted there instead of here.
@@ -364,18 +340,10 @@ impl PageList {
             return;
         }
         let (head, from) = (self.raw(), other.raw());
-        // SAFETY: Both are valid lists (type invariant) and `other` is not
-        // empty; its entries move to the front of `head`, and `other` is
-        // left empty. Ownership of the pages moves with them.
-        unsafe {
-            let (first, last, at) = ((*from).next, (*from).prev, (*head).next);
-            (*first).prev = head;
-            (*head).next = first;
-            (*last).next = at;
-            (*at).prev = last;
-            (*from).next = from;
-            (*from).prev = from;
-        }
+        // SAFETY: Both are valid, distinct lists (type invariant; `&mut` to
+        // both); `other`'s entries move to the front of `head`, and `other`
+        // is left empty. Ownership of the pages moves with them.
+        unsafe { b::rust_balloon_list_splice_init(from, head) };
         self.len += other.len;
         other.len = 0;
     }
@@ -409,23 +377,21 @@ impl PageList {
             ((first + len) / block).saturating_sub(first.div_ceil(block)) as usize
         }
         let mut blocks = 0;
-        // Frames [first, first + len) popped and not yet freed.
-        let mut run: Option<(u64, u64)> = None;
+        // Pages popped and not yet freed: one run, never across zones
+        // (see `extend_run`).
+        let mut run = None;
         while let Some(page) = self.pop() {
-            let pfn = guest_pfn(core::mem::ManuallyDrop::new(page).page);
-            run = match run {
-                // Either end: a split block may come back in either order.
-                Some((first, len)) if pfn == first + len => Some((first, len + 1)),
-                Some((first, len)) if pfn + 1 == first => Some((pfn, len + 1)),
-                Some((first, len)) => {
-                    blocks += free_run(first, len);
-                    Some((pfn, 1))
-                }
-                None => Some((pfn, 1)),
-            };
+            let page = core::mem::ManuallyDrop::new(page).page;
+            // SAFETY: `page` is a valid page this list owned.
+            let zone = unsafe { b::rust_balloon_page_zone(page.as_ptr()) };
+            let (next, done) = pfn::extend_run(run, guest_pfn(page), zone);
+            if let Some(done) = done {
+                blocks += free_run(done.first, done.len);
+            }
+            run = Some(next);
         }
-        if let Some((first, len)) = run {
-            blocks += free_run(first, len);
+        if let Some(last) = run {
+            blocks += free_run(last.first, last.len);
         }
         blocks
     }
@@ -534,9 +500,7 @@ impl<S: Migrate> BalloonPages<S> {
             // `balloon_devinfo_init()` plus the two settings.
             info <- Opaque::ffi_init(move |ptr: *mut b::balloon_dev_info| unsafe {
                 core::ptr::write_bytes(ptr, 0, 1);
-                let pages = core::ptr::addr_of_mut!((*ptr).pages);
-                (*pages).next = pages;
-                (*pages).prev = pages;
+                b::rust_balloon_init_list_head(core::ptr::addr_of_mut!((*ptr).pages));
                 (*ptr).adjust_managed_page_count = adjust_managed_page_count;
                 (*ptr).migratepage = Some(Self::migrate_callback);
             }),

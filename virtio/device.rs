@@ -547,10 +547,23 @@ impl Binding {
     /// (balloon page migration) never waits behind them.
     pub(crate) fn teardown(&self) {
         let _setup = self.setup.lock();
+        let vdev = self.vdev();
         let Some(vqs) = self.end() else {
+            // Ended already (a failed restore, say), after which the core
+            // may have set a status again (FAILED): the bus wants a device
+            // reset when the driver lets go of it.
+            // SAFETY: `config` and `get_status` are set by every transport;
+            // resetting a device whose queues are gone is allowed.
+            unsafe {
+                if (*(*vdev).config)
+                    .get_status
+                    .is_some_and(|get| get(vdev) != 0)
+                {
+                    b::virtio_reset_device(vdev);
+                }
+            }
             return;
         };
-        let vdev = self.vdev();
         // SAFETY: The device was alive until `end` above; `setup` keeps
         // anyone else from finding queues or tearing down meanwhile.
         unsafe { b::virtio_reset_device(vdev) };
@@ -784,16 +797,16 @@ impl BoundGuard<'_> {
     }
 
     #[cfg(CONFIG_PAGE_REPORTING)]
-    /// Hands reported free pages to the device (which writes to nothing:
-    /// "in" buffers it may discard) and waits until it has processed them;
-    /// `EIO` if the queue breaks meanwhile.
+    /// Hands reported free pages to the device ("in" buffers whose memory
+    /// it may discard) and waits until it has processed them; `EIO` if the
+    /// queue breaks meanwhile, after resetting the device.
     pub(crate) fn report_pages(&mut self, queue: QueueId, pages: &ReportedPages) -> Result {
         let vq = self.vq(queue)?;
         // SAFETY: `vq` is live; `pages` is valid for the duration of the
-        // report (its invariant), and the wait below returns only once the
-        // device has given the buffer back or is broken (then it touches
-        // nothing). No allocation: indirect descriptors are turned off in
-        // `validate`, and the flags allow none with reclaim.
+        // report (its invariant), and this returns only once the device has
+        // given the buffer back, or has been reset (below), after which it
+        // touches nothing. No allocation: indirect descriptors are turned
+        // off in `validate`, and the flags allow none with reclaim.
         let ret = unsafe {
             b::virtqueue_add_inbuf(
                 vq.as_ptr(),
@@ -804,15 +817,35 @@ impl BoundGuard<'_> {
             )
         };
         kernel::error::to_result(ret)?;
-        self.kick(queue)?;
         let binding = self.binding;
-        binding.used.wait_for(|| match self.get_token(queue) {
-            Some(Token::Reported) => ControlFlow::Break(Ok(())),
-            // Nothing else is queued on a reporting queue.
-            Some(Token::Used(_)) => ControlFlow::Continue(()),
-            None if self.broken(queue) => ControlFlow::Break(Err(EIO)),
-            None => ControlFlow::Continue(()),
-        })
+        let reported = self.kick(queue).and_then(|()| {
+            binding.used.wait_for(|| match self.get_token(queue) {
+                Some(Token::Reported) => ControlFlow::Break(Ok(())),
+                // Nothing else is queued on a reporting queue.
+                Some(Token::Used(_)) => ControlFlow::Continue(()),
+                None if self.broken(queue) => ControlFlow::Break(Err(EIO)),
+                None => ControlFlow::Continue(()),
+            })
+        });
+        if reported.is_err() {
+            // A failed kick or a broken queue (the core saw a bad ring, say)
+            // is the driver's view only: the device may still be using the
+            // buffer, and page reporting frees these pages as soon as this
+            // returns. So stop the device first: every queue breaks, and the
+            // reset ends its use of guest memory. It stays so until it is
+            // torn down. The reset runs under the operations lock (unlike
+            // `teardown`): rare, and a migration waiting behind it then
+            // fails with `EIO` as it should.
+            let vdev = self.vdev();
+            // SAFETY: The device is alive (guard invariant); breaking and
+            // resetting it is what the core does to a device it gives up
+            // on, and every later operation sees broken queues.
+            unsafe {
+                b::virtio_break_device(vdev);
+                b::virtio_reset_device(vdev);
+            }
+        }
+        reported
     }
 
     /// Reads 32-bit config field `field`.

@@ -383,8 +383,18 @@ unsafe extern "C" fn restore_callback<T: Driver>(
         binding.revive();
         // SAFETY: The device is bound to `T` for the call.
         if let Some(data) = unsafe { driver_data::<T>(vdev) } {
-            T::restore(dev, data)?;
-            binding.lock()?.ready();
+            let restored = T::restore(dev, data).and_then(|()| {
+                binding.lock()?.ready();
+                Ok(())
+            });
+            if let Err(e) = restored {
+                // The core marks the device FAILED. Without this, it would
+                // stay alive with whatever queues were found: work queued
+                // before the suspend would fail with `EINVAL` for ever;
+                // now every operation fails with `ENODEV` and stops it.
+                binding.teardown();
+                return Err(e);
+            }
             T::ready(dev, data);
         }
         Ok(0)

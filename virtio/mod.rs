@@ -43,7 +43,7 @@ pub(crate) use pfn::{round_target, whole_pages};
 #[cfg(CONFIG_PAGE_REPORTING)]
 pub(crate) use reporting::{PageReporting, ReportHandler, ReportedPages};
 pub(crate) use shrinker::{ShrinkHandler, Shrinker};
-pub(crate) use workqueue::flush as flush_work;
+pub(crate) use workqueue::cancel as cancel_work;
 
 /// Constants of the virtio balloon device (`include/uapi/linux/virtio_balloon.h`).
 pub(crate) mod balloon_uapi {

@@ -43,9 +43,90 @@ pub(crate) const fn whole_pages(frames: usize, page_shift: u32) -> usize {
     frames / pfns_per_page(page_shift)
 }
 
+/// Frames `[first, first + len)`, physically contiguous, all in zone
+/// `zone`: what deflate frees with one `free_contig_range()` call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Run<Z> {
+    pub(crate) first: u64,
+    pub(crate) len: u64,
+    pub(crate) zone: Z,
+}
+
+/// Adds frame `pfn` of zone `zone` to `run`. Returns the run it extends or
+/// starts, and the run to free first when it cannot extend it. It extends
+/// at either end (a split block may come back in either order), and never
+/// across zones: `free_contig_range()` frees a run in aligned blocks of up
+/// to `MAX_PAGE_ORDER`, split at memory sections only, so a run across a
+/// zone boundary that is not so aligned (a NUMA node of 1025 MiB) would
+/// free one buddy block in two zones.
+#[cfg_attr(not(CONFIG_CONTIG_ALLOC), allow(dead_code))]
+pub(crate) fn extend_run<Z: PartialEq + Copy>(
+    run: Option<Run<Z>>,
+    pfn: u64,
+    zone: Z,
+) -> (Run<Z>, Option<Run<Z>>) {
+    match run {
+        Some(r) if r.zone == zone && pfn == r.first + r.len => (
+            Run {
+                len: r.len + 1,
+                ..r
+            },
+            None,
+        ),
+        Some(r) if r.zone == zone && pfn + 1 == r.first => (
+            Run {
+                first: pfn,
+                len: r.len + 1,
+                ..r
+            },
+            None,
+        ),
+        done => (
+            Run {
+                first: pfn,
+                len: 1,
+                zone,
+            },
+            done,
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs of `(pfn, zone)` in order, as deflate would free them.
+    fn runs(pages: &[(u64, u8)]) -> Vec<(u64, u64, u8)> {
+        let (mut run, mut out) = (None, Vec::new());
+        for &(pfn, zone) in pages {
+            let (next, done) = extend_run(run, pfn, zone);
+            out.extend(done.map(|r| (r.first, r.len, r.zone)));
+            run = Some(next);
+        }
+        out.extend(run.map(|r| (r.first, r.len, r.zone)));
+        out
+    }
+
+    #[test]
+    fn runs_grow_at_either_end() {
+        assert_eq!(runs(&[(10, 0), (11, 0), (9, 0), (12, 0)]), [(9, 4, 0)]);
+        assert_eq!(runs(&[(10, 0), (12, 0)]), [(10, 1, 0), (12, 1, 0)]);
+    }
+
+    #[test]
+    fn runs_never_cross_zones() {
+        // Node 0 ends at 1025 MiB (frame 262400), node 1 starts there.
+        let edge = 262_400;
+        assert_eq!(
+            runs(&[(edge - 2, 0), (edge - 1, 0), (edge, 1), (edge + 1, 1)]),
+            [(edge - 2, 2, 0), (edge, 2, 1)]
+        );
+        assert_eq!(
+            runs(&[(edge, 1), (edge - 1, 0)]),
+            [(edge, 1, 1), (edge - 1, 1, 0)]
+        );
+    }
 
     #[test]
     fn four_kib_pages_are_one_frame() {

@@ -1,14 +1,41 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What `kernel::workqueue` lacks for a driver that must quiesce: flushing.
+//! What `kernel::workqueue` lacks for a driver that must quiesce:
+//! cancelling.
 
 use super::bindings as b;
-use kernel::workqueue::Work;
+use kernel::{
+    sync::Arc,
+    workqueue::{HasWork, Work, WorkItem},
+};
 
-/// Waits until the last queued instance of `work` has finished running.
-/// Returns whether it had to wait.
-pub(crate) fn flush<T: ?Sized, const ID: u64>(work: &Work<T, ID>) -> bool {
-    // SAFETY: `work` is a live, initialised `Work`, so `raw_get` yields its
-    // initialised `work_struct`, valid for the duration of the call.
-    unsafe { b::flush_work(Work::raw_get(work).cast()) }
+/// Takes `this`'s work item off its queue if it is queued, and waits for
+/// an instance already running to finish; the reference the queue held is
+/// dropped. Returns whether it was queued.
+///
+/// Unlike `flush_work()`, it never waits for a queued instance to run: on a
+/// frozen workqueue (hibernation, from the snapshot to power-off) that
+/// never happens, and a flush there hangs the shutdown. Not for delayed
+/// work (its timer may be armed: `cancel_delayed_work_sync()` is for that).
+pub(crate) fn cancel<T, const ID: u64>(this: &Arc<T>) -> bool
+where
+    T: WorkItem<ID, Pointer = Arc<T>> + HasWork<T, ID>,
+{
+    let ptr = Arc::as_ptr(this);
+    // SAFETY: `ptr` points into a live `Arc<T>`, so it is valid, and
+    // `raw_get_work` gives its initialised `Work` field, valid as long as
+    // `this` is.
+    let work = unsafe { Work::raw_get(T::raw_get_work(ptr.cast_mut())) };
+    // SAFETY: `work` is an initialised `work_struct` (above).
+    let was_queued = unsafe { b::cancel_work_sync(work.cast()) };
+    if was_queued {
+        // SAFETY: `T`'s work pointer type is `Arc<T>`, so a queued instance
+        // of this work item was queued by `Arc<T>`'s `__enqueue`, which
+        // leaked one reference to the `T` that holds the `work_struct`
+        // (this one, `ptr`) with `Arc::into_raw` and would have taken it
+        // back in `run`. Cancelling took it off the queue before it ran,
+        // so that reference is ours to drop, once.
+        drop(unsafe { Arc::from_raw(ptr) });
+    }
+    was_queued
 }

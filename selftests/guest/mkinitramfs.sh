@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # The guest's architecture is the module's: an arm64 guest gets the aarch64
 # busybox `setup.sh --arm64` fetched and cross-compiled helpers.
 busybox=/bin/busybox cc=gcc
-if LC_ALL=C readelf -h "$rust_ko" | grep -q 'Machine:.*AArch64'; then
+if grep -q "Machine:.*AArch64" <<<"$(LC_ALL=C readelf -h "$rust_ko")"; then
 	. "$here/../../scripts/common.sh"
 	busybox=$RB_CACHE/arm64/busybox cc=aarch64-linux-gnu-gcc
 fi

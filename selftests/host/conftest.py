@@ -4,6 +4,7 @@
 `make check` sets RB_KDIR (the test kernel's build directory) and builds
 rust_balloon.ko first; run pytest through it."""
 
+import fcntl
 import os
 import subprocess
 from pathlib import Path
@@ -44,14 +45,53 @@ def initramfs(kdir, tmp_path_factory):
                           tmp_path_factory.mktemp("initramfs") / "initramfs.cpio.gz")
 
 
+# Tests that build kernels or modules take both cores: `make check` runs
+# them first, one at a time, before the guest tests run two at a time
+# (scripts/check.sh). Tests that change host-wide state (huge pages, the
+# libvirt daemons) share one xdist group, so they never overlap.
+SERIAL_FILES = {"test_build.py", "test_builtin.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SERIAL_FILES:
+            item.add_marker(pytest.mark.serial)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "serial: builds on both cores; run alone, before the guests")
+
+
 @pytest.fixture(scope="session")
 def accel(kdir, initramfs, tmp_path_factory):
+    """The accelerator, probed once per run: `make check` names a run
+    directory (RB_RUN_DIR) that the pytest runs and their xdist workers
+    share, and the first to get there probes."""
     if kernel_arch(kdir) != "x86":
         return "tcg"  # an arm64 guest on this x86 host: TCG only
-    chosen = pick_accel(kernel_image(kdir), initramfs,
-                        tmp_path_factory.mktemp("kvm-probe"))
+    run_dir = os.environ.get("RB_RUN_DIR")
+    if not run_dir:
+        chosen = pick_accel(kernel_image(kdir), initramfs, tmp_path_factory.mktemp("kvm-probe"))
+    else:
+        known = Path(run_dir) / "accel"
+        with open(Path(run_dir) / "accel.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if known.exists():
+                chosen = known.read_text().strip()
+            else:
+                chosen = pick_accel(kernel_image(kdir), initramfs,
+                                    tmp_path_factory.mktemp("kvm-probe"))
+                known.write_text(chosen)
     print(f"\naccelerator: {chosen}")
     return chosen
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test, for the `boot` fixture."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 @pytest.fixture
@@ -74,7 +114,12 @@ def boot(kdir, initramfs, accel, tmp_path, request):
 
     yield start
     problems = []
-    for g in guests:
+    call = getattr(request.node, "rep_call", None)
+    for i, g in enumerate(guests):
+        # A failed or timed-out test shows where each guest was.
+        if call is not None and call.failed:
+            print(f"\n--- guest {i} console tail ({g.console_path}) ---\n"
+                  + g.console()[-4000:])
         problems += g.splats()
         g.stop()
     if problems:

@@ -392,6 +392,47 @@ class Guest:
                    lambda: self.qmp.cmd("query-status")["status"] == "running", 60)
         return info
 
+    def boot_again(self, cmdline="", before_cont=None, timeout=180):
+        """Starts a new QEMU for this guest once the last one has exited (a
+        guest that hibernated and powered off, say: its disks still hold
+        the image), with `cmdline` added to the kernel's. QEMU starts
+        paused: `before_cont(self)` can set up the host's side (a balloon
+        target) before the guest runs. The console goes on in the same
+        file; the command channel reconnects, so a command sent before
+        (the one that hibernated) ends in the resumed guest."""
+        if self.proc.poll() is None:
+            raise GuestError("boot_again: the last QEMU is still running")
+        for closing in (self.qmp, self.chan):
+            try:
+                closing.close()
+            except Exception:
+                pass
+        self.qmp = self.chan = None
+        self.migrations += 1
+        rundir = self.workdir / f"boot{self.migrations}"
+        rundir.mkdir(exist_ok=True)
+        saved, self.cmdline = self.cmdline, f"{self.cmdline} {cmdline}".strip()
+        try:
+            self.proc, self.chan = self._start_qemu(
+                rundir, ["-chardev", f"file,id=console,path={self.console_path},append=on",
+                         "-serial", "chardev:console"], ["-S"])
+        finally:
+            self.cmdline = saved
+        self.rundir, self.buf = rundir, b""
+
+        def connected():
+            qmp = QEMUMonitorProtocol(str(rundir / "qmp.sock"))
+            try:
+                qmp.connect()
+                return qmp
+            except Exception:
+                return None
+        self.qmp = wait_until("QEMU's monitor", connected, 30)
+        if before_cont:
+            before_cont(self)
+        self.qmp.cmd("cont")
+        return self
+
     def q35(self):
         return self.machine.startswith("q35")
 
@@ -428,7 +469,7 @@ class Guest:
 
     def _qemu_err(self, rundir=None):
         try:
-            return ((rundir or self.rundir) / "qemu.err").read_text()[-2000:]
+            return ((rundir or self.rundir) / "qemu.err").read_text(errors="replace")[-2000:]
         except OSError:
             return ""
 
@@ -570,16 +611,20 @@ class Guest:
                 raise GuestError(f"balloon at {now} pages, not {pages}, after {timeout}s")
             time.sleep(0.1)
 
-    def wait_balloon_settled(self, stable_s=2.0):
+    def wait_balloon_settled(self, stable_s=2.0, timeout=300):
         """Waits until the size the driver reports has not changed for
-        `stable_s` seconds (a target it cannot reach); returns it."""
-        prev, since = -1, time.monotonic()
+        `stable_s` seconds (a target it cannot reach); returns it. Fails
+        after `timeout` seconds of a balloon still moving."""
+        start = prev_time = time.monotonic()
+        prev = -1
         while True:
             now = self.balloon_pages()
             if now != prev:
-                prev, since = now, time.monotonic()
-            elif time.monotonic() - since >= stable_s:
+                prev, prev_time = now, time.monotonic()
+            elif time.monotonic() - prev_time >= stable_s:
                 return now
+            if time.monotonic() - start > timeout:
+                raise GuestError(f"balloon still moving ({now} pages) after {timeout}s")
             time.sleep(0.2)
 
     def host_anon_huge(self):

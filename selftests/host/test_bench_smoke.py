@@ -11,7 +11,7 @@ from pathlib import Path
 def test_bench_harness_smoke(kdir, initramfs, tmp_path):
     here = Path(__file__).parent
     run = subprocess.run([sys.executable, str(here / "bench.py"), str(kdir), str(initramfs),
-                          str(tmp_path), "--smoke"], capture_output=True, text=True,
+                          str(tmp_path), "--smoke"], capture_output=True, text=True, errors="replace",
                          timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Rust/C" in run.stdout, run.stdout

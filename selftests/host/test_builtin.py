@@ -19,12 +19,15 @@ def builtin(kdir, tmp_path_factory):
     kernel image with the driver built in, and its modules.builtin."""
     out = tmp_path_factory.mktemp("builtin") / "in-tree"
     run = subprocess.run([str(ROOT / "scripts/in-tree.sh"), "--builtin", str(kdir), str(out)],
-                         capture_output=True, text=True, timeout=3600)
+                         capture_output=True, text=True, errors="replace", timeout=3600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "CONFIG_VIRTIO_BALLOON_RUST=y" in (out / ".config").read_text().splitlines()
     subprocess.run(["rm", "-rf", str(out / "obj")], check=True)
     return out
 
+
+# Kernel builds: longer than the suite's default limit.
+pytestmark = pytest.mark.timeout(1800)
 
 def test_modules_builtin_names_the_driver(builtin):
     """modules.builtin (from the `file=` modinfo the module! macro writes

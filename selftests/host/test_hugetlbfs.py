@@ -38,6 +38,9 @@ def hugetlb_guest(boot, mib):
         pool.__exit__(None, None, None)
 
 
+# vm.nr_hugepages is the host's: one test at a time changes it.
+pytestmark = pytest.mark.xdist_group("host")
+
 def returned_mib(g, pages):
     """Inflates to `pages` and returns how many MiB of 2 MiB host pages
     came back to the host's pool meanwhile."""
