@@ -13,7 +13,7 @@ DEB_PACKAGES=(
 	build-essential bc bison flex cpio kmod xz-utils zstd rsync
 	libelf-dev libssl-dev dwarves python3-venv
 	libclang-19-dev clang-19 llvm-19 lld-19
-	qemu-system-x86 busybox-static e2fsprogs
+	qemu-system-x86 qemu-utils busybox-static e2fsprogs
 	udev libvirt-daemon-system libvirt-clients
 )
 # udev: virtme-ng's guest runs the host's udevd to name its virtio-serial

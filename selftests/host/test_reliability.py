@@ -721,9 +721,9 @@ def test_numa_nodes_off_huge_alignment(boot):
         "-object", "memory-backend-ram,id=m1,size=1023M",
         "-numa", "node,nodeid=0,memdev=m0,cpus=0",
         "-numa", "node,nodeid=1,memdev=m1,cpus=1"])
+    g.load()
     before = zoneinfo(g)
     assert {node for node, _ in before} == {0, 1}, before
-    g.load()
     g.qmp.cmd("balloon", value=1)  # all the guest can give
     wait_until("the balloon to stall", lambda: "out of puff" in g.console(g.mark), 300)
     held = g.balloon_pages()
@@ -735,7 +735,7 @@ def test_numa_nodes_off_huge_alignment(boot):
         assert zone["free"] <= zone["managed"], (key, zone)
         # Each zone has its memory back (slack for the guest's own use and
         # the per-CPU free lists, which nr_free_pages does not count).
-        assert zone["free"] >= before[key]["free"] - 16 * MIB // PAGE, (key, before[key], zone)
+        assert zone["free"] >= before[key]["free"] - 32 * MIB // PAGE, (key, before[key], zone)
     g.unload_and_check()
 
 
