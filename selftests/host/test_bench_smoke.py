@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """Keeps `make bench` working: one small round of the harness, on the test
-kernel. It measures nothing (timings are for `make bench`)."""
+kernel, without the hugetlbfs and busy scenarios (see bench.SMOKE). It
+measures nothing (timings are for `make bench`)."""
 
 import json
 import subprocess
@@ -25,11 +26,6 @@ def test_bench_harness_smoke(kdir, initramfs, tmp_path):
         assert summary[f"{scenario}.inflate_s"]["rust"]["median"] > 0
     assert summary["report.report_s"]["rust"]["median"] > 0
     assert summary["report.report_s"]["c"]["median"] > 0
-    assert summary["1of2-hugetlbfs.huge_returned_mib_per_gib"]["rust"]["median"] > 0
-    for metric in ("inflate_s", "rate_during_over_before", "longest_stall_ms"):
-        assert summary[f"busy.{metric}"]["rust"]["median"] > 0
-        assert summary[f"busy.{metric}"]["c"]["median"] > 0
-    for scenario in ("grow-1", "grow-4"):
-        assert summary[f"{scenario}.inflate_s_per_gib"]["c"]["median"] > 0
+    assert summary["grow-1.inflate_s_per_gib"]["c"]["median"] > 0
     assert (tmp_path / "timeline.png").stat().st_size > 10000
     assert (tmp_path / "growth.png").stat().st_size > 10000
