@@ -689,6 +689,9 @@ impl Resizer {
             }
         };
         free(&mut state.sent, Told::Unanswered);
+        // A queue that breaks after the host answered some of the buffers
+        // leaves all of `sent` unanswered: kept, which is safe, though the
+        // balloon then holds pages the host believes it gave back.
         let acked = state.wait_sent(DEFLATE_QUEUE, in_flight);
         free(
             &mut state.sent,

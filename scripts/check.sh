@@ -15,23 +15,27 @@ kdir=${KDIR:-$("$RB_ROOT/scripts/kernel.sh" test)}
 "$RB_ROOT/scripts/build-module.sh" "$kdir"
 RB_RUN_DIR=$(mktemp -d)
 trap 'rm -rf "$RB_RUN_DIR"' EXIT
+# Each phase's JUnit XML (every test's time) stays in build/check/.
+results=$RB_ROOT/build/check
+rm -rf "$results"
+mkdir -p "$results"
 export RB_KDIR=$kdir RB_VENV RB_RUN_DIR
 cd "$RB_ROOT/selftests/host"
 common=(-v -ra -p no:cacheprovider --timeout="${RB_TEST_TIMEOUT:-900}" --durations=15)
 start=$SECONDS
 status=0
 "$RB_VENV/bin/python" -m pytest "${common[@]}" -m serial \
-	--junitxml="$RB_RUN_DIR/serial.xml" "$@" . || status=$?
+	--junitxml="$results/serial.xml" "$@" . || status=$?
 # 5: no test selected (ARGS picked only the other phase's tests).
 [ $status -eq 5 ] && status=0
 rc=0
 "$RB_VENV/bin/python" -m pytest "${common[@]}" -m "not serial" \
 	-n "${RB_JOBS:-2}" --dist loadgroup \
-	--junitxml="$RB_RUN_DIR/guests.xml" "$@" . || rc=$?
+	--junitxml="$results/guests.xml" "$@" . || rc=$?
 [ $rc -eq 5 ] && rc=0
 [ $rc -eq 0 ] || status=$rc
 # One closing line for both phases.
-"$RB_VENV/bin/python" - "$RB_RUN_DIR"/serial.xml "$RB_RUN_DIR"/guests.xml <<'PY'
+"$RB_VENV/bin/python" - "$results"/serial.xml "$results"/guests.xml <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
