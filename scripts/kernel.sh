@@ -186,7 +186,7 @@ main() {
 	need_space "$RB_CACHE" 6
 	mkdir -p "$build"
 	local log=$build/build.log
-	say "building Linux $RB_KVER ($flavour) in $build; log in $log (about 11 min on 2 cores)"
+	say "building Linux $RB_KVER ($flavour) in $build; log in $log (about 20 min on 2 cores; the debug kernel about 26)"
 	flavour_fragment > "$build/fragment.config"
 	{
 		make -C "$src_dir" O="$build" "${make_flags[@]}" $base_config
