@@ -719,7 +719,9 @@ def test_numa_nodes_off_huge_alignment(boot):
     never span the two zones (992a4b7 merged runs without a zone check; the
     kernel catches a block across zones with DEBUG_VM's bad_range). Every
     zone gets its memory back."""
-    g = boot(mem_mib=2048, extra=[
+    # One CPU per node, each its own socket: two cores of one socket on two
+    # nodes make the kernel warn at boot (an LLC shared across nodes).
+    g = boot(mem_mib=2048, smp="2,sockets=2,cores=1", extra=[
         "-object", "memory-backend-ram,id=m0,size=1025M",
         "-object", "memory-backend-ram,id=m1,size=1023M",
         "-numa", "node,nodeid=0,memdev=m0,cpus=0",
@@ -730,7 +732,9 @@ def test_numa_nodes_off_huge_alignment(boot):
     g.qmp.cmd("balloon", value=1)  # all the guest can give
     wait_until("the balloon to stall", lambda: "out of puff" in g.console(g.mark), 300)
     held = g.balloon_pages()
-    assert held > 1700 * MIB // PAGE, held
+    # Most of the guest: both nodes (KASAN's shadow leaves less to take on
+    # the debug kernel: 1.3 of its 1.6 GiB).
+    assert held > 0.7 * g.memtotal0 // PAGE, (held, g.memtotal0)
     g.set_balloon_pages(0)
     g.wait_balloon(0, timeout=300)
     after = zoneinfo(g)
