@@ -121,6 +121,11 @@ def host_huge_pages(count):
         raise HugePagesUnavailable("raising vm.nr_hugepages needs root")
     if not NR_HUGEPAGES.exists():
         raise HugePagesUnavailable("the host kernel has no hugetlbfs (no vm.nr_hugepages)")
+    import fcntl
+    # One holder at a time on this host, whatever runs the tests (two
+    # pytest-xdist workers, say): each puts back the value it found.
+    lock = open("/tmp/rust-balloon-nr_hugepages.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     before = int(NR_HUGEPAGES.read_text())
     try:
         NR_HUGEPAGES.write_text(str(before + count))
@@ -132,6 +137,7 @@ def host_huge_pages(count):
         yield
     finally:
         NR_HUGEPAGES.write_text(str(before))
+        lock.close()
 
 
 def hugetlb_backing(mib):
