@@ -503,7 +503,6 @@ impl Resizer {
     /// Moves the balloon one batch towards the target.
     fn step(&self) -> Result<Step> {
         let target = self.target()?;
-        self.refill_pfn_buffers()?;
         let current = self.pages.lock().num_pages;
         let step = if target > current {
             self.inflate((target - current) as usize)
@@ -519,12 +518,25 @@ impl Resizer {
         Ok(step)
     }
 
-    /// Replaces the PFN buffers a broken queue kept: they are lost with its
-    /// teardown, and without them every later step would end in `EIO`
-    /// (after a suspend, say). While the balloon's lock is free every
-    /// buffer is in the pool but those; the new ones are allocated without
-    /// it (see the lock order).
-    fn refill_pfn_buffers(&self) -> Result {
+    /// Moves every page of `state.sent` into the balloon, a huge block's
+    /// worth per hold of the list lock (see [`LIST_BATCH_PAGES`]), and counts
+    /// them in `num_pages`; returns how many 4 KiB pages.
+    fn balloon_sent(&self, state: &mut State) -> usize {
+        let pfns = state.sent.len() * PFNS_PER_PAGE;
+        while !state.sent.is_empty() {
+            state.sent.move_to(&mut state.batch, LIST_BATCH_PAGES);
+            self.pages.enqueue(&mut state.batch);
+        }
+        state.num_pages += pfns as u32;
+        pfns
+    }
+
+    /// Replaces the PFN buffers a broken queue kept: the teardown that ends
+    /// a broken binding drops them, and without them every later step would
+    /// end in `EIO`. Called on restore, the only way back from a teardown
+    /// (not per step: every step would take the balloon's lock once more).
+    /// The new buffers are allocated without the lock (see the lock order).
+    pub(crate) fn refill_pfn_buffers(&self) -> Result {
         let missing = self.depth - self.pages.lock().pfns.len();
         for _ in 0..missing {
             let buf = Buffer::new(self.buffer_bytes)?;
@@ -620,12 +632,7 @@ impl Resizer {
         };
         let mut moved = 0;
         if inflated_stay_ballooned(told) {
-            moved = state.sent.len() * PFNS_PER_PAGE;
-            while !state.sent.is_empty() {
-                state.sent.move_to(&mut state.batch, LIST_BATCH_PAGES);
-                self.pages.enqueue(&mut state.batch);
-            }
-            state.num_pages += moved as u32;
+            moved = self.balloon_sent(state);
             Counters::count(&self.counters.inflated, moved);
         }
         if sent.is_ok() && acked.is_ok() {
@@ -708,11 +715,7 @@ impl Resizer {
         if kept > 0 {
             state.sent.append(&mut state.batch);
             state.sent.append(&mut state.unsent);
-            while !state.sent.is_empty() {
-                state.sent.move_to(&mut state.batch, LIST_BATCH_PAGES);
-                self.pages.enqueue(&mut state.batch);
-            }
-            state.num_pages += (kept * PFNS_PER_PAGE) as u32;
+            self.balloon_sent(state);
         }
         let freed = freed * PFNS_PER_PAGE;
         Counters::count(&self.counters.deflated, freed);

@@ -462,7 +462,7 @@ impl virtio::Driver for Balloon {
         if let Some(stats) = &this.stats {
             stats.restore()?;
         }
-        Ok(())
+        this.resizer.refill_pfn_buffers()
     }
 
     /// Reset the device here (the bus would right after): once no queue
