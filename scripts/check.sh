@@ -34,7 +34,8 @@ rc=0
 	--junitxml="$results/guests.xml" "$@" . || rc=$?
 [ $rc -eq 5 ] && rc=0
 [ $rc -eq 0 ] || status=$rc
-# One closing line for both phases.
+echo "make check: tests took $((SECONDS - start)) s, exit status $status"
+# One closing line for both phases, the last one printed.
 "$RB_VENV/bin/python" - "$results"/serial.xml "$results"/guests.xml <<'PY'
 import sys
 import xml.etree.ElementTree as ET
@@ -51,5 +52,4 @@ failed = total["failures"] + total["errors"]
 passed = total["tests"] - failed - total["skipped"]
 print(f"check: {passed} passed, {failed} failed, {total['skipped']} skipped")
 PY
-echo "make check: tests took $((SECONDS - start)) s, exit status $status"
 exit "$status"
