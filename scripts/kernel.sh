@@ -100,12 +100,16 @@ extract_source() {
 	mv "$src_dir.tmp" "$src_dir"
 }
 
-# The fragment for this flavour: bench drops the debug checks; debug drops
-# what brings CONTIG_ALLOC (CMA, memory hotplug) and adds config.debug.
+# The fragment for this flavour: test adds config.trim (subsystems no test
+# uses); bench drops the debug checks; debug drops what brings CONTIG_ALLOC
+# (CMA, memory hotplug) and adds config.debug.
 flavour_fragment() {
 	case $flavour in
+	test)
+		cat "$fragment" "$fragment.trim" ;;
 	bench)
-		sed -E 's/^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|DEBUG_LIST|DEBUG_VM)=y/# CONFIG_\1 is not set/' "$fragment" ;;
+		sed -E 's/^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|DEBUG_LIST|DEBUG_VM)=y/# CONFIG_\1 is not set/' "$fragment"
+		cat "$fragment.trim" ;;
 	arm64-4k)
 		sed 's/^CONFIG_ARM64_64K_PAGES=y/CONFIG_ARM64_4K_PAGES=y/' "$fragment" ;;
 	debug)

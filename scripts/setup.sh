@@ -22,7 +22,12 @@ DEB_PACKAGES=(
 # libvirt-demo.sh), which start its daemons by hand where there is no
 # systemd.
 ARM64_DEB_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-system-arm)
-PY_PACKAGES=(pytest pytest-xdist pytest-timeout qemu.qmp virtme-ng matplotlib)
+# Pinned: a new machine gets what was tested. pytest 9 ignores the group
+# pytest-xdist 3.8 writes into a test's node id (it reads `_id`, xdist sets
+# `_nodeid`), so --dist loadgroup spread a group's tests over both workers:
+# the two hugetlbfs tests then ran side by side.
+PY_PACKAGES=(pytest==8.4.2 pytest-xdist==3.8.0 pytest-timeout==2.4.0 qemu.qmp==0.0.6
+	virtme-ng==1.42 matplotlib==3.11.2)
 BINDGEN_MIN=0.71.1
 
 as_root() {

@@ -26,15 +26,16 @@ install -m 755 "$here/rb-agent" "$root/bin/rb-agent"
 # The static helpers are built once per source and compiler, not per
 # initramfs (a make check builds dozens of initramfs).
 helpers=$RB_CACHE/guest-helpers/$(cat "$here"/rb-*.c <("$cc" --version) | sha256sum | cut -c1-12)
-if [ ! -x "$helpers/rb-busy" ]; then
+progs="rb-kexec rb-pattern rb-busy rb-offline"
+if [ ! -d "$helpers" ]; then
 	mkdir -p "$helpers.tmp.$$"
-	for prog in rb-kexec rb-pattern rb-busy; do
+	for prog in $progs; do
 		"$cc" -static -O2 -Wall -o "$helpers.tmp.$$/$prog" "$here/$prog.c"
 	done
 	# Whole or not at all, whoever builds them at the same time.
 	mv -T "$helpers.tmp.$$" "$helpers" 2>/dev/null || rm -rf "$helpers.tmp.$$"
 fi
-for prog in rb-kexec rb-pattern rb-busy; do
+for prog in $progs; do
 	install -m 755 "$helpers/$prog" "$root/bin/$prog"
 done
 cp -r "$here/../rust_balloon" "$root/selftests/"

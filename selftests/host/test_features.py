@@ -133,7 +133,10 @@ def test_without_deflate_on_oom_the_hog_is_killed(boot):
     vm = g.vmstat()
     assert vm["oom_kill"] > oom0
     assert vm.get("balloon_deflate", 0) == 0
-    assert g.balloon_pages() == reached
+    # The floor is MemAvailable, which the OOM kill raised (reclaimed caches,
+    # the hog's own pages): the balloon may go on towards the target, but
+    # it never gives a page back.
+    assert g.balloon_pages() >= reached
 
 
 def test_free_page_reporting_returns_memory_to_the_host(boot):
@@ -193,13 +196,15 @@ def test_balloon_pages_migrate(guest):
     assert g.meminfo()["MemTotal"] == total
 
 
+# Every pair of the three features in each of its four states, in four
+# guests instead of eight; and every layout of the optional queues, whose
+# numbers are dense (hint only, reporting only, both, neither).
+# DEFLATE_ON_OOM has no queue.
 MATRIX = [
     dict(oom="off", reporting="off", hint="off"),
-    dict(oom="on", reporting="off", hint="off"),
-    dict(oom="off", reporting="on", hint="off"),
+    dict(oom="off", reporting="on", hint="on"),
+    dict(oom="on", reporting="off", hint="on"),
     dict(oom="on", reporting="on", hint="off"),
-    dict(oom="off", reporting="off", hint="on"),
-    dict(oom="on", reporting="on", hint="on"),
 ]
 
 

@@ -6,9 +6,11 @@ microvm machine with virtio-balloon-device (Firecracker offers modern
 virtio-mmio).
 
 Per transport: bind, inflate (actual, MemTotal, host RSS), stats, deflate,
-rmmod while inflated; and deflate on OOM in a second guest (a device with
-deflate-on-oom does not take the balloon out of MemTotal). The rest of the
-suite runs over the default, transitional virtio-pci."""
+rmmod while inflated; and, on legacy virtio-pci and modern virtio-mmio,
+deflate on OOM in a second guest (a device with deflate-on-oom does not
+take the balloon out of MemTotal). The rest of the
+suite runs over the default, transitional virtio-pci, on q35; legacy
+virtio-pci runs on pc."""
 
 import re
 
@@ -23,8 +25,9 @@ VERSION_1 = 32  # feature bit: a modern (virtio 1.0) device
 TRANSPORTS = {
     "pci-modern": dict(device="virtio-balloon-pci,disable-legacy=on", modern=True,
                        bound="Pci with 512 PFNs per buffer"),
+    # On pc (i440FX), the machine the rest of the suite does not boot.
     "pci-legacy": dict(device="virtio-balloon-pci,disable-modern=on", modern=False,
-                       bound="Pci with 512 PFNs per buffer"),
+                       machine="pc", bound="Pci with 512 PFNs per buffer"),
     # QEMU's virtio-mmio is legacy (version 1 registers, no VERSION_1)
     # unless told otherwise; Firecracker's is modern.
     "mmio-legacy": dict(device="virtio-balloon-device", machine="microvm", modern=False,
@@ -85,7 +88,9 @@ def test_core_over_transport(boot, transport):
     assert "50000 pages returned" in g.console(g.mark)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+# One per transport family: the OOM path queues buffers as every deflate
+# does, which test_core_over_transport runs on all four.
+@pytest.mark.parametrize("transport", ["pci-legacy", "mmio-modern"])
 def test_deflate_on_oom_over_transport(boot, transport):
     """A hog larger than what is free finishes, nothing is OOM-killed, and
     the balloon gives pages back."""
