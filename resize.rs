@@ -532,10 +532,11 @@ impl Resizer {
     }
 
     /// Replaces the PFN buffers a broken queue kept: the teardown that ends
-    /// a broken binding drops them, and without them every later step would
-    /// end in `EIO`. Called on restore, the only way back from a teardown
-    /// (not per step: every step would take the balloon's lock once more).
-    /// The new buffers are allocated without the lock (see the lock order).
+    /// a broken binding drops them. Called on restore, the only way back
+    /// from a teardown (not per step: every step would take the balloon's
+    /// lock once more). Until then, and if this fails, steps use the
+    /// buffers the pool has (see `inflate`). The new buffers are allocated
+    /// without the lock (see the lock order).
     pub(crate) fn refill_pfn_buffers(&self) -> Result {
         let missing = self.depth - self.pages.lock().pfns.len();
         for _ in 0..missing {
@@ -602,9 +603,16 @@ impl Resizer {
 
         let mut state = self.pages.lock();
         let state = &mut *state;
+        // As many buffers as the pool has: short only while a broken queue
+        // holds some (see `refill_pfn_buffers`).
+        let depth = self.depth.min(state.pfns.len());
+        if depth == 0 {
+            new.pages.clear();
+            return Err(EIO);
+        }
         let mut in_flight = 0;
         let mut sent = Ok(());
-        while !new.pages.is_empty() && in_flight < self.depth {
+        while !new.pages.is_empty() && in_flight < depth {
             // Blocks come first on the list, so each buffer holds whole
             // blocks or halves of one.
             new.pages.move_to(&mut state.batch, self.pages_per_buffer);
@@ -661,7 +669,14 @@ impl Resizer {
     fn deflate(&self, wanted: usize) -> (usize, Result<Step>) {
         let mut state = self.pages.lock();
         let state = &mut *state;
-        let wanted = wanted.min(self.step_pfns()).min(state.num_pages as usize);
+        // As many buffers as the pool has (see `inflate`): a short pool makes
+        // the step smaller, and only an empty one fails it.
+        let depth = self.depth.min(state.pfns.len());
+        if depth == 0 {
+            return (0, Err(EIO));
+        }
+        let step_pfns = depth * self.pages_per_buffer * PFNS_PER_PAGE;
+        let wanted = wanted.min(step_pfns).min(state.num_pages as usize);
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         while state.unsent.len() < pages {
             let chunk = (pages - state.unsent.len()).min(LIST_BATCH_PAGES);
@@ -676,7 +691,7 @@ impl Resizer {
         state.num_pages -= (state.unsent.len() * PFNS_PER_PAGE) as u32;
         let mut in_flight = 0;
         let mut sent = Ok(());
-        while !state.unsent.is_empty() && in_flight < self.depth {
+        while !state.unsent.is_empty() && in_flight < depth {
             state
                 .unsent
                 .move_to(&mut state.batch, self.pages_per_buffer);

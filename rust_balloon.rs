@@ -452,7 +452,7 @@ impl virtio::Driver for Balloon {
     /// Resume: the same queues again, the poison value again (the reset
     /// cleared it), and a fresh stats buffer (the old one went with the
     /// reset); `ready` then moves back towards the target.
-    fn restore(_dev: &Device<Core<'_>>, this: Pin<&Self>) -> Result {
+    fn restore(dev: &Device<Core<'_>>, this: Pin<&Self>) -> Result {
         let binding = &this.resizer.binding;
         // Same features, same queues; anything else would be a device bug.
         if Queues::find(binding)? != this.queues {
@@ -462,7 +462,17 @@ impl virtio::Driver for Balloon {
         if let Some(stats) = &this.stats {
             stats.restore()?;
         }
-        this.resizer.refill_pfn_buffers()
+        // Not worth failing a resume over (a failed restore stops the
+        // balloon until the next one): steps make do with the buffers the
+        // pool has.
+        if let Err(e) = this.resizer.refill_pfn_buffers() {
+            dev_warn!(
+                dev,
+                "restore: PFN buffers not replaced ({:?}); smaller steps until the next restore\n",
+                e
+            );
+        }
+        Ok(())
     }
 
     /// Reset the device here (the bus would right after): once no queue
