@@ -32,8 +32,15 @@ def shadow_kdir(kdir, dest, drop, exports):
     options would have built)."""
     subprocess.run(["cp", "-a", str(kdir), str(dest)], check=True)
     # The tree's Makefile sends make to its own directory: point it here.
+    # It names the tree by the path it was built at: resolve a KDIR given
+    # through a symlink (a cache directory linked elsewhere), or make
+    # would build against the original.
     wrapper = dest / "Makefile"
-    wrapper.write_text(wrapper.read_text().replace(str(kdir), str(dest)))
+    text = wrapper.read_text()
+    for path in {str(kdir), str(kdir.resolve())}:
+        text = text.replace(path, str(dest))
+    assert str(dest) in text, "the build tree's Makefile does not name it"
+    wrapper.write_text(text)
     pattern = re.compile(r"CONFIG_(%s)\b" % "|".join(drop))
     for name in CONFIG_FILES:
         path = dest / name
