@@ -53,6 +53,14 @@ pub(crate) struct Hinting {
     /// Reading it only then (as C does) costs one config read per change,
     /// not one per block.
     stale: Atomic<bool>,
+    /// Set when reclaim asks the shrinker for memory: the run for the
+    /// current command ends at once. A hint only spares the migration
+    /// some pages; a workload that needs memory while the driver takes
+    /// every free block (up to the 1023 the host's queue holds, all of a
+    /// small guest's free memory) is OOM-killed otherwise, because blocks
+    /// in the queue are the host's until it hands them back. Cleared by
+    /// the next command.
+    pressure: Atomic<bool>,
 }
 
 impl_has_work! {
@@ -93,6 +101,7 @@ impl Hinting {
                 active: Atomic::new(uapi::CMD_ID_STOP),
                 received: Atomic::new(uapi::CMD_ID_STOP),
                 stale: Atomic::new(true),
+                pressure: Atomic::new(false),
             }),
             GFP_KERNEL,
         )
@@ -198,32 +207,41 @@ impl Hinting {
             }
         }
         self.active.store(cmd, Relaxed);
+        self.pressure.store(false, Relaxed);
         self.send_command(cmd)?;
         let run = self.send_free_blocks(cmd);
         // The spec asks for STOP at the end of a run, however it ended.
         let stop = self.send_command(uapi::CMD_ID_STOP);
-        let sent = run?;
+        let (sent, end) = run?;
         stop?;
+        let why = match end {
+            RunEnd::Pressure => ", stopped: the guest is reclaiming memory",
+            RunEnd::Other => "",
+        };
         dev_info!(
             self.binding.device(),
-            "free page hint {:#x}: {} blocks sent\n",
+            "free page hint {:#x}: {} blocks sent{}\n",
             cmd,
-            sent
+            sent,
+            why
         );
         Ok(())
     }
 
-    /// Hands the host free blocks for command `cmd` until they run out, or
-    /// the host's command is anything else (STOP, DONE, a new id); returns
-    /// how many it sent.
+    /// Hands the host free blocks for command `cmd` until they run out,
+    /// the host's command is anything else (STOP, DONE, a new id) or the
+    /// guest reclaims memory; returns how many it sent, and why it ended.
     ///
     /// On STOP at once, as the C driver: a host ignores hints for a stopped
     /// command, so every block taken after it is memory the guest lacks
     /// for nothing. A new id that follows STOP marks the config stale
     /// again and queues the work, which answers it afresh.
-    fn send_free_blocks(&self, cmd: u32) -> Result<usize> {
+    fn send_free_blocks(&self, cmd: u32) -> Result<(usize, RunEnd)> {
         let mut sent = 0;
         while !self.stopping.load(Relaxed) && still_hinting(self.command()?, cmd) {
+            if self.pressure.load(Relaxed) {
+                return Ok((sent, RunEnd::Pressure));
+            }
             let room = {
                 let mut device = self.binding.lock()?;
                 self.collect(&mut device);
@@ -248,7 +266,7 @@ impl Hinting {
             Counters::count(&self.counters.hinted_blocks, 1);
             sent += 1;
         }
-        Ok(sent)
+        Ok((sent, RunEnd::Other))
     }
 
     /// Sends a hint command id (start or stop) on the hint queue.
@@ -265,7 +283,22 @@ impl Hinting {
 impl ShrinkHandler for Hinting {
     /// Only the blocks the host handed back: those still in the queue are
     /// the device's, and `scan` cannot free them.
+    ///
+    /// Called by reclaim (kswapd, direct reclaim), and also by
+    /// `drop_caches`, a cgroup's `memory.reclaim` and the shrinker debugfs
+    /// files: any of them ends the current hint run (see `pressure`),
+    /// which costs at most a hint. And blocks the host hands back raise an
+    /// interrupt that queues no work once the run is over, so they are
+    /// collected here: otherwise nothing moves them out of the queue, the
+    /// count stays 0 and reclaim never asks `scan` for them.
     fn count(&self) -> usize {
+        self.pressure.store(true, Relaxed);
+        // Only tried, as in `scan`: reclaim never waits here.
+        if let Some(mut blocks) = self.blocks.try_lock() {
+            if let Some(Ok(mut device)) = self.binding.try_lock() {
+                self.collect_into(&mut device, &mut blocks);
+            }
+        }
         self.counters.hint_held_pages.load(Relaxed)
     }
 
@@ -313,6 +346,14 @@ pub(crate) fn hint_action(cmd: u32, active: u32) -> HintAction {
         cmd if cmd == active => HintAction::Wait,
         _ => HintAction::Answer,
     }
+}
+
+/// Why a hint run ended, for the log.
+enum RunEnd {
+    /// Reclaim asked the shrinker for memory (`Hinting::pressure`).
+    Pressure,
+    /// No free block left, the host's command moved on, or teardown.
+    Other,
 }
 
 /// Whether blocks still go to the host for `cmd` while config space reads

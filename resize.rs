@@ -420,12 +420,12 @@ impl WorkItem for Resizer {
                     return;
                 }
                 Err(EIO) => {
-                    // A broken queue stays broken until the device is reset
+                    // A broken queue stays broken, the device stopped
+                    // (`BoundGuard::stop_device`), until it is torn down
                     // (remove, suspend): retrying would only fill the log.
-                    // A new target from the host tries again.
                     dev_err!(
                         this.binding.device(),
-                        "resize failed: the device broke (EIO); stopped until it is reset or sets a new target\n"
+                        "resize failed: the device broke (EIO); stopped until it is removed or the system suspends and resumes\n"
                     );
                     this.binding.relax();
                     return;

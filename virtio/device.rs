@@ -722,6 +722,9 @@ impl BoundGuard<'_> {
         if unsafe { b::virtqueue_kick(vq.as_ptr()) } {
             Ok(())
         } else {
+            // The buffers queued stay the device's, which may still use
+            // them though the notify failed (see `stop_device`).
+            self.stop_device();
             Err(EIO)
         }
     }
@@ -767,23 +770,56 @@ impl BoundGuard<'_> {
     }
 
     /// Sleeps until the device has used a buffer of `queue`, and returns it;
-    /// `EIO` if the queue breaks meanwhile.
+    /// `EIO` if the queue breaks meanwhile, after resetting the device
+    /// (`stop_device`).
     ///
     /// The lock stays held, as C drivers hold theirs across `wait_event()`:
     /// nothing else may use the device until the host has answered.
     pub(crate) fn wait_buf(&mut self, queue: QueueId) -> Result<KBox<Buffer>> {
         self.vq(queue)?;
         let binding = self.binding;
-        binding.used.wait_for(|| match self.get_buf(queue) {
+        let got = binding.used.wait_for(|| match self.get_buf(queue) {
             Some(buf) => ControlFlow::Break(Ok(buf)),
             None if self.broken(queue) => ControlFlow::Break(Err(EIO)),
             None => ControlFlow::Continue(()),
-        })
+        });
+        if got.is_err() {
+            // The answer will never come, but the device may still act on
+            // what it was sent (see `stop_device`): a balloon whose host
+            // could still discard an unanswered inflate's pages, or keep
+            // an old page of a migration, must not give them to the guest.
+            self.stop_device();
+        }
+        got
     }
 
-    /// Free descriptors in `queue`'s ring.
+    /// Stops a device whose queue broke under a waiter: a failed kick or
+    /// a bad ring is the driver's view only, and the device may still use
+    /// the buffers queued. Breaking it makes every later operation fail
+    /// with `EIO`; the reset ends its use of guest memory and its claim on
+    /// any page (the balloon's pages are the guest's after a reset). It
+    /// stays so until it is torn down. The reset runs under the operations
+    /// lock (unlike `teardown`): rare, and a waiter behind it then fails
+    /// with `EIO` as it should.
+    fn stop_device(&mut self) {
+        let vdev = self.vdev();
+        // SAFETY: The device is alive (guard invariant); breaking and
+        // resetting it is what the core does to a device it gives up on,
+        // and every later operation sees broken queues.
+        unsafe {
+            b::virtio_break_device(vdev);
+            b::virtio_reset_device(vdev);
+        }
+    }
+
+    /// Free descriptors in `queue`'s ring; `EIO` if the queue is broken
+    /// (a broken queue hands nothing back, so a caller waiting for room
+    /// would wait for ever).
     pub(crate) fn free_slots(&self, queue: QueueId) -> Result<u32> {
         let vq = self.vq(queue)?;
+        if self.broken(queue) {
+            return Err(EIO);
+        }
         // SAFETY: `vq` is live (guard invariant); a racy read of a counter
         // only this lock's holder changes.
         Ok(unsafe { (*vq.as_ptr()).num_free })
@@ -828,22 +864,8 @@ impl BoundGuard<'_> {
             })
         });
         if reported.is_err() {
-            // A failed kick or a broken queue (the core saw a bad ring, say)
-            // is the driver's view only: the device may still be using the
-            // buffer, and page reporting frees these pages as soon as this
-            // returns. So stop the device first: every queue breaks, and the
-            // reset ends its use of guest memory. It stays so until it is
-            // torn down. The reset runs under the operations lock (unlike
-            // `teardown`): rare, and a migration waiting behind it then
-            // fails with `EIO` as it should.
-            let vdev = self.vdev();
-            // SAFETY: The device is alive (guard invariant); breaking and
-            // resetting it is what the core does to a device it gives up
-            // on, and every later operation sees broken queues.
-            unsafe {
-                b::virtio_break_device(vdev);
-                b::virtio_reset_device(vdev);
-            }
+            // Page reporting frees these pages as soon as this returns.
+            self.stop_device();
         }
         reported
     }
