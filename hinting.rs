@@ -284,10 +284,14 @@ impl ShrinkHandler for Hinting {
     /// Only the blocks the host handed back: those still in the queue are
     /// the device's, and `scan` cannot free them.
     ///
-    /// Called by reclaim (kswapd, direct reclaim), and also by
-    /// `drop_caches`, a cgroup's `memory.reclaim` and the shrinker debugfs
-    /// files: any of them ends the current hint run (see `pressure`),
-    /// which costs at most a hint. And blocks the host hands back raise an
+    /// Called by reclaim of the whole guest (kswapd, direct reclaim; not
+    /// a cgroup's own: the shrinker is not memcg-aware), and also by
+    /// `drop_caches`, the root cgroup's `memory.reclaim` and the shrinker
+    /// debugfs files: any of them ends the current hint run (see
+    /// `pressure`), which costs at most a hint. On a busy guest kswapd,
+    /// woken once a run has taken free memory down to the low watermark,
+    /// ends most runs there: where C's shrinker hands hinted blocks back
+    /// to kswapd, this one stops taking them. And blocks the host hands back raise an
     /// interrupt that queues no work once the run is over, so they are
     /// collected here: otherwise nothing moves them out of the queue, the
     /// count stays 0 and reclaim never asks `scan` for them.

@@ -420,9 +420,10 @@ impl WorkItem for Resizer {
                     return;
                 }
                 Err(EIO) => {
-                    // A broken queue stays broken, the device stopped
-                    // (`BoundGuard::stop_device`), until it is torn down
-                    // (remove, suspend): retrying would only fill the log.
+                    // Usually a broken queue, the device stopped
+                    // (`BoundGuard::stop_device`) until it is torn down
+                    // (remove, suspend); else a PFN buffer pool a broken
+                    // queue emptied. Retrying would only fill the log.
                     dev_err!(
                         this.binding.device(),
                         "resize failed: the device broke (EIO); stopped until it is removed or the system suspends and resumes\n"

@@ -344,6 +344,9 @@ pub(super) type VqCallback = unsafe extern "C" fn(*mut b::virtqueue);
 struct BindingState {
     /// False once the device is torn down: nothing may touch it then.
     alive: bool,
+    /// Set once `BoundGuard::stop_device` broke and reset the device: it
+    /// stays so until torn down and revived, and is reset once.
+    stopped: bool,
     vqs: KVec<Queue>,
 }
 
@@ -402,7 +405,11 @@ impl Binding {
                 device: dev.into(),
                 callback,
                 setup <- new_mutex!(()),
-                state <- new_mutex!(BindingState { alive: true, vqs: KVec::new() }),
+                state <- new_mutex!(BindingState {
+                    alive: true,
+                    stopped: false,
+                    vqs: KVec::new(),
+                }),
                 used <- WaitQueue::new(c"virtio_binding_used", static_lock_class!()),
             }),
             GFP_KERNEL,
@@ -627,7 +634,9 @@ impl Binding {
     /// from suspend). It has no virtqueues until they are found again.
     pub(super) fn revive(&self) {
         let _setup = self.setup.lock();
-        self.state.lock().alive = true;
+        let mut state = self.state.lock();
+        state.alive = true;
+        state.stopped = false;
     }
 }
 
@@ -795,13 +804,18 @@ impl BoundGuard<'_> {
 
     /// Stops a device whose queue broke under a waiter: a failed kick or
     /// a bad ring is the driver's view only, and the device may still use
-    /// the buffers queued. Breaking it makes every later operation fail
-    /// with `EIO`; the reset ends its use of guest memory and its claim on
-    /// any page (the balloon's pages are the guest's after a reset). It
-    /// stays so until it is torn down. The reset runs under the operations
+    /// the buffers queued. Breaking it makes every later queue operation
+    /// fail with `EIO` (config space still reads); the reset ends its use
+    /// of guest memory and its claim on any page (the balloon's pages are
+    /// the guest's after a reset). It stays so until it is torn down, and
+    /// a second call does nothing. The reset runs under the operations
     /// lock (unlike `teardown`): rare, and a waiter behind it then fails
     /// with `EIO` as it should.
     fn stop_device(&mut self) {
+        if self.state.stopped {
+            return;
+        }
+        self.state.stopped = true;
         let vdev = self.vdev();
         // SAFETY: The device is alive (guard invariant); breaking and
         // resetting it is what the core does to a device it gives up on,
