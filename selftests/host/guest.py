@@ -297,7 +297,9 @@ class Guest:
             cmdline += ["rb.chan=hvc0"]
         return [
             *qemu, "-accel", self.accel_option(),
-            "-m", f"{self.mem_bytes // MIB}M", "-smp", str(self.smp),
+            # RB_QEMU_MEM: another -m for QEMU (probe_hint_migration.py).
+            "-m", os.environ.get("RB_QEMU_MEM") or f"{self.mem_bytes // MIB}M",
+            "-smp", str(self.smp),
             "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", " ".join([f"console={console} panic=-1 oops=panic loglevel=7", *cmdline,
                                  os.environ.get("RB_GUEST_CMDLINE", "")]).strip(),
