@@ -192,14 +192,16 @@ class Guest:
     The guest's /init (selftests/guest/init) runs a command agent on its
     second serial port; the first one carries the kernel log to a file."""
 
-    def __init__(self, kernel, initrd, workdir, mem_mib=1024, smp=2,
+    def __init__(self, kernel, initrd, workdir, mem_mib=1024, mem_kib=None, smp=2,
                  balloon="virtio-balloon-pci,id=balloon0", accel=None,
                  extra=(), cmdline="", thp=True, share=None, s3=False, machine=None,
                  arch="x86"):
         self.kernel, self.initrd = str(kernel), str(initrd)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.mem_bytes = mem_mib * MIB
+        # mem_kib, if given, instead of mem_mib: a size that is not a whole
+        # number of MiB (see TCG_MIGRATION_KIB in test_reliability.py).
+        self.mem_bytes = mem_kib * 1024 if mem_kib else mem_mib * MIB
         self.smp = smp
         self.balloon_device = balloon
         self.accel = accel or "tcg"
@@ -298,7 +300,7 @@ class Guest:
         return [
             *qemu, "-accel", self.accel_option(),
             # RB_QEMU_MEM: another -m for QEMU (probe_hint_migration.py).
-            "-m", os.environ.get("RB_QEMU_MEM") or f"{self.mem_bytes // MIB}M",
+            "-m", os.environ.get("RB_QEMU_MEM") or f"{self.mem_bytes // 1024}k",
             "-smp", str(self.smp),
             "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", " ".join([f"console={console} panic=-1 oops=panic loglevel=7", *cmdline,

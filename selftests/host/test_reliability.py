@@ -672,12 +672,24 @@ def test_hinting_lifecycle(boot, tmp_path):
     g.qmp.cmd("migrate_cancel")
 
 
+# 8 KiB less than 1 GiB for a guest migrated to another QEMU: QEMU before
+# 9.0 loses guest writes under TCG when its dirty-bitmap sync takes the
+# word-at-a-time path, which a RAM block a whole number of 256 KiB long
+# gets, because that path does not reset TCG's TLB dirty tracking (fixed
+# by QEMU commit 03bfc2188f, "physmem: Fix migration dirty bitmap
+# coherency with TCG memory access"). This size makes it take the
+# page-by-page path, which does. With 1 GiB the debug-kernel guest broke
+# after 2 of 4 migrations with hinting, with either driver; with this
+# size 0 of 8 (docs/reliability.md, probe_hint_migration.py).
+TCG_MIGRATION_KIB = 1024 * 1024 - 8
+
+
 def test_hinting_with_a_real_migration(boot):
     """A live migration to a second QEMU on this host (a unix socket) with
     free page hinting: the guest hints its free memory while the source
     sends, QEMU tells it DONE before it sends the device state, and on the
     destination every hinted block comes back and the balloon works."""
-    g = hint_guest(boot)
+    g = hint_guest(boot, mem_kib=TCG_MIGRATION_KIB)
     g.dirty_all()
     free0 = g.meminfo()["MemFree"]
     g.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 16 * MIB})
