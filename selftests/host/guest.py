@@ -201,7 +201,9 @@ class Guest:
         self.workdir.mkdir(parents=True, exist_ok=True)
         # mem_kib, if given, instead of mem_mib: a size that is not a whole
         # number of MiB (see TCG_MIGRATION_KIB in test_reliability.py).
-        self.mem_bytes = mem_kib * 1024 if mem_kib else mem_mib * MIB
+        # QEMU rounds RAM up to 8 KiB: only such sizes are exact here.
+        assert mem_kib is None or mem_kib % 8 == 0, mem_kib
+        self.mem_bytes = mem_kib * 1024 if mem_kib is not None else mem_mib * MIB
         self.smp = smp
         self.balloon_device = balloon
         self.accel = accel or "tcg"

@@ -680,7 +680,7 @@ def test_hinting_lifecycle(boot, tmp_path):
 # coherency with TCG memory access"). This size makes it take the
 # page-by-page path, which does. With 1 GiB the debug-kernel guest broke
 # after 2 of 4 migrations with hinting, with either driver; with this
-# size 0 of 8 (docs/reliability.md, probe_hint_migration.py).
+# size after 0 of 4 (docs/reliability.md, probe_hint_migration.py).
 TCG_MIGRATION_KIB = 1024 * 1024 - 8
 
 

@@ -44,7 +44,8 @@ def test_vng_runs_the_kselftest_with_the_kernels_runner(kdir, accel, tmp_path):
     # So /dev/stdout is pointed back at the command's own.
     script = ("ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr; "
               f"{{ build/kselftest/run_kselftest.sh; echo $? > {tmp_path}/rc; }} 2>&1 "
-              f"| cat > {tmp_path}/out; dmesg > {tmp_path}/dmesg; exit $(cat {tmp_path}/rc)")
+              f"| cat > {tmp_path}/out; dmesg > {tmp_path}/dmesg; "
+              f"rc=$(cat {tmp_path}/rc); exit ${{rc:-125}}")
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
     run = subprocess.run(vng_command(kdir, accel, script, rwdir=tmp_path), cwd=ROOT, env=env,
                          capture_output=True, text=True, errors="replace", timeout=600)
