@@ -291,10 +291,12 @@ impl ShrinkHandler for Hinting {
     /// `pressure`), which costs at most a hint. On a busy guest kswapd,
     /// woken once a run has taken free memory down to the low watermark,
     /// ends most runs there: where C's shrinker hands hinted blocks back
-    /// to kswapd, this one stops taking them. And blocks the host hands back raise an
-    /// interrupt that queues no work once the run is over, so they are
-    /// collected here: otherwise nothing moves them out of the queue, the
-    /// count stays 0 and reclaim never asks `scan` for them.
+    /// to kswapd, this one stops taking them.
+    ///
+    /// And blocks the host hands back raise an interrupt that queues no
+    /// work once the run is over, so they are collected here: otherwise
+    /// nothing moves them out of the queue, the count stays 0 and reclaim
+    /// never asks `scan` for them.
     fn count(&self) -> usize {
         self.pressure.store(true, Relaxed);
         // Only tried, as in `scan`: reclaim never waits here.

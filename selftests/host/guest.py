@@ -301,8 +301,7 @@ class Guest:
             cmdline += ["rb.chan=hvc0"]
         return [
             *qemu, "-accel", self.accel_option(),
-            # RB_QEMU_MEM: another -m for QEMU (probe_hint_migration.py).
-            "-m", os.environ.get("RB_QEMU_MEM") or f"{self.mem_bytes // 1024}k",
+            "-m", f"{self.mem_bytes // 1024}k",
             "-smp", str(self.smp),
             "-kernel", self.kernel, "-initrd", self.initrd,
             "-append", " ".join([f"console={console} panic=-1 oops=panic loglevel=7", *cmdline,
