@@ -23,7 +23,8 @@ use kernel::{
 /// What the balloon has done since the device was bound, for debugfs.
 ///
 /// Counters only go up; `target` and `actual` are the last values read and
-/// written, `hint_held_pages` what hinting holds now. Counts of memory are in 4 KiB pages (the protocol's unit)
+/// written, `hint_held_pages` what hinting holds now, `oom_hold_pages` what
+/// inflation waits for now. Counts of memory are in 4 KiB pages (the protocol's unit)
 /// whatever the guest's page size.
 pub(crate) struct Counters {
     /// The host's target as the resize work last read it.
@@ -38,8 +39,17 @@ pub(crate) struct Counters {
     /// is at most the blocks the balloon holds whole.
     pub(crate) blocks_inflated: Atomic<u64>,
     pub(crate) blocks_deflated: Atomic<u64>,
-    /// Pages given back by the OOM notifier.
+    /// Pages given back by the OOM notifier, its calls, and the episodes
+    /// they made (calls in close succession; see `resize::Rescue`).
     pub(crate) oom_released: Atomic<u64>,
+    pub(crate) oom_notifications: Atomic<u64>,
+    pub(crate) oom_episodes: Atomic<u64>,
+    /// The longest episode that has ended, from its first call to the end
+    /// of its last release, in milliseconds.
+    pub(crate) oom_longest_episode_ms: Atomic<u64>,
+    /// While inflation waits after deflate on OOM: the available memory it
+    /// waits for, in 4 KiB pages; else 0. Written by the resize work.
+    pub(crate) oom_hold_pages: Atomic<u64>,
     /// Balloon pages compaction migrated.
     pub(crate) migrated: Atomic<u64>,
     /// Free page hint blocks handed to the host.
@@ -52,7 +62,8 @@ pub(crate) struct Counters {
     pub(crate) reported_blocks: Atomic<u64>,
     /// Inflate steps that got fewer pages from the allocator than wanted.
     pub(crate) alloc_failures: Atomic<u64>,
-    /// Resize steps that moved nothing (and backed off).
+    /// Resize steps that moved nothing (and backed off), but those that
+    /// waited after deflate on OOM.
     pub(crate) stalls: Atomic<u64>,
     /// How long a step waited for the host to hand back its buffers after
     /// the last kick: the last step's and the longest, in microseconds.
@@ -71,6 +82,10 @@ impl Counters {
             blocks_inflated: Atomic::new(0),
             blocks_deflated: Atomic::new(0),
             oom_released: Atomic::new(0),
+            oom_notifications: Atomic::new(0),
+            oom_episodes: Atomic::new(0),
+            oom_longest_episode_ms: Atomic::new(0),
+            oom_hold_pages: Atomic::new(0),
             migrated: Atomic::new(0),
             hinted_blocks: Atomic::new(0),
             hint_held_pages: Atomic::new(0),
@@ -160,6 +175,10 @@ fn populate<'data>(b: &'data Arc<Resizer>, dir: &ScopedDir<'data, '_>) {
     counter_file!(dir, b, c"huge_blocks_inflated", blocks_inflated);
     counter_file!(dir, b, c"huge_blocks_deflated", blocks_deflated);
     counter_file!(dir, b, c"oom_released_pages", oom_released);
+    counter_file!(dir, b, c"oom_notifications", oom_notifications);
+    counter_file!(dir, b, c"oom_episodes", oom_episodes);
+    counter_file!(dir, b, c"oom_longest_episode_ms", oom_longest_episode_ms);
+    counter_file!(dir, b, c"oom_hold_pages", oom_hold_pages);
     counter_file!(dir, b, c"migrated_pages", migrated);
     counter_file!(dir, b, c"hinted_blocks", hinted_blocks);
     counter_file!(dir, b, c"hint_held_pages", hint_held_pages);

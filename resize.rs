@@ -67,8 +67,184 @@ pub(super) fn next_backoff_ms(ms: u32) -> u32 {
     ms.saturating_mul(2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS)
 }
 
-/// 4 KiB pages released per OOM notification, as in the C driver.
-const OOM_RELEASE_PFNS: usize = 256;
+/// 4 KiB pages the first OOM notification of an episode releases: what
+/// the C driver releases at every one (1 MiB).
+pub(super) const OOM_RELEASE_PFNS: usize = 256;
+
+/// The most one OOM notification releases (64 MiB). Each notification of
+/// an episode releases twice what the one before did, up to this: a
+/// workload that needs 500 MiB the balloon holds goes through the OOM path
+/// 13 times, not 500 as with C, and is left with at most one release more
+/// than it needed. A workload that grows slowly ends its episodes before
+/// the releases grow (see [`OOM_EPISODE_GAP_MS`]): they stay near what it
+/// uses in that time. Each release is made with the kernel's `oom_lock`
+/// held, as C's is: up to 64 MiB, four deflate steps, against C's 1 MiB.
+pub(super) const OOM_RELEASE_MAX_PFNS: usize = 64 << 8;
+
+/// An OOM notification within this many milliseconds of the last one of
+/// an episode (from the end of its release) belongs to it. Under TCG a
+/// guest's tmpfs write uses up a 64 MiB release in 1 to 3 s, so 2 s split
+/// one workload's need into several episodes.
+pub(super) const OOM_EPISODE_GAP_MS: i64 = 5000;
+
+/// Deflate on OOM as it goes: the episode under way, and the hold it puts
+/// on inflation, so that the resize work does not take memory back into
+/// the pressure that just had it released.
+pub(super) struct Rescue {
+    episode: Option<Episode>,
+    hold: Option<Hold>,
+    /// A notification is releasing: inflation waits whatever the guest has
+    /// available.
+    releasing: bool,
+    /// The longest episode that has ended, in milliseconds.
+    pub(super) longest_ms: u64,
+}
+
+/// OOM notifications that followed each other closely.
+pub(super) struct Episode {
+    start: Instant<Monotonic>,
+    /// When the last notification came or its release ended.
+    last: Instant<Monotonic>,
+    pub(super) notifications: u32,
+    /// 4 KiB pages released so far.
+    pub(super) released_pfns: usize,
+    /// What the next notification releases (4 KiB pages).
+    next_pfns: usize,
+}
+
+impl Episode {
+    pub(super) fn ms(&self) -> u64 {
+        (self.last - self.start).as_millis().max(0) as u64
+    }
+}
+
+/// Inflation waits while the host's target is still `target` (as the
+/// device's config has it) and the guest has less available than the
+/// floor and half of `released_pfns`, what the rescues released since.
+/// Half: the workload gave back at least about that much, or the guest
+/// found the room elsewhere; requiring all of it would hold for ever when
+/// the guest had less than the floor available before the rescue. A new
+/// target is the host deciding again, having seen `actual` fall.
+#[derive(Clone, Copy)]
+struct Hold {
+    target: u32,
+    released_pfns: usize,
+}
+
+impl Hold {
+    /// Guest pages the guest must have available to end the hold.
+    fn room_pages(&self, floor_pages: usize) -> usize {
+        floor_pages + self.released_pfns / PFNS_PER_PAGE / 2
+    }
+}
+
+impl Rescue {
+    pub(super) fn new() -> Self {
+        Self {
+            episode: None,
+            hold: None,
+            releasing: false,
+            longest_ms: 0,
+        }
+    }
+
+    /// A notification at `now`, the host's target being `target`: how many
+    /// 4 KiB pages to release, and whether it starts an episode, with the
+    /// one that ended before it if the resize work has not taken that one
+    /// yet. Inflation waits from here.
+    pub(super) fn next_release(
+        &mut self,
+        now: Instant<Monotonic>,
+        target: u32,
+    ) -> (usize, Option<Option<Episode>>) {
+        self.releasing = true;
+        if !matches!(self.hold, Some(hold) if hold.target == target) {
+            self.hold = Some(Hold {
+                target,
+                released_pfns: 0,
+            });
+        }
+        match &mut self.episode {
+            Some(episode) if (now - episode.last).as_millis() <= OOM_EPISODE_GAP_MS => {
+                episode.last = now;
+                episode.next_pfns = (episode.next_pfns * 2).min(OOM_RELEASE_MAX_PFNS);
+                (episode.next_pfns, None)
+            }
+            _ => {
+                let started = Episode {
+                    start: now,
+                    last: now,
+                    notifications: 0,
+                    released_pfns: 0,
+                    next_pfns: OOM_RELEASE_PFNS,
+                };
+                let ended = self.episode.replace(started);
+                if let Some(episode) = &ended {
+                    self.longest_ms = self.longest_ms.max(episode.ms());
+                }
+                (OOM_RELEASE_PFNS, Some(ended))
+            }
+        }
+    }
+
+    /// The notification's release ended at `now`, with `pfns` 4 KiB pages
+    /// released.
+    pub(super) fn released(&mut self, pfns: usize, now: Instant<Monotonic>) {
+        self.releasing = false;
+        if let Some(episode) = &mut self.episode {
+            episode.notifications += 1;
+            episode.released_pfns += pfns;
+            episode.last = now;
+        }
+        if let Some(hold) = &mut self.hold {
+            hold.released_pfns += pfns;
+        }
+    }
+
+    /// The episode, if one is open, no notification is releasing and none
+    /// came in the last [`OOM_EPISODE_GAP_MS`] before `now`.
+    pub(super) fn take_ended(&mut self, now: Instant<Monotonic>) -> Option<Episode> {
+        match &self.episode {
+            Some(episode)
+                if !self.releasing && (now - episode.last).as_millis() > OOM_EPISODE_GAP_MS =>
+            {
+                let ended = self.episode.take();
+                if let Some(episode) = &ended {
+                    self.longest_ms = self.longest_ms.max(episode.ms());
+                }
+                ended
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether inflation must wait, the host's target being `target` and
+    /// the guest having `available` pages with a floor of `floor_pages`;
+    /// ends the hold if not.
+    pub(super) fn holds(&mut self, target: u32, available: usize, floor_pages: usize) -> bool {
+        if self.releasing {
+            return true;
+        }
+        match self.hold {
+            Some(hold) if hold.target == target && available < hold.room_pages(floor_pages) => true,
+            _ => {
+                self.hold = None;
+                false
+            }
+        }
+    }
+
+    /// What [`Rescue::holds`] waits for, in guest pages: 0 if nothing.
+    fn room_pages(&self, floor_pages: usize) -> usize {
+        self.hold.map_or(0, |hold| hold.room_pages(floor_pages))
+    }
+
+    /// Whether an episode is open.
+    fn in_episode(&self) -> bool {
+        self.episode.is_some()
+    }
+}
+
 /// What one step towards the target achieved.
 pub(super) enum Step {
     /// At the target: nothing left to do.
@@ -78,6 +254,8 @@ pub(super) enum Step {
     /// Could not allocate a single page (inflate) or dequeue one (deflate,
     /// while compaction holds them): try again later.
     Stalled,
+    /// Waiting after deflate on OOM (see [`Rescue`]): try again later.
+    Held,
 }
 
 /// What the host knows about the balloon, under the balloon's lock (see
@@ -290,6 +468,10 @@ pub(crate) struct Resizer {
     pub(crate) pages: BalloonPages<State>,
     #[pin]
     inflating: Mutex<Inflating>,
+    /// Deflate on OOM as it goes. Taken alone: never with another of the
+    /// driver's locks held, nor while taking one.
+    #[pin]
+    rescue: Mutex<Rescue>,
     pub(crate) binding: Arc<Binding>,
     /// What the balloon has done, for debugfs (shared with [`State`]).
     pub(crate) counters: Arc<Counters>,
@@ -358,6 +540,7 @@ impl Resizer {
             pin_init!(Self {
                 pages <- BalloonPages::new(!deflate_on_oom, new_mutex!(state)),
                 inflating <- new_mutex!(inflating),
+                rescue <- new_mutex!(Rescue::new()),
                 binding,
                 counters,
                 depth,
@@ -405,8 +588,10 @@ impl WorkItem for Resizer {
                         this.binding.stay_awake();
                     }
                 }
-                Ok(Step::Stalled) => {
-                    Counters::count(&this.counters.stalls, 1);
+                Ok(step @ (Step::Stalled | Step::Held)) => {
+                    if matches!(step, Step::Stalled) {
+                        Counters::count(&this.counters.stalls, 1);
+                    }
                     // A stall can last for ever (a target below the
                     // `min_available_mib` floor): let the system sleep
                     // meanwhile; the next step that moves stays awake again.
@@ -505,10 +690,20 @@ impl Resizer {
     fn step(&self) -> Result<Step> {
         let target = self.target()?;
         let current = self.pages.lock().num_pages;
+        // Read before the hold is: see `inflate`.
+        let notifications = self.counters.oom_notifications.load(Relaxed);
+        let (in_episode, held) = self.rescue_status();
         let step = if target > current {
-            self.inflate((target - current) as usize)
+            if held {
+                Ok(Step::Held)
+            } else {
+                self.inflate((target - current) as usize, notifications)
+            }
         } else if target < current {
             self.deflate((current - target) as usize).1
+        } else if in_episode {
+            // Not done before the episode is logged (`rescue_status`).
+            Ok(Step::Held)
         } else {
             Ok(Step::Done)
         };
@@ -555,6 +750,62 @@ impl Resizer {
         self.depth * self.pages_per_buffer * PFNS_PER_PAGE
     }
 
+    /// Logs the OOM episode that has ended, if any, and tells whether one
+    /// is still open and whether inflation is held (see [`Rescue`]).
+    fn rescue_status(&self) -> (bool, bool) {
+        let target = self.counters.target.load(Relaxed);
+        let available = guest_available_pages();
+        let floor = reserve_pages();
+        let mut rescue = self.rescue.lock();
+        let ended = rescue.take_ended(Instant::now());
+        let status = (rescue.in_episode(), rescue.holds(target, available, floor));
+        let room = rescue.room_pages(floor);
+        self.counters
+            .oom_longest_episode_ms
+            .store(rescue.longest_ms, Relaxed);
+        drop(rescue);
+        self.counters
+            .oom_hold_pages
+            .store((room * PFNS_PER_PAGE) as u64, Relaxed);
+        if let Some(episode) = ended {
+            self.log_episode(&episode, room);
+        }
+        status
+    }
+
+    /// One line per OOM episode that released anything, once it has ended;
+    /// with the available memory inflation waits for (guest pages), if it
+    /// waits.
+    fn log_episode(&self, episode: &Episode, room_pages: usize) {
+        if episode.released_pfns == 0 {
+            return;
+        }
+        let mib = |pfns: usize| pfns >> (20 - 12);
+        let (released, notifications, ms) = (
+            mib(episode.released_pfns),
+            episode.notifications,
+            episode.ms(),
+        );
+        if room_pages > 0 {
+            dev_info!(
+                self.binding.device(),
+                "out of memory: released {} MiB in {} notifications over {} ms; inflating again once {} MiB are available or the host sets a new target\n",
+                released,
+                notifications,
+                ms,
+                mib(room_pages * PFNS_PER_PAGE)
+            );
+        } else {
+            dev_info!(
+                self.binding.device(),
+                "out of memory: released {} MiB in {} notifications over {} ms\n",
+                released,
+                notifications,
+                ms
+            );
+        }
+    }
+
     /// Tells the host how large the balloon is.
     pub(super) fn report_actual(&self) -> Result {
         let actual = self.pages.lock().num_pages;
@@ -578,7 +829,13 @@ impl Resizer {
     /// the allocation may reclaim and compact, and both may call back into
     /// the driver (the OOM notifier deflates, compaction migrates balloon
     /// pages), which must not wait for an allocation to finish.
-    fn inflate(&self, wanted: usize) -> Result<Step> {
+    ///
+    /// `notifications` is the count of OOM notifications read before the
+    /// step found inflation not held: if one has come since, the pages
+    /// allocated may be what it released, so they go back and the step
+    /// waits (a release frees pages under the balloon's lock, so one that
+    /// freed pages before this step took the lock is seen).
+    fn inflate(&self, wanted: usize, notifications: u64) -> Result<Step> {
         let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
         let wanted = wanted.min(spare).min(self.step_pfns());
         let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
@@ -604,6 +861,10 @@ impl Resizer {
 
         let mut state = self.pages.lock();
         let state = &mut *state;
+        if self.counters.oom_notifications.load(Relaxed) != notifications {
+            new.pages.clear();
+            return Ok(Step::Held);
+        }
         // As many buffers as the pool has: short only while a broken queue
         // holds some (see `refill_pfn_buffers`).
         let depth = self.depth.min(state.pfns.len());
@@ -778,21 +1039,41 @@ impl Resizer {
 }
 
 impl OomHandler for Resizer {
-    /// Deflate on OOM: give back a batch (telling the host first) instead of
-    /// letting the OOM killer take a process.
-    fn release_on_oom(&self) -> usize {
-        // Counted even if talking to the host failed after they were freed.
-        let released = self.deflate(OOM_RELEASE_PFNS).0 / PFNS_PER_PAGE;
-        let _ = self.report_actual();
-        Counters::count(&self.counters.oom_released, released * PFNS_PER_PAGE);
-        if released > 0 {
-            dev_info!(
-                self.binding.device(),
-                "out of memory: released {} pages\n",
-                released
-            );
+    /// Deflate on OOM: give back memory (telling the host first) instead of
+    /// letting the OOM killer take a process; more at each notification of
+    /// an episode (see [`OOM_RELEASE_MAX_PFNS`]). The resize work then holds
+    /// inflation until the guest has room again (see [`Rescue`]), and logs
+    /// the episode once it is over.
+    fn release_on_oom(this: &Arc<Self>) -> usize {
+        let target = this.counters.target.load(Relaxed);
+        // Counted before the hold is set: see `inflate`.
+        Counters::count(&this.counters.oom_notifications, 1);
+        let (wanted, started) = this.rescue.lock().next_release(Instant::now(), target);
+        if let Some(ended) = started {
+            Counters::count(&this.counters.oom_episodes, 1);
+            if let Some(episode) = ended {
+                // Before the resize work logged it.
+                this.log_episode(&episode, 0);
+            }
         }
-        released
+        let mut released = 0;
+        while released < wanted {
+            // Counted even if talking to the host failed after they were
+            // freed.
+            let (freed, step) = this.deflate(wanted - released);
+            released += freed;
+            if freed == 0 || step.is_err() {
+                break;
+            }
+        }
+        let _ = this.report_actual();
+        Counters::count(&this.counters.oom_released, released);
+        this.rescue.lock().released(released, Instant::now());
+        if released > 0 {
+            // The resize work logs the episode and keeps the hold.
+            Self::requeue_resize(this);
+        }
+        released / PFNS_PER_PAGE
     }
 }
 

@@ -40,6 +40,9 @@
 //!    taken under the device lock or alone. The shrinker only tries locks:
 //!    the hint blocks, then the device (the other way round, which a
 //!    try-lock cannot deadlock on).
+//!
+//! `Resizer::rescue` (deflate on OOM as it goes) is taken alone, never with
+//! another of these held nor while taking one.
 
 mod debugfs;
 mod hinting;
@@ -524,10 +527,12 @@ impl kernel::InPlaceModule for BalloonModule {
 #[kunit_tests(rust_balloon)]
 mod tests {
     use super::resize::{
-        deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, push_page_pfns, Told,
-        BACKOFF_MAX_MS, BACKOFF_MIN_MS, HUGE_BLOCK_PAGES,
+        deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, push_page_pfns, Rescue,
+        Told, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS,
+        OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS,
     };
     use super::*;
+    use kernel::time::{Delta, Instant, Monotonic};
     use virtio::{balloon_uapi::stat, Buffer, MemoryCounters, PFNS_PER_PAGE};
 
     /// Frames per guest page of this kernel (1 with 4 KiB pages).
@@ -545,6 +550,60 @@ mod tests {
         let top = virtio::round_target(u32::MAX, virtio::PAGE_SHIFT);
         assert!(top.is_multiple_of(PER_PAGE));
         assert!(u32::MAX - top < PER_PAGE);
+    }
+
+    #[test]
+    fn oom_releases_double_within_an_episode_and_hold_inflation() {
+        let mut rescue = Rescue::new();
+        let t0 = Instant::<Monotonic>::now();
+        let at = |ms: i64| t0 + Delta::from_millis(ms);
+        let (target, floor) = (100_000, 1000);
+        let (first, started) = rescue.next_release(at(0), target);
+        assert_eq!(first, OOM_RELEASE_PFNS);
+        assert!(matches!(started, Some(None)));
+        // Held while releasing, whatever the guest has.
+        assert!(rescue.holds(target, usize::MAX, floor));
+        rescue.released(first, at(10));
+        let mut total = first;
+        // Notifications 4 s apart: one episode, releases doubling to the
+        // cap.
+        let gap = OOM_EPISODE_GAP_MS - 1000;
+        for i in 1..10i64 {
+            let (wanted, started) = rescue.next_release(at(gap * i), target);
+            assert!(started.is_none());
+            assert_eq!(wanted, (OOM_RELEASE_PFNS << i).min(OOM_RELEASE_MAX_PFNS));
+            rescue.released(wanted, at(gap * i + 10));
+            total += wanted;
+        }
+        // Inflation waits for the floor and half of what was released.
+        let room = floor + total / PFNS_PER_PAGE / 2;
+        assert!(rescue.holds(target, room - 1, floor));
+        // Not over before the gap has passed without a notification; then
+        // it is.
+        let last = gap * 9 + 10;
+        assert!(rescue.take_ended(at(last + OOM_EPISODE_GAP_MS)).is_none());
+        assert!(matches!(
+            rescue.take_ended(at(last + OOM_EPISODE_GAP_MS + 1)),
+            Some(episode) if episode.notifications == 10 && episode.released_pfns == total
+        ));
+        assert_eq!(rescue.longest_ms, last as u64);
+        // The next notification starts again from 1 MiB.
+        let (wanted, started) = rescue.next_release(at(100_000), target);
+        assert_eq!(wanted, OOM_RELEASE_PFNS);
+        assert!(matches!(started, Some(None)));
+        rescue.released(wanted, at(100_010));
+        // What is released adds up while the target stays; room ends the
+        // hold.
+        let room = floor + (total + wanted) / PFNS_PER_PAGE / 2;
+        assert!(rescue.holds(target, room - 1, floor));
+        assert!(!rescue.holds(target, room, floor));
+        assert!(!rescue.holds(target, 0, floor));
+        // A new target ends it too.
+        let _ = rescue.next_release(at(100_020), target);
+        rescue.released(wanted, at(100_030));
+        assert!(rescue.holds(target, 0, floor));
+        assert!(!rescue.holds(target + 1, 0, floor));
+        assert!(!rescue.holds(target, 0, floor));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub(crate) trait OomHandler: Send + Sync + 'static {
     /// Called from the allocation path of whatever task ran out of memory:
     /// it may sleep, but must not allocate memory in a way that could
     /// recurse into the OOM killer.
-    fn release_on_oom(&self) -> usize;
+    fn release_on_oom(this: &Arc<Self>) -> usize;
 }
 
 /// A registered OOM notifier; unregistered on drop.
@@ -71,7 +71,7 @@ impl<T: OomHandler> OomNotifier<T> {
     ) -> kernel::ffi::c_int {
         // SAFETY: `nb` is the first field of a registered, live `Self`.
         let this = unsafe { &*nb.cast::<Self>() };
-        let released = this.handler.release_on_oom();
+        let released = T::release_on_oom(&this.handler);
         // SAFETY: The OOM killer passes a pointer to its `unsigned long`.
         unsafe { *freed.cast::<kernel::ffi::c_ulong>() += released as kernel::ffi::c_ulong };
         b::NOTIFY_OK as kernel::ffi::c_int

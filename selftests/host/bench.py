@@ -42,6 +42,15 @@ cache. Measured: time to the target, the workload's rate while inflating
 over its rate in the 3 s before, its longest stall while inflating, and the
 guest's major faults (pgmajfault) meanwhile.
 
+The rescue (deflate on OOM, as a workload sees it): a guest with
+deflate-on-oom writes a file into a tmpfs, then the balloon takes most of
+its memory and it writes the same file again, which it can do only with
+memory the balloon gives back. Measured: the second write's time over the
+first's, the longest the guest's shell took to answer while writing
+(asked every 0.2 s over the command channel), OOM kills, and how much the
+balloon released. 200 MiB left of a 1 GiB guest and 500 MiB written; 3.5
+of 4 GiB ballooned and 2 GiB written.
+
 Prints a table of medians (min-max) with the ratio Rust/C, writes
 results.json and timeline.png (balloon size and host RSS over time, first
 round of each driver in the first scenario)."""
@@ -64,12 +73,14 @@ DRIVERS = {"c": "virtio_balloon", "rust": "rust_balloon"}
 
 
 
-def scenario(kind, mem_mib, mib, thp=True, holes_mib=0, hugetlb=False, smp=2, cycles=3):
+def scenario(kind, mem_mib, mib, thp=True, holes_mib=0, hugetlb=False, smp=2, cycles=3,
+             write_mib=0):
     """kind, guest MiB, MiB to balloon (or free, for report), host THP,
     MiB of the guest's free memory in 1 MiB holes, RAM on host hugetlbfs,
-    guest CPUs, reporting cycles in a run."""
+    guest CPUs, reporting cycles in a run, MiB the rescue's workload
+    writes."""
     return dict(kind=kind, mem_mib=mem_mib, mib=mib, thp=thp, holes_mib=holes_mib,
-                hugetlb=hugetlb, smp=smp, cycles=cycles)
+                hugetlb=hugetlb, smp=smp, cycles=cycles, write_mib=write_mib)
 
 
 SCENARIOS = {
@@ -82,6 +93,11 @@ SCENARIOS = {
     # vCPU that does not halt keep it for up to 100 ms (TCG_KICK_PERIOD):
     # with two, the workload's stalls measure that, not the guest.
     "busy": scenario("busy", 2048, 1024, smp=1),
+    # Deflate on OOM as a workload sees it (issue 19): a target of 200 MiB
+    # in a 1 GiB guest, then a 500 MiB write into a tmpfs; and 3.5 of
+    # 4 GiB ballooned, then 2 GiB written.
+    "rescue-1": scenario("rescue", 1024, 824, write_mib=500),
+    "rescue-4": scenario("rescue", 4096, 3584, write_mib=2048),
     # How the cost grows: three quarters of 1, 4, 8 and 16 GiB.
     "grow-1": scenario("grow", 1024, 768),
     "grow-4": scenario("grow", 4096, 3072),
@@ -97,6 +113,7 @@ SCENARIOS = {
 SMOKE = {
     "report": scenario("report", 512, 128, cycles=1),
     "grow-1": scenario("grow", 512, 256),
+    "rescue-1": scenario("rescue", 512, 400, write_mib=256),
 }
 
 METRICS = {
@@ -126,6 +143,15 @@ METRICS = {
         ("longest_stall_ms", "workload's longest stall while inflating (ms)", "lower"),
         ("major_faults", "guest major faults while inflating", "lower"),
         ("cache_dropped_mib", "page cache dropped while inflating (MiB)", "info"),
+    ],
+    "rescue": [
+        ("write_over_unballooned", "write time / the same with no balloon", "lower"),
+        ("write_s", "write time with the balloon (s)", "lower"),
+        ("unballooned_write_s", "write time before inflating (s)", "info"),
+        ("shell_max_ms", "longest shell answer while writing (ms)", "lower"),
+        ("oom_kills", "OOM kills while writing", "lower"),
+        ("released_mib", "balloon released while writing (MiB)", "info"),
+        ("ballooned_mib", "balloon before the write (MiB)", "info"),
     ],
     "grow": [
         ("inflate_s_per_gib", "inflate time per GiB (s)", "lower"),
@@ -344,11 +370,62 @@ def busy_run(g, balloon_mib):
     }
 
 
+def timed_write(g, mib, probe_s=0.2, timeout=900):
+    """Writes `mib` MiB into a tmpfs in the background, asking the guest's
+    shell for a file every `probe_s` s meanwhile. Returns the write's
+    seconds (by the guest's clock) and the longest the shell took to
+    answer, in ms (by the host's)."""
+    g.sh("rm -f /tmp/write.done; (s=$(cut -d' ' -f1 /proc/uptime); "
+         f"dd if=/dev/zero of=/mem/write bs=1M count={mib} 2>/dev/null; r=$?; "
+         "echo $r $s $(cut -d' ' -f1 /proc/uptime) > /tmp/write.tmp && "
+         "mv /tmp/write.tmp /tmp/write.done) </dev/null >/dev/null 2>&1 &")
+    longest, deadline = 0.0, time.monotonic() + timeout
+    while True:
+        asked = time.monotonic()
+        done = g.sh("cat /tmp/write.done 2>/dev/null; true").split()
+        longest = max(longest, time.monotonic() - asked)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"a {mib} MiB write took over {timeout}s")
+        time.sleep(probe_s)
+    status, start, end = done
+    if status != "0":
+        raise RuntimeError(f"the {mib} MiB write failed ({status}): OOM-killed?")
+    return float(end) - float(start), longest * 1000
+
+
+def rescue_run(g, balloon_mib, write_mib):
+    """The write with no balloon, then with `balloon_mib` MiB ballooned (as
+    far as the driver goes) and deflate-on-oom: how much longer it takes,
+    how long the shell took to answer meanwhile, OOM kills, and how much
+    the balloon gave back."""
+    plain_s, _ = timed_write(g, write_mib)
+    g.sh("rm /mem/write")
+    g.set_balloon_pages(balloon_mib * MIB // PAGE)
+    ballooned = g.wait_balloon_settled()
+    vm0 = g.vmstat()
+    write_s, shell_ms = timed_write(g, write_mib)
+    vm1 = g.vmstat()
+    return {
+        "write_over_unballooned": write_s / plain_s,
+        "write_s": write_s,
+        "unballooned_write_s": plain_s,
+        "shell_max_ms": shell_ms,
+        "oom_kills": vm1.get("oom_kill", 0) - vm0.get("oom_kill", 0),
+        "released_mib": (vm1.get("balloon_deflate", 0) - vm0.get("balloon_deflate", 0))
+        * PAGE / MIB,
+        "ballooned_mib": ballooned * PAGE / MIB,
+    }
+
+
 def one_run(kernel, initramfs, workdir, accel, driver, sc):
     device = "virtio-balloon-pci,id=balloon0"
     kind, mib = sc["kind"], sc["mib"]
     if kind == "report":
         device += ",free-page-reporting=on"
+    if kind == "rescue":
+        device += ",deflate-on-oom=on"
     extra = []
     if sc["hugetlb"]:
         extra += hugetlb_backing(sc["mem_mib"])
@@ -370,6 +447,7 @@ def one_run(kernel, initramfs, workdir, accel, driver, sc):
                 "hugetlbfs": lambda: hugetlbfs_run(g, mib),
                 "busy": lambda: busy_run(g, mib),
                 "grow": lambda: grow_run(g, mib),
+                "rescue": lambda: rescue_run(g, mib, sc["write_mib"]),
             }[kind]()
             splats = g.splats()
             if splats:

@@ -30,14 +30,16 @@ SPLAT = re.compile(
 
 def without_oom_reports(lines):
     """The log without OOM-killer reports: from 'invoked oom-killer' to the
-    'Killed process' line that ends each."""
+    'Killed process' line that ends each ("Out of memory: Killed process",
+    or for a memory cgroup's own OOM "Memory cgroup out of memory: Killed
+    process")."""
     kept, inside = [], False
     for row in lines:
         if "invoked oom-killer" in row:
             inside = True
         if not inside:
             kept.append(row)
-        if inside and "Out of memory: Killed process" in row:
+        if inside and "ut of memory: Killed process" in row:
             inside = False
     return kept
 

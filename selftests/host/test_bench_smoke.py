@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0
 """Keeps `make bench` working: one small round of the harness, on the test
-kernel: a small reporting run and a small grow run (the balloon run's
-code; its timeline is plotted), each with both drivers (see bench.SMOKE).
+kernel: a small reporting run, a small grow run (the balloon run's
+code; its timeline is plotted) and a small rescue run (a write that needs
+ballooned memory, with deflate-on-oom), each with both drivers (see
+bench.SMOKE).
 It measures nothing (timings are for `make bench`)."""
 
 import json
@@ -24,6 +26,11 @@ def test_bench_harness_smoke(kdir, initramfs, tmp_path):
         scenario = "report" if metric.startswith("report") else "grow-1"
         row = summary[f"{scenario}.{metric}"]
         assert set(row) == {"c", "rust", "rust_over_c"}, row
+        assert row["c"]["median"] > 0 and row["rust"]["median"] > 0, (metric, row)
+    # The rescue run drove the balloon: it held memory, and the write took
+    # some of it back through the OOM path, with either driver.
+    for metric in ("ballooned_mib", "released_mib", "write_s", "unballooned_write_s"):
+        row = summary[f"rescue-1.{metric}"]
         assert row["c"]["median"] > 0 and row["rust"]["median"] > 0, (metric, row)
     assert (tmp_path / "timeline.png").stat().st_size > 10000
     assert (tmp_path / "growth.png").stat().st_size > 10000

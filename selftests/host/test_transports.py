@@ -17,7 +17,7 @@ import re
 import pytest
 
 from guest import MIB, PAGE, wait_until
-from test_features import fill_balloon, hog_beyond_available
+from test_features import fill_balloon, hog_beyond_available, wait_log
 
 HALF = 512 * MIB // PAGE  # half of the 1 GiB guest
 VERSION_1 = 32  # feature bit: a modern (virtio 1.0) device
@@ -98,5 +98,5 @@ def test_deflate_on_oom_over_transport(boot, transport):
     reached = fill_balloon(g, 900)
     assert reached > 700 * MIB // PAGE, reached
     hog_beyond_available(g)
-    assert "out of memory: released" in g.console(g.mark)
+    wait_log(g, r"out of memory: released \d+ MiB", timeout=30)
     g.unload_and_check()
