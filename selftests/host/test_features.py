@@ -108,16 +108,17 @@ def test_deflate_on_oom(boot):
     assert reached > 700 * MIB // PAGE
     assert g.meminfo()["MemTotal"] == total  # deflate-on-oom: not adjusted
     vm = hog_beyond_available(g)
-    after = g.balloon_pages()
     # Logged once the episode is over (5 s without a notification).
     wait_log(g, r"out of memory: released \d+ MiB", timeout=30)
     # Only the OOM notifier deflated: the view counts all of it as such.
     view = g.balloon_view()
     assert view["oom_released_pages"] == view["deflated_pages"] == vm["balloon_deflate"], view
     # The hog has gone, and the room with it: the balloon goes back
-    # towards the host's target (as far as the floor allows).
+    # towards the host's target (as far as the floor allows), from the
+    # lowest it went.
+    low = reached - view["oom_released_pages"]
     wait_until("the balloon to go back towards its target",
-               lambda: g.balloon_pages() > after + 64 * MIB // PAGE, 60)
+               lambda: g.balloon_pages() > low + 64 * MIB // PAGE, 60)
 
 
 def test_without_deflate_on_oom_the_hog_is_killed(boot):
@@ -159,8 +160,10 @@ def test_deflate_on_oom_releases_what_the_workload_needs(boot):
     # Logged once the episode is over: 5 s after its last notification.
     pattern = (r"out of memory: released (\d+) MiB in (\d+) notifications over \d+ ms; "
                r"inflating again once (\d+) MiB are available")
-    wait_log(g, pattern, timeout=30)
-    time.sleep(1)
+    # Every episode logged (the last one 5 s after the write).
+    wait_until("a log line for every episode",
+               lambda: 0 < len(re.findall(pattern, g.console(g.mark)))
+               == g.balloon_view()["oom_episodes"], 30)
     lines = re.findall(pattern, g.console(g.mark))
     assert len(re.findall("out of memory: released", g.console(g.mark))) == len(lines)
     released_mib = sum(int(n) for n, _, _ in lines)
@@ -228,7 +231,9 @@ def test_a_cgroup_out_of_memory_keeps_the_balloon(boot):
     """A memory cgroup that hits its own memory.max OOM-kills inside the
     cgroup; the kernel calls the OOM notifiers only for the whole guest, so
     the balloon keeps every page although deflate-on-oom=on and there is
-    room in the guest for what the cgroup wanted."""
+    room in the guest for what the cgroup wanted. A driver that deflates
+    only from the OOM notifier cannot fail this: it holds the kernel to
+    the behaviour the driver relies on (issue 19 asks for the proof)."""
     g = boot(balloon="virtio-balloon-pci,id=balloon0,deflate-on-oom=on")
     g.expect_oom_kill = True
     g.load()
