@@ -78,7 +78,8 @@ pub(super) const OOM_RELEASE_PFNS: usize = 256;
 /// than it needed. A workload that grows slowly ends its episodes before
 /// the releases grow (see [`OOM_EPISODE_GAP_MS`]): they stay near what it
 /// uses in that time. Each release is made with the kernel's `oom_lock`
-/// held, as C's is: up to 64 MiB, four deflate steps, against C's 1 MiB.
+/// held, as C's is: up to 64 MiB (four deflate steps with virtio-pci's
+/// 512-frame buffers, eight with 256), against C's 1 MiB.
 pub(super) const OOM_RELEASE_MAX_PFNS: usize = 64 << 8;
 
 /// An OOM notification within this many milliseconds of the last one of
@@ -198,6 +199,10 @@ impl Rescue {
         }
         if let Some(hold) = &mut self.hold {
             hold.released_pfns += pfns;
+            if hold.released_pfns == 0 {
+                // Nothing to wait for (an empty balloon).
+                self.hold = None;
+            }
         }
     }
 
@@ -690,7 +695,7 @@ impl Resizer {
     fn step(&self) -> Result<Step> {
         let target = self.target()?;
         let current = self.pages.lock().num_pages;
-        // Read before the hold is: see `inflate`.
+        // Read before the hold is: see `inflate` and `release_on_oom`.
         let notifications = self.counters.oom_notifications.load(Relaxed);
         let (in_episode, held) = self.rescue_status();
         let step = if target > current {
@@ -758,7 +763,13 @@ impl Resizer {
         let floor = reserve_pages();
         let mut rescue = self.rescue.lock();
         let ended = rescue.take_ended(Instant::now());
-        let status = (rescue.in_episode(), rescue.holds(target, available, floor));
+        // Held all through an episode: between two of its notifications
+        // the guest has the last release to spare, which is no room.
+        let in_episode = rescue.in_episode();
+        let status = (
+            in_episode,
+            in_episode || rescue.holds(target, available, floor),
+        );
         let room = rescue.room_pages(floor);
         self.counters
             .oom_longest_episode_ms
@@ -1045,15 +1056,26 @@ impl OomHandler for Resizer {
     /// inflation until the guest has room again (see [`Rescue`]), and logs
     /// the episode once it is over.
     fn release_on_oom(this: &Arc<Self>) -> usize {
+        // The target the hold is for: the host's as it is now (the resize
+        // work may not have read a new one yet), else the last one read.
+        let _ = this.target();
         let target = this.counters.target.load(Relaxed);
-        // Counted before the hold is set: see `inflate`.
+        let floor = reserve_pages();
+        let (wanted, started, room) = {
+            let mut rescue = this.rescue.lock();
+            let (wanted, started) = rescue.next_release(Instant::now(), target);
+            (wanted, started, rescue.room_pages(floor))
+        };
+        // Counted once inflation is held, before anything is released: an
+        // inflate step that read the count before this found it not held
+        // (the rescue lock orders the two), and sees the new count under
+        // the balloon's lock (see `inflate`).
         Counters::count(&this.counters.oom_notifications, 1);
-        let (wanted, started) = this.rescue.lock().next_release(Instant::now(), target);
         if let Some(ended) = started {
             Counters::count(&this.counters.oom_episodes, 1);
             if let Some(episode) = ended {
                 // Before the resize work logged it.
-                this.log_episode(&episode, 0);
+                this.log_episode(&episode, room);
             }
         }
         let mut released = 0;

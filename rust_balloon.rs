@@ -604,6 +604,10 @@ mod tests {
         assert!(rescue.holds(target, 0, floor));
         assert!(!rescue.holds(target + 1, 0, floor));
         assert!(!rescue.holds(target, 0, floor));
+        // Nothing released (an empty balloon): nothing to wait for.
+        let _ = rescue.next_release(at(200_000), target);
+        rescue.released(0, at(200_010));
+        assert!(!rescue.holds(target, 0, floor));
     }
 
     #[test]
