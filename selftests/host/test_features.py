@@ -53,6 +53,76 @@ def test_stats_follow_the_guest(boot):
     assert s["stat-total-memory"] == mem["MemTotal"] - 100 * MIB
 
 
+def host_view(g):
+    """What a host controller reads over QMP: `actual` (guest bytes outside
+    the balloon) and the last stats the guest sent, with their time."""
+    stats = g.qom_balloon("guest-stats")
+    return g.qmp.cmd("query-balloon")["actual"], stats["last-update"], stats["stats"]
+
+
+def test_the_host_tells_a_stalled_balloon_from_a_slow_one(boot):
+    """The README's rule ("What the host sees"), from QMP alone: the guest
+    cannot give more when `actual` stays above the requested size over three
+    fresh stats updates while `stat-available-memory` is at the driver's
+    floor (`min_available_mib`). While the balloon is on its way, the rule
+    must not say so; once it stalls, it must, and the stats must say why.
+    Fails if the driver stalls above its floor, sends stale stats while
+    stalled, or lets the floor go (available memory under it, or an OOM
+    kill)."""
+    floor_mib = 128
+    g = boot()
+    g.load(params=f"min_available_mib={floor_mib}")
+    g.qom_balloon("guest-stats-polling-interval", 1)
+    time.sleep(2)
+    band = (floor_mib - 16) * MIB, (floor_mib + 48) * MIB
+
+    def watch(requested, until, timeout=300):
+        """Polls the host's view until `until(rounds)` holds; returns the
+        rounds, one per fresh stats update: (actual, stats, cannot_give_more)."""
+        rounds, seen, deadline = [], None, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            actual, update, stats = host_view(g)
+            if update != seen:
+                seen = update
+                # The rule: the same `actual`, above what was asked, over
+                # three updates, with available memory at the floor.
+                last = [r[0] for r in rounds[-2:]] + [actual]
+                stuck = len(last) == 3 and len(set(last)) == 1 and actual > requested
+                rounds.append((actual, stats,
+                               stuck and stats["stat-available-memory"] <= band[1]))
+                if until(rounds):
+                    return rounds
+            time.sleep(0.25)
+        raise AssertionError(f"host's view after {timeout}s: {rounds[-3:]}")
+
+    # 1: a target the guest can meet. Never "cannot give more" on the way.
+    size = g.mem_bytes - 512 * MIB
+    g.qmp.cmd("balloon", value=size)
+    rounds = watch(size, lambda rs: rs[-1][0] == size)
+    assert not any(r[2] for r in rounds), [(r[0], r[1]["stat-available-memory"]) for r in rounds]
+    assert rounds[-1][1]["stat-available-memory"] > band[1], rounds[-1]
+
+    # 2: more than the guest can give. The rule must say so, and hold.
+    g.qmp.cmd("balloon", value=1)
+    rounds = watch(1, lambda rs: sum(r[2] for r in rs) >= 4)
+    actual, stats, _ = rounds[-1]
+    mem = g.meminfo()
+    assert band[0] <= stats["stat-available-memory"] <= band[1], (stats, mem)
+    assert band[0] <= mem["MemAvailable"] <= band[1], mem
+    # No OOM kill: from the stats where QEMU has the counter (QEMU 7.2,
+    # Debian 12's, names only the first ten tags), else from the guest.
+    assert stats.get("stat-oom-kills", 0) == 0 == g.vmstat().get("oom_kill", 0), stats
+    assert stats["stat-total-memory"] == mem["MemTotal"], (stats, mem)
+    assert actual < size, (actual, size)
+    assert "out of puff" in g.console(g.mark)
+
+    # 3: a target it can meet again: the balloon moves, the rule lets go.
+    g.qmp.cmd("balloon", value=size)
+    rounds = watch(size, lambda rs: rs[-1][0] == size)
+    assert not rounds[-1][2]
+    g.unload_and_check()
+
+
 def hog(g, mib):
     """Allocates and touches `mib` MiB in one process (busybox dd's buffer).
     Overcommit is on, so the allocation itself cannot fail: without it the
