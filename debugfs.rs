@@ -27,7 +27,8 @@ use kernel::{
 /// inflation waits for now. Counts of memory are in 4 KiB pages (the protocol's unit)
 /// whatever the guest's page size.
 pub(crate) struct Counters {
-    /// The host's target as the resize work last read it.
+    /// The host's target as last read (by the resize work or the OOM
+    /// notifier).
     pub(crate) target: Atomic<u32>,
     /// The balloon's size as last written to the config's `actual`.
     pub(crate) actual: Atomic<u32>,

@@ -193,7 +193,7 @@ impl Rescue {
     pub(super) fn released(&mut self, pfns: usize, now: Instant<Monotonic>) {
         self.releasing = false;
         if let Some(episode) = &mut self.episode {
-            episode.notifications += 1;
+            episode.notifications = episode.notifications.saturating_add(1);
             episode.released_pfns += pfns;
             episode.last = now;
         }
@@ -223,9 +223,10 @@ impl Rescue {
         }
     }
 
-    /// Whether inflation must wait, the host's target being `target` and
-    /// the guest having `available` pages with a floor of `floor_pages`;
-    /// ends the hold if not.
+    /// Whether the hold makes inflation wait, the host's target being
+    /// `target` and the guest having `available` pages with a floor of
+    /// `floor_pages` (or a release is running); ends the hold if not.
+    /// [`Rescue::inflation_held`] adds the episode.
     pub(super) fn holds(&mut self, target: u32, available: usize, floor_pages: usize) -> bool {
         if self.releasing {
             return true;
@@ -239,8 +240,26 @@ impl Rescue {
         }
     }
 
+    /// Whether inflation must wait, the host's target being `target` and
+    /// the guest having `available` pages with a floor of `floor_pages`:
+    /// all through an episode, whatever the target (between two of its
+    /// notifications the guest has only the last release to spare, and a
+    /// host that sets a new target then has not seen the episode end:
+    /// unlike C, which inflates towards a new target at once), then while
+    /// the hold lasts (see [`Rescue::holds`]).
+    pub(super) fn inflation_held(
+        &mut self,
+        target: u32,
+        available: usize,
+        floor_pages: usize,
+    ) -> bool {
+        // First: it ends a hold whose target the host has changed.
+        let held = self.holds(target, available, floor_pages);
+        held || self.in_episode()
+    }
+
     /// What [`Rescue::holds`] waits for, in guest pages: 0 if nothing.
-    fn room_pages(&self, floor_pages: usize) -> usize {
+    pub(super) fn room_pages(&self, floor_pages: usize) -> usize {
         self.hold.map_or(0, |hold| hold.room_pages(floor_pages))
     }
 
@@ -763,14 +782,14 @@ impl Resizer {
         let floor = reserve_pages();
         let mut rescue = self.rescue.lock();
         let ended = rescue.take_ended(Instant::now());
-        // Held all through an episode: between two of its notifications
-        // the guest has the last release to spare, which is no room.
         let in_episode = rescue.in_episode();
-        let status = (
-            in_episode,
-            in_episode || rescue.holds(target, available, floor),
-        );
-        let room = rescue.room_pages(floor);
+        let held = rescue.inflation_held(target, available, floor);
+        // What inflation waits for (at least the floor), 0 if it does not.
+        let room = if held {
+            rescue.room_pages(floor).max(floor)
+        } else {
+            0
+        };
         self.counters
             .oom_longest_episode_ms
             .store(rescue.longest_ms, Relaxed);
@@ -781,7 +800,7 @@ impl Resizer {
         if let Some(episode) = ended {
             self.log_episode(&episode, room);
         }
-        status
+        (in_episode, held)
     }
 
     /// One line per OOM episode that released anything, once it has ended;
@@ -1060,11 +1079,18 @@ impl OomHandler for Resizer {
         // work may not have read a new one yet), else the last one read.
         let _ = this.target();
         let target = this.counters.target.load(Relaxed);
-        let floor = reserve_pages();
+        let (available, floor) = (guest_available_pages(), reserve_pages());
         let (wanted, started, room) = {
             let mut rescue = this.rescue.lock();
+            // For the log line of an episode this one ends: what inflation
+            // still waits for, read before this notification holds it anew.
+            let room = if rescue.holds(target, available, floor) {
+                rescue.room_pages(floor)
+            } else {
+                0
+            };
             let (wanted, started) = rescue.next_release(Instant::now(), target);
-            (wanted, started, rescue.room_pages(floor))
+            (wanted, started, room)
         };
         // Counted once inflation is held, before anything is released: an
         // inflate step that read the count before this found it not held

@@ -43,6 +43,13 @@
 //!
 //! `Resizer::rescue` (deflate on OOM as it goes) is taken alone, never with
 //! another of these held nor while taking one.
+//!
+//! The OOM notifier takes locks 2 and 3 (and reads the config under 3), so
+//! nothing may allocate with reclaim under them. On virtio-ccw (s390; not
+//! built or tested here) a config access may allocate (its
+//! `ccw_device_dma_zalloc` can fall back to `dma_alloc_coherent`), which
+//! under lock 3 could enter the OOM path and wait for lock 3: a known
+//! limitation there, as the C driver holds no lock across `virtio_cread`.
 
 mod debugfs;
 mod hinting;
@@ -608,6 +615,35 @@ mod tests {
         let _ = rescue.next_release(at(200_000), target);
         rescue.released(0, at(200_010));
         assert!(!rescue.holds(target, 0, floor));
+    }
+
+    #[test]
+    fn inflation_waits_through_an_episode_then_for_room() {
+        let mut rescue = Rescue::new();
+        let t0 = Instant::<Monotonic>::now();
+        let at = |ms: i64| t0 + Delta::from_millis(ms);
+        let (target, floor) = (100_000, 1000);
+        let (wanted, _) = rescue.next_release(at(0), target);
+        rescue.released(wanted, at(10));
+        // During the episode: held with room to spare, and for a new target.
+        assert!(rescue.inflation_held(target, usize::MAX, floor));
+        assert!(rescue.inflation_held(target + 1, usize::MAX, floor));
+        // Once it is over, the new target is not held.
+        assert!(rescue.take_ended(at(10 + OOM_EPISODE_GAP_MS + 1)).is_some());
+        assert!(!rescue.inflation_held(target + 1, usize::MAX, floor));
+        // A release of nothing after one of something, same target: the
+        // hold stays, for what the first released.
+        let (wanted, _) = rescue.next_release(at(20_000), target);
+        rescue.released(wanted, at(20_010));
+        let _ = rescue.next_release(at(20_100), target);
+        rescue.released(0, at(20_110));
+        assert!(rescue
+            .take_ended(at(20_110 + OOM_EPISODE_GAP_MS + 1))
+            .is_some());
+        let room = floor + wanted / PFNS_PER_PAGE / 2;
+        assert_eq!(rescue.room_pages(floor), room);
+        assert!(rescue.inflation_held(target, room - 1, floor));
+        assert!(!rescue.inflation_held(target, room, floor));
     }
 
     #[test]
