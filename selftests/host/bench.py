@@ -41,6 +41,8 @@ cache first. The balloon then takes 1 GiB: all free memory and some of the
 cache (busy-ws: 1.75 GiB, into the workload's own working set). Measured:
 the work lost in the 12 s from the target change (issue 19: the sum over
 the workload's samples of (1 - rate / rate before) x the sample's time,
+a sample faster than before counting 0, and all of the window after a
+workload the OOM killer took,
 which does not favour the slower driver as a rate while inflating does),
 the time to the target (or to where the driver stops), the workload's worst
 100 ms and its rate while inflating over its rate in the 3 s before, its
@@ -158,6 +160,7 @@ METRICS = {
         ("cache_dropped_mib", "page cache dropped while inflating (MiB)", "info"),
         ("reached_mib", "balloon reached (MiB)", "info"),
         ("floor_lines", "\"out of puff\" lines", "info"),
+        ("oom_kills", "OOM kills (the workload)", "lower"),
         ("guest_sys_s", "guest kernel CPU while inflating (s)", "info"),
         ("host_sys_s", "QEMU host kernel CPU while inflating (s)", "info"),
     ],
@@ -386,6 +389,14 @@ def busy_run(g, balloon_mib):
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
     g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log "
          "</dev/null >/dev/null 2>&1 &")
+    # Its rate before is taken once it has touched all its working set
+    # twice: the first pass faults it in, and is slower (a rate before
+    # taken then made the work lost negative: the rate after was higher).
+    deadline = time.monotonic() + 120
+    while int(g.sh("cat /tmp/busy.log 2>/dev/null | awk '{n += $2} END {print n + 0}'")) < 2 * BUSY_ANON_MIB:
+        if time.monotonic() > deadline:
+            raise RuntimeError("rb-busy did not go through its working set twice in 120 s")
+        time.sleep(0.5)
     time.sleep(4)
     vm0, cached0, t0 = g.vmstat(), g.meminfo()["Cached"], guest_uptime_ms(g)
     mark = g.console_size()
@@ -399,7 +410,8 @@ def busy_run(g, balloon_mib):
     rest = (t0 + BUSY_WINDOW_MS + 300 - guest_uptime_ms(g)) / 1000
     if rest > 0:
         time.sleep(rest)
-    g.sh("killall rb-busy; sleep 0.2")
+    killed = g.vmstat().get("oom_kill", 0) - vm0.get("oom_kill", 0)
+    g.sh("killall rb-busy; sleep 0.2; true")
     rows = [tuple(int(x) for x in row.split())
             for row in g.sh("cat /tmp/busy.log").splitlines() if row.strip()]
     # Each row covers the time since the row before it (100 ms, or more
@@ -411,9 +423,12 @@ def busy_run(g, balloon_mib):
     if len(before) < 10 or not during:
         raise RuntimeError(f"rb-busy wrote too little: {len(before)} rows before, "
                            f"{len(during)} while inflating (of {len(rows)}); is it running?")
-    if window[-1][1] < t0 + BUSY_WINDOW_MS - 200:
+    # A workload the OOM killer took (a driver that inflates into its
+    # working set) lost all of the window after its last row.
+    lost_after_ms = t0 + BUSY_WINDOW_MS - window[-1][1]
+    if lost_after_ms > 200 and not killed:
         raise RuntimeError(f"rb-busy's log ends {window[-1][1] - t0} ms into the "
-                           f"{BUSY_WINDOW_MS} ms window")
+                           f"{BUSY_WINDOW_MS} ms window, and nothing was OOM-killed")
 
     def rate(rs):
         return sum(r[2] for r in rs) / sum(r[1] - r[0] for r in rs)
@@ -421,7 +436,14 @@ def busy_run(g, balloon_mib):
     return {
         "inflate_s": inflate,
         "reached_mib": reached * PAGE / MIB,
-        "work_lost_s": sum((1 - rate([r]) / base) * (r[1] - r[0]) / 1000 for r in window),
+        # A sample faster than before counts as nothing lost, not as work
+        # gained: in a trial at 05fd9d6 the workload ran 6 times faster
+        # from about 6 s after the target change on, with either driver
+        # (THP is "always" in the bench kernel; khugepaged is the likely
+        # cause, not traced), which made the sum negative.
+        "work_lost_s": sum(max(0.0, 1 - rate([r]) / base) * (r[1] - r[0]) / 1000
+                           for r in window) + max(lost_after_ms, 0) / 1000,
+        "oom_kills": killed,
         "worst_sample_over_before": min(rate([r]) for r in during) / base,
         "rate_during_over_before": rate(during) / base,
         "longest_stall_ms": max(r[3] for r in during) / 1000,
@@ -506,6 +528,9 @@ def one_run(kernel, initramfs, workdir, accel, driver, sc):
             stack.enter_context(host_huge_pages(sc["mem_mib"] // 2 + 16))
         g = Guest(kernel, initramfs, workdir, mem_mib=sc["mem_mib"], accel=accel,
                   thp=sc["thp"], balloon=device, extra=extra, smp=sc["smp"])
+        # The busy workload may be OOM-killed by a driver that inflates into
+        # its working set: measured (oom_kills), not a splat.
+        g.expect_oom_kill = kind == "busy"
         g.start()
         try:
             load(g, driver)
