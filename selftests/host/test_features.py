@@ -74,7 +74,9 @@ def test_the_host_tells_a_stalled_balloon_from_a_slow_one(boot):
     g.load(params=f"min_available_mib={floor_mib}")
     g.qom_balloon("guest-stats-polling-interval", 1)
     time.sleep(2)
-    band = (floor_mib - 16) * MIB, (floor_mib + 48) * MIB
+    # The driver stops with MemAvailable at the floor; the kernel moves it
+    # by a few MiB either way meanwhile, and the stats are up to 1 s old.
+    band = (floor_mib - 16) * MIB, (floor_mib + 24) * MIB
 
     def watch(requested, until, timeout=300):
         """Polls the host's view until `until(rounds)` holds; returns the
@@ -95,12 +97,15 @@ def test_the_host_tells_a_stalled_balloon_from_a_slow_one(boot):
             time.sleep(0.25)
         raise AssertionError(f"host's view after {timeout}s: {rounds[-3:]}")
 
-    # 1: a target the guest can meet. Never "cannot give more" on the way.
-    size = g.mem_bytes - 512 * MIB
+    # 1: a target the guest can meet, which leaves 64 MiB above the band:
+    # never "cannot give more" on the way, and the balloon gets there (a
+    # driver that stopped early, with its floor too high, would stall with
+    # available memory near the band, and the watch would time out).
+    spare = g.meminfo()["MemAvailable"] - band[1] - 64 * MIB
+    size = g.qmp.cmd("query-balloon")["actual"] - spare // MIB * MIB
     g.qmp.cmd("balloon", value=size)
-    rounds = watch(size, lambda rs: rs[-1][0] == size)
+    rounds = watch(size, lambda rs: rs[-1][0] == size, timeout=120)
     assert not any(r[2] for r in rounds), [(r[0], r[1]["stat-available-memory"]) for r in rounds]
-    assert rounds[-1][1]["stat-available-memory"] > band[1], rounds[-1]
 
     # 2: more than the guest can give. The rule must say so, and hold.
     g.qmp.cmd("balloon", value=1)
@@ -109,17 +114,20 @@ def test_the_host_tells_a_stalled_balloon_from_a_slow_one(boot):
     mem = g.meminfo()
     assert band[0] <= stats["stat-available-memory"] <= band[1], (stats, mem)
     assert band[0] <= mem["MemAvailable"] <= band[1], mem
+    stuck = actual
     # No OOM kill: from the stats where QEMU has the counter (QEMU 7.2,
     # Debian 12's, names only the first ten tags), else from the guest.
     assert stats.get("stat-oom-kills", 0) == 0 == g.vmstat().get("oom_kill", 0), stats
-    assert stats["stat-total-memory"] == mem["MemTotal"], (stats, mem)
     assert actual < size, (actual, size)
     assert "out of puff" in g.console(g.mark)
 
-    # 3: a target it can meet again: the balloon moves, the rule lets go.
+    # 3: a target it can meet again: the balloon moves at once (within two
+    # fresh updates: a driver that ignored a new target while stalled would
+    # not), and reaches it.
     g.qmp.cmd("balloon", value=size)
-    rounds = watch(size, lambda rs: rs[-1][0] == size)
-    assert not rounds[-1][2]
+    rounds = watch(size, lambda rs: len(rs) == 2)
+    assert any(r[0] != stuck for r in rounds), (stuck, [r[0] for r in rounds])
+    watch(size, lambda rs: rs[-1][0] == size, timeout=120)
     g.unload_and_check()
 
 
