@@ -51,6 +51,14 @@ pub(crate) struct Counters {
     /// While inflation waits after deflate on OOM: the available memory it
     /// waits for, in 4 KiB pages; else 0. Written by the resize work.
     pub(crate) oom_hold_pages: Atomic<u64>,
+    /// Inflation paced by the guest's pressure (see `resize::Pace`): the
+    /// time the resize work rested after steps that needed reclaim
+    /// (milliseconds), the stops for pressure, and while stopped for this
+    /// target the available memory inflation waits for (4 KiB pages; else
+    /// 0).
+    pub(crate) paced_ms: Atomic<u64>,
+    pub(crate) pressure_stops: Atomic<u64>,
+    pub(crate) pressure_floor_pages: Atomic<u64>,
     /// Balloon pages compaction migrated.
     pub(crate) migrated: Atomic<u64>,
     /// Free page hint blocks handed to the host.
@@ -87,6 +95,9 @@ impl Counters {
             oom_episodes: Atomic::new(0),
             oom_longest_episode_ms: Atomic::new(0),
             oom_hold_pages: Atomic::new(0),
+            paced_ms: Atomic::new(0),
+            pressure_stops: Atomic::new(0),
+            pressure_floor_pages: Atomic::new(0),
             migrated: Atomic::new(0),
             hinted_blocks: Atomic::new(0),
             hint_held_pages: Atomic::new(0),
@@ -180,6 +191,9 @@ fn populate<'data>(b: &'data Arc<Resizer>, dir: &ScopedDir<'data, '_>) {
     counter_file!(dir, b, c"oom_episodes", oom_episodes);
     counter_file!(dir, b, c"oom_longest_episode_ms", oom_longest_episode_ms);
     counter_file!(dir, b, c"oom_hold_pages", oom_hold_pages);
+    counter_file!(dir, b, c"paced_ms", paced_ms);
+    counter_file!(dir, b, c"pressure_stops", pressure_stops);
+    counter_file!(dir, b, c"pressure_floor_pages", pressure_floor_pages);
     counter_file!(dir, b, c"migrated_pages", migrated);
     counter_file!(dir, b, c"hinted_blocks", hinted_blocks);
     counter_file!(dir, b, c"hint_held_pages", hint_held_pages);

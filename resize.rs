@@ -10,9 +10,9 @@ use super::module_parameters;
 use crate::{
     debugfs::Counters,
     virtio::{
-        self, available_pages as guest_available_pages, balloon_uapi as uapi, BalloonPages,
-        Binding, BoundGuard, Buffer, Migrate, Mobility, OomHandler, Page, PageList, QueueId,
-        PFNS_PER_PAGE,
+        self, available_pages as guest_available_pages, balloon_uapi as uapi, reclaim_counters,
+        BalloonPages, Binding, BoundGuard, Buffer, Migrate, Mobility, OomHandler, Page, PageList,
+        QueueId, ReclaimCounters, PFNS_PER_PAGE,
     },
 };
 use kernel::{
@@ -50,6 +50,10 @@ pub(super) const BLOCK_PFNS: usize = HUGE_BLOCK_PAGES * PFNS_PER_PAGE;
 /// step's 4096 pages at once held them off for tens of milliseconds under
 /// TCG, a stall for whatever ran on that CPU (the busy-guest bench).
 const LIST_BATCH_PAGES: usize = HUGE_BLOCK_PAGES;
+
+/// The least an inflate step takes (4 MiB), unless less is left to the
+/// target: see [`Resizer::inflate`].
+const MIN_STEP_PFNS: usize = 1024;
 
 /// Steps one work run may take before it yields the worker, so a large
 /// target does not hold up the freezer or other work (16 steps of 8 MiB).
@@ -269,12 +273,125 @@ impl Rescue {
     }
 }
 
+/// Inflation paced by what it costs the guest.
+///
+/// Taking a page the guest has free costs it nothing; taking one that
+/// reclaim must free first costs whatever waits for that CPU meanwhile
+/// (one vCPU: the workload); and once reclaim evicts pages that are needed
+/// again soon (working-set refaults), every further page costs the
+/// workload more than it gives the host. So after each inflate step, by what reclaim did
+/// during it (see [`pace`]):
+/// - nothing: the next step follows at once (an idle guest inflates as fast
+///   as without pacing);
+/// - it reclaimed what it scanned (cold page cache): the work rests half
+///   as long as the step took (at most [`PACE_REST_MAX_MS`]), so the
+///   balloon takes at most about two thirds of a CPU the workload wants
+///   (resting as long as the step made the busy guest's balloon slower to
+///   its target than C's, for little less work lost);
+/// - the working set refaulted: the guest is pressed. The work
+///   stands still and looks again, and stops inflation if the pressure goes
+///   on (see [`Resizer::inflate_paced`] and [`Pressure`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Pace {
+    Go,
+    Rest(u64),
+    Pressed,
+}
+
+/// A step's cost is what reclaim did since the step before if that ended
+/// at most this long ago (milliseconds; longer than the longest backoff
+/// and rest), else since the step began: what one step evicts comes back
+/// while the work rests, and a step after a long quiet must not be blamed
+/// for what reclaim did meanwhile.
+pub(super) const PACE_WINDOW_MS: i64 = 1000;
+
+/// The least a stop for pressure gives back (16 MiB, 4 KiB pages): the
+/// pressed steps may have taken nothing (found nothing to spare while the
+/// guest thrashed below the balloon), and the guest needs room to stop.
+pub(super) const PRESSURE_GIVE_BACK_PFNS: usize = 4096;
+
+/// The rest after a pressed step (milliseconds), before the work looks
+/// again. A pressed step alone does not stop inflation: the first reclaim
+/// in a guest whose page cache was read once evicts some of a working set
+/// that reclaim has not yet seen referenced (under TCG an x86 guest sets no
+/// accessed bit again until the TLB entry goes), which comes back in one
+/// burst (the bench's busy guest: 8192 pages refaulted within 0.2 s, then
+/// none, in a probe of /proc/vmstat every 0.1 s) and is active from then
+/// on. A guest thrashing below the balloon goes on refaulting while the
+/// balloon stands still.
+pub(super) const PRESSED_REST_MS: u64 = 150;
+
+/// Looks, [`PRESSED_REST_MS`] apart with the balloon standing still, that
+/// must all find the guest pressed to stop inflation (0.9 s): the busy
+/// guest's burst went on through one look of 250 ms (16 to 79 MiB
+/// refaulted) in three runs of three, and was over within three.
+pub(super) const PRESSED_LOOKS: u32 = 6;
+
+/// The longest rest after a step (milliseconds): a step that waited long
+/// for the host does not make the next wait as long again.
+pub(super) const PACE_REST_MAX_MS: u64 = 100;
+
+/// Working-set refaults one step or look may see without the guest being
+/// pressed: the larger of this (1 MiB, in guest pages: 256 with 4 KiB pages,
+/// 16 with 64 KiB ones) and 1/16 of the step's pages. Counters lag by
+/// per-CPU thresholds and other work refaults too; a balloon that evicts a
+/// working set makes thousands per step.
+pub(super) const PRESSURE_MIN_PAGES: u64 = (256 / PFNS_PER_PAGE) as u64;
+
+/// How inflation goes on after a step of `step_pages` guest pages that
+/// took `step_ms`, during which reclaim did `cost`.
+///
+/// Pressed: working-set refaults beyond the noise and more than a quarter
+/// of what reclaim freed meanwhile (what it evicts comes back; a few come
+/// from anywhere). Reclaim that scans more than it frees is not a sign by
+/// itself: dirty and writeback pages are scanned and not freed, and
+/// MGLRU counts scans differently.
+pub(super) fn pace(cost: &ReclaimCounters, step_pages: usize, step_ms: u64) -> Pace {
+    let noise = PRESSURE_MIN_PAGES.max(step_pages as u64 / 16);
+    if cost.refaults > noise && cost.refaults.saturating_mul(4) > cost.stolen {
+        Pace::Pressed
+    } else if cost.scanned > 0 {
+        Pace::Rest((step_ms / 2).min(PACE_REST_MAX_MS))
+    } else {
+        Pace::Go
+    }
+}
+
+/// Where inflation stopped for the guest's pressure: while the host's
+/// target is `target`, inflation leaves the guest `floor_pages` available
+/// (what it had once the stop gave pages back), above `min_available_mib`
+/// if that is more. A new target is the host
+/// deciding again, having seen `actual` stop short; until then the balloon
+/// goes on only if the guest comes to have more than that.
+#[derive(Clone, Copy)]
+pub(super) struct Pressure {
+    pub(super) target: u32,
+    pub(super) floor_pages: usize,
+}
+
+impl Pressure {
+    /// The guest pages inflation leaves the guest with `target` set and a
+    /// floor of `reserve_pages` (`min_available_mib`).
+    pub(super) fn floor(pressure: Option<Pressure>, target: u32, reserve_pages: usize) -> usize {
+        match pressure {
+            Some(p) if p.target == target => p.floor_pages.max(reserve_pages),
+            _ => reserve_pages,
+        }
+    }
+}
+
 /// What one step towards the target achieved.
 pub(super) enum Step {
     /// At the target: nothing left to do.
     Done,
     /// Moved pages; maybe more to do.
     Moved,
+    /// Moved pages, at a cost to the guest: rest this many milliseconds
+    /// before the next step (see [`Pace`]).
+    Paced(u64),
+    /// Moved nothing, the guest being pressed: look again in this many
+    /// milliseconds (see [`Resizer::inflate_paced`]).
+    Looking(u64),
     /// Could not allocate a single page (inflate) or dequeue one (deflate,
     /// while compaction holds them): try again later.
     Stalled,
@@ -479,8 +596,27 @@ impl Migrate for State {
 /// taken (see the lock order).
 pub(super) struct Inflating {
     pub(super) pages: PageList,
-    /// Whether the last step could not allocate (logged once per stall).
-    pub(super) out_of_puff: bool,
+    /// The target for which inflation last found nothing to spare: it
+    /// says so once per target, not at every retry along the floor.
+    pub(super) out_of_puff: Option<u32>,
+    /// Where inflation stopped for the guest's pressure, if it did.
+    pub(super) pressure: Option<Pressure>,
+    /// After a pressed step: the 4 KiB pages it took, and how many looks
+    /// since found the guest still pressed (see [`Resizer::inflate_paced`]).
+    pub(super) pressed: Option<(usize, u32)>,
+    /// When the last paced step ended, with the reclaim counters then.
+    pub(super) last_step: Option<(Instant<Monotonic>, ReclaimCounters)>,
+    /// The host's target the above were learned for.
+    pub(super) target: u32,
+}
+
+impl Inflating {
+    fn forget(&mut self) {
+        self.out_of_puff = None;
+        self.pressure = None;
+        self.pressed = None;
+        self.last_step = None;
+    }
 }
 
 /// The balloon's pages and the work that resizes it.
@@ -555,7 +691,11 @@ impl Resizer {
         };
         let inflating = Inflating {
             pages: PageList::new()?,
-            out_of_puff: false,
+            out_of_puff: None,
+            pressure: None,
+            pressed: None,
+            last_step: None,
+            target: 0,
         };
         // With deflate-on-OOM the guest may take ballooned memory back at
         // any time, so it stays in MemTotal (as in C).
@@ -605,12 +745,27 @@ impl WorkItem for Resizer {
                     this.settle(served);
                     return;
                 }
-                Ok(Step::Moved) => {
+                Ok(step @ (Step::Moved | Step::Paced(_))) => {
                     // Moving again after a stall or an error (which let the
                     // system sleep): awake until the target.
                     if this.backoff_ms.xchg(BACKOFF_MIN_MS, Relaxed) != BACKOFF_MIN_MS {
                         this.binding.stay_awake();
                     }
+                    if let Step::Paced(ms) = step {
+                        Counters::count(&this.counters.paced_ms, ms as usize);
+                        fsleep(Delta::from_millis(ms as i64));
+                        // A run that rests yields the worker after it, so
+                        // that rests do not add up to hold off the freezer.
+                        break;
+                    }
+                }
+                Ok(Step::Looking(ms)) => {
+                    // Nothing moved: the backoff stays, and the system may
+                    // sleep meanwhile, as in a stall.
+                    Counters::count(&this.counters.paced_ms, ms as usize);
+                    this.binding.relax();
+                    fsleep(Delta::from_millis(ms as i64));
+                    break;
                 }
                 Ok(step @ (Step::Stalled | Step::Held)) => {
                     if matches!(step, Step::Stalled) {
@@ -713,6 +868,7 @@ impl Resizer {
     /// Moves the balloon one batch towards the target.
     fn step(&self) -> Result<Step> {
         let target = self.target()?;
+        self.pacing_follows(target);
         let current = self.pages.lock().num_pages;
         // Read before the hold is: see `inflate` and `release_on_oom`.
         let notifications = self.counters.oom_notifications.load(Relaxed);
@@ -721,7 +877,7 @@ impl Resizer {
             if held {
                 Ok(Step::Held)
             } else {
-                self.inflate((target - current) as usize, notifications)
+                self.inflate_paced(target, (target - current) as usize, notifications)
             }
         } else if target < current {
             self.deflate((current - target) as usize).1
@@ -736,6 +892,27 @@ impl Resizer {
         let step = step?;
         reported?;
         Ok(step)
+    }
+
+    /// A new target from the host is the host deciding again: what pacing
+    /// learned for the last one (a stop's floor, a pressed step, the "out
+    /// of puff" line) no longer holds.
+    fn pacing_follows(&self, target: u32) {
+        let mut inflating = self.inflating.lock();
+        if inflating.target != target {
+            inflating.target = target;
+            inflating.forget();
+            self.counters.pressure_floor_pages.store(0, Relaxed);
+        }
+    }
+
+    /// Forgets what pacing learned: on a new target, and on restore (the
+    /// balloon starts again from empty, and the monotonic clock stood still
+    /// through the suspend, so the counters read before it would be blamed
+    /// on the first step after it).
+    pub(crate) fn forget_pacing(&self) {
+        self.inflating.lock().forget();
+        self.counters.pressure_floor_pages.store(0, Relaxed);
     }
 
     /// Moves every page of `state.sent` into the balloon, a huge block's
@@ -846,6 +1023,136 @@ impl Resizer {
         Ok(())
     }
 
+    /// [`Resizer::inflate`], paced by what reclaim did since the step before
+    /// (see [`Pace`]): a step that cost the guest reclaim rests before the
+    /// next. After a pressed step (one that moved pages, or found nothing
+    /// to spare, while reclaim evicted or churned the working set) the work
+    /// stands still and looks again every [`PRESSED_REST_MS`] before it
+    /// takes more: if the guest goes on refaulting or churning through
+    /// [`PRESSED_LOOKS`] looks with the balloon still, it is thrashing below
+    /// the balloon, and inflation stops for the host's `target`, gives back
+    /// what the pressed step took (at least [`PRESSURE_GIVE_BACK_PFNS`]) and
+    /// says so once (see [`Pressure`]). At the first quiet look, the
+    /// pressure was the burst that the first reclaim of a page cache read
+    /// once brings, and inflation goes on.
+    fn inflate_paced(&self, target: u32, wanted: usize, notifications: u64) -> Result<Step> {
+        let start = Instant::<Monotonic>::now();
+        let at_start = reclaim_counters();
+        if *module_parameters::pace_inflation.value() == 0 {
+            return self.inflate(target, wanted, notifications);
+        }
+        {
+            let mut inflating = self.inflating.lock();
+            match (inflating.pressed.take(), inflating.last_step) {
+                // Only right after a rest: a look long after (the work was
+                // held, the target changed) would blame the balloon for
+                // whatever reclaim did meanwhile.
+                (Some((pressed_pfns, looks)), Some((at, before)))
+                    if (start - at).as_millis() <= PACE_WINDOW_MS =>
+                {
+                    let rested = at_start.since(&before);
+                    if pace(&rested, 0, 0) == Pace::Pressed {
+                        if looks + 1 >= PRESSED_LOOKS {
+                            drop(inflating);
+                            return Ok(self.stop_for_pressure(
+                                target,
+                                pressed_pfns,
+                                &rested,
+                                start - at,
+                            ));
+                        }
+                        // Still pressed: stand still and look again.
+                        inflating.pressed = Some((pressed_pfns, looks + 1));
+                        inflating.last_step = Some((start, at_start));
+                        return Ok(Step::Looking(PRESSED_REST_MS));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let inflated = self.counters.inflated.load(Relaxed);
+        let step = self.inflate(target, wanted, notifications)?;
+        if !matches!(step, Step::Moved | Step::Stalled) {
+            return Ok(step);
+        }
+        let now = Instant::<Monotonic>::now();
+        let counters = reclaim_counters();
+        let step_pfns = self
+            .counters
+            .inflated
+            .load(Relaxed)
+            .saturating_sub(inflated) as usize;
+        let step_ms = (now - start).as_millis().max(0) as u64;
+        let mut inflating = self.inflating.lock();
+        // Since the step before, if it was recent: what a step evicts
+        // comes back while the work rests or backs off.
+        let since = match inflating.last_step {
+            Some((at, before)) if (now - at).as_millis() <= PACE_WINDOW_MS => before,
+            _ => at_start,
+        };
+        inflating.last_step = Some((now, counters));
+        let cost = counters.since(&since);
+        Ok(
+            match (step, pace(&cost, step_pfns / PFNS_PER_PAGE, step_ms)) {
+                (step, Pace::Pressed) => {
+                    inflating.pressed = Some((step_pfns, 0));
+                    match step {
+                        Step::Moved => Step::Paced(PRESSED_REST_MS),
+                        _ => Step::Looking(PRESSED_REST_MS),
+                    }
+                }
+                (Step::Moved, Pace::Rest(ms)) => Step::Paced(ms),
+                (step, _) => step,
+            },
+        )
+    }
+
+    /// Stops inflation for the guest's pressure (see
+    /// [`Resizer::inflate_paced`]): gives back what the pressed step took,
+    /// `pressed_pfns` (at least [`PRESSURE_GIVE_BACK_PFNS`]), sets the floor
+    /// for `target` at what the guest has available then, and logs what
+    /// reclaim did in the `rested` time the balloon stood still.
+    fn stop_for_pressure(
+        &self,
+        target: u32,
+        pressed_pfns: usize,
+        rested: &ReclaimCounters,
+        rested_for: Delta,
+    ) -> Step {
+        let give_back = pressed_pfns.max(PRESSURE_GIVE_BACK_PFNS);
+        let mut given = 0;
+        while given < give_back {
+            let (freed, result) = self.deflate(give_back - given);
+            given += freed;
+            if freed == 0 || result.is_err() {
+                break;
+            }
+        }
+        // Only this work inflates: nothing takes the pages back before the
+        // floor is set.
+        let available = guest_available_pages();
+        self.inflating.lock().pressure = Some(Pressure {
+            target,
+            floor_pages: available,
+        });
+        Counters::count(&self.counters.pressure_stops, 1);
+        self.counters
+            .pressure_floor_pages
+            .store((available * PFNS_PER_PAGE) as u64, Relaxed);
+        let mib = |pfns: usize| pfns >> (20 - 12);
+        dev_info!(
+            self.binding.device(),
+            "memory pressure: with the balloon still for {} ms, reclaim refaulted {} MiB, scanned {} MiB and freed {} MiB; gave back {} MiB and holding with {} MiB available until the guest has more or the host sets a new target\n",
+            rested_for.as_millis().max(0),
+            mib(rested.refaults as usize * PFNS_PER_PAGE),
+            mib(rested.scanned as usize * PFNS_PER_PAGE),
+            mib(rested.stolen as usize * PFNS_PER_PAGE),
+            mib(given),
+            mib(available * PFNS_PER_PAGE)
+        );
+        Step::Moved
+    }
+
     /// Adds up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted` 4 KiB
     /// pages.
     ///
@@ -865,29 +1172,51 @@ impl Resizer {
     /// allocated may be what it released, so they go back and the step
     /// waits (a release frees pages under the balloon's lock, so one that
     /// freed pages before this step took the lock is seen).
-    fn inflate(&self, wanted: usize, notifications: u64) -> Result<Step> {
-        let spare = guest_available_pages().saturating_sub(reserve_pages()) * PFNS_PER_PAGE;
-        let wanted = wanted.min(spare).min(self.step_pfns());
-        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
+    fn inflate(&self, target: u32, wanted: usize, notifications: u64) -> Result<Step> {
         let mut guard = self.inflating.lock();
         let new = &mut *guard;
+        let reserve = reserve_pages();
+        let floor = Pressure::floor(new.pressure, target, reserve);
+        let held_for = if floor > reserve {
+            floor * PFNS_PER_PAGE
+        } else {
+            0
+        };
+        self.counters
+            .pressure_floor_pages
+            .store(held_for as u64, Relaxed);
+        let spare = guest_available_pages().saturating_sub(floor) * PFNS_PER_PAGE;
+        // Less than a small step to spare (but what is left to the target)
+        // is nothing: the guest's available memory moves by a few pages all
+        // the time, and a balloon that took them as they came would creep
+        // along its floor, reclaiming for every few pages.
+        let wanted = if spare < wanted.min(MIN_STEP_PFNS) {
+            0
+        } else {
+            wanted.min(spare).min(self.step_pfns())
+        };
+        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
         let mut huge = pages >= HUGE_BLOCK_PAGES;
         let (got, blocks) = alloc_balloon_pages(&mut new.pages, pages, &mut huge);
         if got < pages {
             Counters::count(&self.counters.alloc_failures, 1);
         }
         if new.pages.is_empty() {
-            if !new.out_of_puff {
+            if floor > reserve && pages == 0 {
+                // Stopped for the guest's pressure, which `inflate_paced`
+                // logged: waiting for room, not out of puff.
+                return Ok(Step::Held);
+            }
+            if new.out_of_puff != Some(target) {
                 dev_info!(
                     self.binding.device(),
                     "out of puff: no page to spare (keeping {} MiB available), backing off\n",
                     *module_parameters::min_available_mib.value()
                 );
-                new.out_of_puff = true;
+                new.out_of_puff = Some(target);
             }
             return Ok(Step::Stalled);
         }
-        new.out_of_puff = false;
 
         let mut state = self.pages.lock();
         let state = &mut *state;

@@ -92,6 +92,10 @@ module! {
             default: 64,
             description: "Never inflate below this much available guest memory (MiB)",
         },
+        pace_inflation: u32 {
+            default: 1,
+            description: "1: rest after inflate steps that needed reclaim, and stop when reclaim evicts the working set; 0: inflate unpaced",
+        },
         buffer_pfns: u32 {
             default: 0,
             description: "PFNs per inflate/deflate buffer: 0 picks by transport (512 on virtio-pci, 256 on others), 256 or 512",
@@ -381,6 +385,11 @@ fn check_parameters() -> Result {
         );
         return Err(EINVAL);
     }
+    let pace = *module_parameters::pace_inflation.value();
+    if pace > 1 {
+        pr_err!("pace_inflation={}: must be 0 or 1\n", pace);
+        return Err(EINVAL);
+    }
     Ok(())
 }
 
@@ -472,6 +481,7 @@ impl virtio::Driver for Balloon {
         if let Some(stats) = &this.stats {
             stats.restore()?;
         }
+        this.resizer.forget_pacing();
         // Not worth failing a resume over (a failed restore stops the
         // balloon until the next one): steps make do with the buffers the
         // pool has.
@@ -534,13 +544,14 @@ impl kernel::InPlaceModule for BalloonModule {
 #[kunit_tests(rust_balloon)]
 mod tests {
     use super::resize::{
-        deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, push_page_pfns, Rescue,
-        Told, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS,
-        OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS,
+        deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, pace, push_page_pfns,
+        Pace, Pressure, Rescue, Told, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HUGE_BLOCK_PAGES,
+        OOM_EPISODE_GAP_MS, OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS, PACE_REST_MAX_MS,
+        PRESSURE_MIN_PAGES,
     };
     use super::*;
     use kernel::time::{Delta, Instant, Monotonic};
-    use virtio::{balloon_uapi::stat, Buffer, MemoryCounters, PFNS_PER_PAGE};
+    use virtio::{balloon_uapi::stat, Buffer, MemoryCounters, ReclaimCounters, PFNS_PER_PAGE};
 
     /// Frames per guest page of this kernel (1 with 4 KiB pages).
     const PER_PAGE: u32 = PFNS_PER_PAGE as u32;
@@ -644,6 +655,51 @@ mod tests {
         assert_eq!(rescue.room_pages(floor), room);
         assert!(rescue.inflation_held(target, room - 1, floor));
         assert!(!rescue.inflation_held(target, room, floor));
+    }
+
+    #[test]
+    fn inflation_rests_after_reclaim_and_stops_when_it_churns() {
+        let cost = |scanned, stolen, refaults| ReclaimCounters {
+            scanned,
+            stolen,
+            refaults,
+        };
+        // No reclaim: no rest, whatever the step took.
+        assert_eq!(pace(&cost(0, 0, 0), 4096, 30), Pace::Go);
+        // Reclaim that freed what it scanned (cold cache): rest half as
+        // long as the step took, up to the cap.
+        assert_eq!(pace(&cost(5000, 4500, 0), 4096, 30), Pace::Rest(15));
+        assert_eq!(
+            pace(&cost(5000, 4500, 0), 4096, 1000),
+            Pace::Rest(PACE_REST_MAX_MS)
+        );
+        // A few working-set refaults: noise, not pressed; nor is reclaim
+        // that scans more than it frees (dirty pages), by itself.
+        let noise = PRESSURE_MIN_PAGES;
+        assert_eq!(pace(&cost(0, 0, noise), 4096, 30), Pace::Go);
+        assert_eq!(pace(&cost(4000, 100, 0), 4096, 30), Pace::Rest(15));
+        // More than the noise refaulted, with nothing or little freed.
+        assert_eq!(pace(&cost(0, 0, noise + 1), 4096, 30), Pace::Pressed);
+        assert_eq!(pace(&cost(0, 0, noise + 1), 0, 0), Pace::Pressed);
+        // Refaults of a quarter of what reclaim freed, or less: the
+        // readaround of a few hot pages, not pressed.
+        assert_eq!(pace(&cost(8000, 8000, 2000), 4096, 30), Pace::Rest(15));
+        assert_eq!(pace(&cost(8000, 8000, 2001), 4096, 30), Pace::Pressed);
+        // The noise grows with the step: 1/16 of it.
+        let big = 16 * noise as usize * 4;
+        assert_eq!(pace(&cost(0, 0, 4 * noise), big, 30), Pace::Go);
+        assert_eq!(pace(&cost(0, 0, 4 * noise + 1), big, 30), Pace::Pressed);
+
+        // A stop's floor holds for its target only, and never below the
+        // reserve.
+        let stop = Some(Pressure {
+            target: 100,
+            floor_pages: 5000,
+        });
+        assert_eq!(Pressure::floor(stop, 100, 1000), 5000);
+        assert_eq!(Pressure::floor(stop, 100, 6000), 6000);
+        assert_eq!(Pressure::floor(stop, 101, 1000), 1000);
+        assert_eq!(Pressure::floor(None, 100, 1000), 1000);
     }
 
     #[test]

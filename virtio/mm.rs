@@ -89,6 +89,46 @@ pub(crate) fn memory_counters() -> MemoryCounters {
     }
 }
 
+/// What the guest's page reclaim has done so far, for pacing inflation: the
+/// pages it scanned and reclaimed (kswapd's and direct reclaim's, as
+/// `pgscan` and `pgsteal` in /proc/vmstat) and the refaults of pages it
+/// had evicted recently enough to be working set (`workingset_activate_anon`
+/// and `_file`: the kernel activates a refaulting page whose refault
+/// distance says it would have stayed had it been active; a page read again
+/// long after, as by a stream larger than the cache, counts in
+/// `workingset_refault_*` only). Node counters: each may lag by a per-CPU
+/// threshold of pages (`global_node_page_state()`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ReclaimCounters {
+    pub(crate) scanned: u64,
+    pub(crate) stolen: u64,
+    pub(crate) refaults: u64,
+}
+
+impl ReclaimCounters {
+    /// What reclaim did between `earlier` and `self`.
+    pub(crate) fn since(&self, earlier: &Self) -> Self {
+        Self {
+            scanned: self.scanned.saturating_sub(earlier.scanned),
+            stolen: self.stolen.saturating_sub(earlier.stolen),
+            refaults: self.refaults.saturating_sub(earlier.refaults),
+        }
+    }
+}
+
+/// Reads the reclaim counters now (cheaper than [`memory_counters`]: no
+/// per-CPU event sums).
+pub(crate) fn reclaim_counters() -> ReclaimCounters {
+    ReclaimCounters {
+        scanned: node_state(b::node_stat_item_PGSCAN_KSWAPD)
+            + node_state(b::node_stat_item_PGSCAN_DIRECT),
+        stolen: node_state(b::node_stat_item_PGSTEAL_KSWAPD)
+            + node_state(b::node_stat_item_PGSTEAL_DIRECT),
+        refaults: node_state(b::node_stat_item_WORKINGSET_ACTIVATE_ANON)
+            + node_state(b::node_stat_item_WORKINGSET_ACTIVATE_FILE),
+    }
+}
+
 #[cfg(not(CONFIG_VM_EVENT_COUNTERS))]
 compile_error!("rust_balloon's memory statistics need CONFIG_VM_EVENT_COUNTERS");
 

@@ -37,7 +37,10 @@ pub(crate) use device::{
 };
 pub(crate) use driver::{Driver, Registration};
 pub(crate) use id::{virtio_device_table, DeviceId, IdTable};
-pub(crate) use mm::{available_pages, free_page_fill, memory_counters, MemoryCounters};
+pub(crate) use mm::{
+    available_pages, free_page_fill, memory_counters, reclaim_counters, MemoryCounters,
+    ReclaimCounters,
+};
 pub(crate) use oom::{OomHandler, OomNotifier};
 pub(crate) use pfn::{round_target, whole_pages};
 #[cfg(CONFIG_PAGE_REPORTING)]

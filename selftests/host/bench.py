@@ -65,6 +65,7 @@ round of each driver in the first scenario)."""
 import argparse
 import contextlib
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -166,6 +167,7 @@ METRICS = {
         ("reached_mib", "balloon reached (MiB)", "info"),
         ("cache_dropped_mib", "page cache dropped while inflating (MiB)", "info"),
         ("floor_lines", "\"out of puff\" lines", "info"),
+        ("pressure_lines", "\"memory pressure\" lines (stops for pressure)", "info"),
     ],
     "rescue": [
         ("write_over_unballooned", "write time / the same with no balloon", "lower"),
@@ -220,7 +222,10 @@ def move(g, pages, timeline, t0, timeout=600):
 
 
 def load(g, driver):
-    g.sh(f"insmod /lib/modules/{DRIVERS[driver]}.ko")
+    # RB_BENCH_RUST_PARAMS: module parameters for this driver (e.g.
+    # pace_inflation=0, to measure what pacing does).
+    params = os.environ.get("RB_BENCH_RUST_PARAMS", "") if driver == "rust" else ""
+    g.sh(f"insmod /lib/modules/{DRIVERS[driver]}.ko {params}")
     bound = g.sh("ls /sys/bus/virtio/drivers/" + DRIVERS[driver]).split()
     assert any(b.startswith("virtio") for b in bound), f"{driver} did not bind"
 
@@ -421,7 +426,11 @@ def busy_run(g, balloon_mib):
         time.sleep(rest)
     cpu2, sys2, vm2 = guest_cpu_ticks(g), qemu_sys_s(g), g.vmstat()
     killed = vm2.get("oom_kill", 0) - vm0.get("oom_kill", 0)
-    workload_killed = bool(re.search(r"Killed process \d+ \(rb-busy\)", g.console(mark)))
+    console = g.console(mark)
+    workload_killed = bool(re.search(r"Killed process \d+ \(rb-busy\)", console))
+    for line in console.splitlines():
+        if "memory pressure:" in line or "out of puff" in line:
+            print("   ", line.strip(), file=sys.stderr)
     alive = g.sh("pidof rb-busy >/dev/null && echo yes || echo no").strip() == "yes"
     g.sh("killall rb-busy; sleep 0.2; true")
     rows = [tuple(int(x) for x in row.split())
@@ -476,6 +485,7 @@ def busy_run(g, balloon_mib):
         "reached_mib": reached * PAGE / MIB,
         "cache_dropped_mib": (cached0 - cached1) / MIB,
         "floor_lines": g.console(mark).count("out of puff"),
+        "pressure_lines": g.console(mark).count("memory pressure:"),
     }
 
 

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from bench import busy_disk
 from guest import MIB, PAGE, wait_until
 
 
@@ -303,6 +304,69 @@ def test_dropping_clean_page_cache_keeps_the_balloon(boot, tmp_path):
     # direct), which is where a shrinker would have deflated.
     stolen = sum(vm.get(k, 0) - vm0.get(k, 0) for k in ("pgsteal_kswapd", "pgsteal_direct"))
     assert stolen * PAGE > 256 * MIB, (vm0, vm)
+
+
+def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
+    """Pacing (`pace_inflation=1`, the default), from the driver's debugfs
+    and the guest's log. 1: from free memory inflation needs no reclaim
+    and never rests (an idle guest inflates as fast as before). 2: a
+    target that takes page cache makes reclaim run: the work rests
+    (`paced_ms` grows) and still reaches the target, with no stop for
+    pressure (a cache read once is no working set). 3: with a workload
+    keeping a mapped hot set and a target of all the guest has, the balloon
+    stops short, says so once (not at every retry along its floor, as
+    715d788 did) and the workload is not OOM-killed and keeps running."""
+    # A file on ext4, as the bench's busy guest has (the guest caches a
+    # file's pages; reading /dev/vda here left nothing in the cache).
+    disk = busy_disk(tmp_path, 512)
+    g = boot(extra=["-drive", f"file={disk},format=raw,if=none,id=disk0",
+                    "-device", "virtio-blk-pci,drive=disk0"])
+    g.expect_oom_kill = True  # measured below, not a splat
+    g.load()
+
+    # 1: 128 MiB of free memory.
+    g.set_balloon_pages(128 * MIB // PAGE)
+    g.wait_balloon(128 * MIB // PAGE)
+    view = g.balloon_view()
+    assert view["paced_ms"] == 0 and view["pressure_stops"] == 0, view
+
+    # 2: into the page cache of the whole disk, 128 MiB past free memory.
+    g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
+    info = g.meminfo()
+    assert info["Cached"] > 400 * MIB, info
+    pages = (128 * MIB + info["MemFree"] + 128 * MIB) // PAGE
+    mark = g.console_size()
+    g.set_balloon_pages(pages)
+    g.wait_balloon(pages, timeout=300)
+    view = g.balloon_view()
+    assert view["paced_ms"] > 0, view
+    assert view["pressure_stops"] == 0, (view, g.console(mark))
+    assert g.vmstat()["pgsteal_kswapd"] + g.vmstat()["pgsteal_direct"] > 0
+
+    # 3: a workload (32 MiB anonymous, 64 MiB of the disk mapped and read)
+    # and a target of all but 1 MiB of the guest.
+    g.sh("rb-busy 32 /mnt/cache.bin 64 600 /tmp/busy.log </dev/null >/dev/null 2>&1 &")
+    wait_until("the workload to log", lambda: len(g.sh("cat /tmp/busy.log").split()) >= 9, 60)
+    kills0 = g.vmstat().get("oom_kill", 0)
+    mark = g.console_size()
+    g.set_balloon_pages(g.mem_bytes // PAGE - 256)
+    reached = g.wait_balloon_settled(stable_s=3)
+    assert reached < g.mem_bytes // PAGE - 256
+    rows = len(g.sh("cat /tmp/busy.log").splitlines())
+    settled = g.console(mark)
+    time.sleep(3)  # retries along the floor meanwhile: no more lines
+    log = g.console(mark)
+    lines = ("out of puff", "memory pressure:")
+    assert [log.count(x) for x in lines] == [settled.count(x) for x in lines], log
+    puffs, stops = log.count("out of puff"), log.count("memory pressure:")
+    assert puffs <= 1 and puffs + stops >= 1, log
+    # A stop logs once; the balloon may go on once the guest has more
+    # room and stop again, but not log at every retry.
+    assert stops <= 2, log
+    assert g.vmstat().get("oom_kill", 0) == kills0, log
+    assert g.sh("pidof rb-busy >/dev/null && echo yes || echo no").strip() == "yes"
+    assert len(g.sh("cat /tmp/busy.log").splitlines()) > rows  # still running
+    g.sh("killall rb-busy; true")
 
 
 def test_a_cgroup_out_of_memory_keeps_the_balloon(boot):
