@@ -160,8 +160,11 @@ METRICS = {
         ("worst_sample_over_before", "workload's worst 100 ms in the 12 s / before", "higher"),
         ("longest_stall_ms", "workload's longest stall in the 12 s (ms)", "lower"),
         ("major_faults", "guest major faults in the 12 s", "lower"),
+        ("thp_split", "guest huge pages split in the 12 s", "info"),
+        ("pages_migrated", "guest pages migrated in the 12 s", "info"),
         ("guest_sys_s", "guest kernel CPU in the 12 s (s)", "info"),
         ("host_sys_s", "QEMU host kernel CPU in the 12 s (s)", "info"),
+        ("host_others_s", "host CPU not QEMU's, incl. steal, in the 12 s (s)", "info"),
         ("oom_kills", "OOM kills", "lower"),
         ("workload_killed", "workload OOM-killed (1 = yes)", "lower"),
         ("reached_mib", "balloon reached (MiB)", "info"),
@@ -198,6 +201,20 @@ def host_free():
         if row.startswith("MemFree:"):
             return int(row.split()[1]) * 1024
     raise RuntimeError("no MemFree in /proc/meminfo")
+
+
+def host_cpu_s():
+    """The host's busy CPU time so far, all CPUs (/proc/stat: user, nice,
+    system, irq, softirq and steal, the time a hypervisor beneath this
+    machine ran something else)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8)) / 100
+
+
+def qemu_cpu_s(g):
+    """User and kernel CPU time of the QEMU process so far."""
+    fields = Path(f"/proc/{g.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
 
 
 def qemu_sys_s(g):
@@ -414,6 +431,7 @@ def busy_run(g, balloon_mib):
     mark = g.console_size()
     pages = balloon_mib * MIB // PAGE
     cpu0, sys0 = guest_cpu_ticks(g), qemu_sys_s(g)
+    others0 = host_cpu_s() - qemu_cpu_s(g)
     t0 = guest_uptime_ms(g)  # the last guest round trip before the change
     # A driver that pauses for 2 s counts as stopped there (none did in
     # 715d788's runs); one that creeps on afterwards is in the window.
@@ -425,6 +443,10 @@ def busy_run(g, balloon_mib):
     if rest > 0:
         time.sleep(rest)
     cpu2, sys2, vm2 = guest_cpu_ticks(g), qemu_sys_s(g), g.vmstat()
+    # What else ran on the host meanwhile (this runner, a helper, the
+    # hypervisor under this machine): it takes CPU from the vCPUs under
+    # TCG, and the workload's rate with it.
+    others2 = host_cpu_s() - qemu_cpu_s(g)
     killed = vm2.get("oom_kill", 0) - vm0.get("oom_kill", 0)
     console = g.console(mark)
     workload_killed = bool(re.search(r"Killed process \d+ \(rb-busy\)", console))
@@ -463,6 +485,9 @@ def busy_run(g, balloon_mib):
                 lost += max(0.0, 1 - rate(r) / base) * part
         return (lost + max(hi - lo - covered, 0)) / 1000
     window = [r for r in spans if r[1] > t0 and r[0] < end]
+    # The workload's rate each second of the window, for reading a round.
+    per_s = [1 - lost_s(t0 + i * 1000, t0 + (i + 1) * 1000) for i in range(BUSY_WINDOW_MS // 1000)]
+    print("    rate/before each s:", " ".join(f"{x:.2f}" for x in per_s), file=sys.stderr)
     inflating = min(t1, end)
     return {
         "work_lost_s": lost_s(t0, end),
@@ -474,12 +499,17 @@ def busy_run(g, balloon_mib):
         "longest_stall_ms": max([r[3] / 1000 for r in window]
                                 + [BUSY_WINDOW_MS if workload_killed else 0]),
         "major_faults": vm2["pgmajfault"] - vm0["pgmajfault"],
+        # How the workload's memory changed under it (a split huge page
+        # costs a TCG vCPU a deeper walk on each TLB miss).
+        "thp_split": vm2.get("thp_split_pmd", 0) - vm0.get("thp_split_pmd", 0),
+        "pages_migrated": vm2.get("pgmigrate_success", 0) - vm0.get("pgmigrate_success", 0),
         # Where the lost work went: the guest's kernel time (the driver,
         # reclaim, kswapd and the workload's own faults) and QEMU's host
         # kernel time (its madvise() of each frame, which under TCG runs on
         # the vCPU's thread: no ioeventfd), over the window.
         "guest_sys_s": (cpu2 - cpu0) / 100,
         "host_sys_s": sys2 - sys0,
+        "host_others_s": others2 - others0,
         "oom_kills": killed,
         "workload_killed": int(workload_killed),
         "reached_mib": reached * PAGE / MIB,
