@@ -380,6 +380,106 @@ impl Pressure {
     }
 }
 
+/// The pressed steps of paced inflation and the looks after them (see
+/// [`Resizer::inflate_paced`]): the decisions alone, apart from the pages
+/// and the kernel's counters, so that KUnit can drive them with made-up
+/// counters and times.
+#[derive(Default)]
+pub(super) struct Pacing {
+    /// After a pressed step: the 4 KiB pages it took, and how many looks
+    /// since found the guest still pressed.
+    pressed: Option<(usize, u32)>,
+    /// When the last paced step or look ended, with the reclaim counters
+    /// then.
+    last: Option<(Instant<Monotonic>, ReclaimCounters)>,
+}
+
+/// What to do before the next inflate step (see [`Pacing::before_step`]).
+pub(super) enum Look {
+    /// Take the step.
+    Step,
+    /// The guest is still pressed: stand still and look again in this many
+    /// milliseconds.
+    Again(u64),
+    /// The guest went on being pressed with the balloon still: stop
+    /// inflation, giving back `pressed_pfns` (4 KiB pages); `rested` is
+    /// what reclaim did in the `rested_for` since the last look.
+    Stop {
+        pressed_pfns: usize,
+        rested: ReclaimCounters,
+        rested_for: Delta,
+    },
+}
+
+impl Pacing {
+    /// Before a step, at `now` with the reclaim counters `counters`: after
+    /// a pressed step, look at what reclaim did while the balloon stood
+    /// still. Only right after a rest: a look long after (the work was
+    /// held, the target changed) would blame the balloon for whatever
+    /// reclaim did meanwhile.
+    pub(super) fn before_step(
+        &mut self,
+        now: Instant<Monotonic>,
+        counters: ReclaimCounters,
+    ) -> Look {
+        if let (Some((pressed_pfns, looks)), Some((at, before))) = (self.pressed.take(), self.last)
+        {
+            let rested_for = now - at;
+            let rested = counters.since(&before);
+            if rested_for.as_millis() <= PACE_WINDOW_MS && pace(&rested, 0, 0) == Pace::Pressed {
+                if looks + 1 >= PRESSED_LOOKS {
+                    self.last = None;
+                    return Look::Stop {
+                        pressed_pfns,
+                        rested,
+                        rested_for,
+                    };
+                }
+                self.pressed = Some((pressed_pfns, looks + 1));
+                self.last = Some((now, counters));
+                return Look::Again(PRESSED_REST_MS);
+            }
+        }
+        Look::Step
+    }
+
+    /// After `step` (`Moved` or `Stalled`) took `step_pfns` 4 KiB pages
+    /// between `began` and `ended` (each an instant and the reclaim
+    /// counters then): what the work does next (see [`pace`]). The cost is
+    /// counted since the last step if that ended at most
+    /// [`PACE_WINDOW_MS`] before: what one step evicts comes back while the
+    /// work rests or backs off.
+    pub(super) fn after_step(
+        &mut self,
+        step: Step,
+        step_pfns: usize,
+        began: (Instant<Monotonic>, ReclaimCounters),
+        ended: (Instant<Monotonic>, ReclaimCounters),
+    ) -> Step {
+        let (now, counters) = ended;
+        let since = match self.last {
+            Some((at, before)) if (now - at).as_millis() <= PACE_WINDOW_MS => before,
+            _ => began.1,
+        };
+        self.last = Some(ended);
+        let step_ms = (now - began.0).as_millis().max(0) as u64;
+        match (
+            step,
+            pace(&counters.since(&since), step_pfns / PFNS_PER_PAGE, step_ms),
+        ) {
+            (step, Pace::Pressed) => {
+                self.pressed = Some((step_pfns, 0));
+                match step {
+                    Step::Moved => Step::Paced(PRESSED_REST_MS),
+                    _ => Step::Looking(PRESSED_REST_MS),
+                }
+            }
+            (Step::Moved, Pace::Rest(ms)) => Step::Paced(ms),
+            (step, _) => step,
+        }
+    }
+}
+
 /// What one step towards the target achieved.
 pub(super) enum Step {
     /// At the target: nothing left to do.
@@ -601,11 +701,8 @@ pub(super) struct Inflating {
     pub(super) out_of_puff: Option<u32>,
     /// Where inflation stopped for the guest's pressure, if it did.
     pub(super) pressure: Option<Pressure>,
-    /// After a pressed step: the 4 KiB pages it took, and how many looks
-    /// since found the guest still pressed (see [`Resizer::inflate_paced`]).
-    pub(super) pressed: Option<(usize, u32)>,
-    /// When the last paced step ended, with the reclaim counters then.
-    pub(super) last_step: Option<(Instant<Monotonic>, ReclaimCounters)>,
+    /// The pressed steps and looks (see [`Pacing`]).
+    pub(super) pacing: Pacing,
     /// The host's target the above were learned for.
     pub(super) target: u32,
 }
@@ -614,8 +711,7 @@ impl Inflating {
     fn forget(&mut self) {
         self.out_of_puff = None;
         self.pressure = None;
-        self.pressed = None;
-        self.last_step = None;
+        self.pacing = Pacing::default();
     }
 }
 
@@ -693,8 +789,7 @@ impl Resizer {
             pages: PageList::new()?,
             out_of_puff: None,
             pressure: None,
-            pressed: None,
-            last_step: None,
+            pacing: Pacing::default(),
             target: 0,
         };
         // With deflate-on-OOM the guest may take ballooned memory back at
@@ -1041,70 +1136,34 @@ impl Resizer {
         if *module_parameters::pace_inflation.value() == 0 {
             return self.inflate(target, wanted, notifications);
         }
-        {
-            let mut inflating = self.inflating.lock();
-            match (inflating.pressed.take(), inflating.last_step) {
-                // Only right after a rest: a look long after (the work was
-                // held, the target changed) would blame the balloon for
-                // whatever reclaim did meanwhile.
-                (Some((pressed_pfns, looks)), Some((at, before)))
-                    if (start - at).as_millis() <= PACE_WINDOW_MS =>
-                {
-                    let rested = at_start.since(&before);
-                    if pace(&rested, 0, 0) == Pace::Pressed {
-                        if looks + 1 >= PRESSED_LOOKS {
-                            drop(inflating);
-                            return Ok(self.stop_for_pressure(
-                                target,
-                                pressed_pfns,
-                                &rested,
-                                start - at,
-                            ));
-                        }
-                        // Still pressed: stand still and look again.
-                        inflating.pressed = Some((pressed_pfns, looks + 1));
-                        inflating.last_step = Some((start, at_start));
-                        return Ok(Step::Looking(PRESSED_REST_MS));
-                    }
-                }
-                _ => {}
-            }
+        // Bound first: a guard in the scrutinee would be held through the
+        // arms, and a stop deflates, which takes this lock.
+        let look = self.inflating.lock().pacing.before_step(start, at_start);
+        match look {
+            Look::Step => {}
+            Look::Again(ms) => return Ok(Step::Looking(ms)),
+            Look::Stop {
+                pressed_pfns,
+                rested,
+                rested_for,
+            } => return Ok(self.stop_for_pressure(target, pressed_pfns, &rested, rested_for)),
         }
         let inflated = self.counters.inflated.load(Relaxed);
         let step = self.inflate(target, wanted, notifications)?;
         if !matches!(step, Step::Moved | Step::Stalled) {
             return Ok(step);
         }
-        let now = Instant::<Monotonic>::now();
-        let counters = reclaim_counters();
         let step_pfns = self
             .counters
             .inflated
             .load(Relaxed)
             .saturating_sub(inflated) as usize;
-        let step_ms = (now - start).as_millis().max(0) as u64;
-        let mut inflating = self.inflating.lock();
-        // Since the step before, if it was recent: what a step evicts
-        // comes back while the work rests or backs off.
-        let since = match inflating.last_step {
-            Some((at, before)) if (now - at).as_millis() <= PACE_WINDOW_MS => before,
-            _ => at_start,
-        };
-        inflating.last_step = Some((now, counters));
-        let cost = counters.since(&since);
-        Ok(
-            match (step, pace(&cost, step_pfns / PFNS_PER_PAGE, step_ms)) {
-                (step, Pace::Pressed) => {
-                    inflating.pressed = Some((step_pfns, 0));
-                    match step {
-                        Step::Moved => Step::Paced(PRESSED_REST_MS),
-                        _ => Step::Looking(PRESSED_REST_MS),
-                    }
-                }
-                (Step::Moved, Pace::Rest(ms)) => Step::Paced(ms),
-                (step, _) => step,
-            },
-        )
+        let ended = (Instant::<Monotonic>::now(), reclaim_counters());
+        Ok(self
+            .inflating
+            .lock()
+            .pacing
+            .after_step(step, step_pfns, (start, at_start), ended))
     }
 
     /// Stops inflation for the guest's pressure (see

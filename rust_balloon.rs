@@ -545,9 +545,9 @@ impl kernel::InPlaceModule for BalloonModule {
 mod tests {
     use super::resize::{
         deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, pace, push_page_pfns,
-        Pace, Pressure, Rescue, Told, BACKOFF_MAX_MS, BACKOFF_MIN_MS, HUGE_BLOCK_PAGES,
-        OOM_EPISODE_GAP_MS, OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS, PACE_REST_MAX_MS,
-        PRESSURE_MIN_PAGES,
+        Look, Pace, Pacing, Pressure, Rescue, Step, Told, BACKOFF_MAX_MS, BACKOFF_MIN_MS,
+        HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS, OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS,
+        PACE_REST_MAX_MS, PACE_WINDOW_MS, PRESSED_LOOKS, PRESSED_REST_MS, PRESSURE_MIN_PAGES,
     };
     use super::*;
     use kernel::time::{Delta, Instant, Monotonic};
@@ -700,6 +700,112 @@ mod tests {
         assert_eq!(Pressure::floor(stop, 100, 6000), 6000);
         assert_eq!(Pressure::floor(stop, 101, 1000), 1000);
         assert_eq!(Pressure::floor(None, 100, 1000), 1000);
+    }
+
+    #[test]
+    fn pressed_inflation_stops_only_if_the_guest_stays_pressed() {
+        let t0 = Instant::<Monotonic>::now();
+        let at = |ms: i64| t0 + Delta::from_millis(ms);
+        // Counters that reclaim has reached: `freed` pages stolen (and
+        // scanned), `refaults` working-set refaults.
+        let seen = |freed: u64, refaults: u64| ReclaimCounters {
+            scanned: freed,
+            stolen: freed,
+            refaults,
+        };
+        let burst = 8 * PRESSURE_MIN_PAGES;
+        let step = 4096;
+        let stays_pressed = |pacing: &mut Pacing| {
+            assert!(matches!(
+                pacing.after_step(
+                    Step::Moved,
+                    step,
+                    (at(0), seen(0, 0)),
+                    (at(20), seen(burst, burst))
+                ),
+                Step::Paced(PRESSED_REST_MS)
+            ));
+        };
+
+        // A burst of refaults that is over at the first look: inflation
+        // goes on, and the next step's cost counts from that look.
+        let mut pacing = Pacing::default();
+        assert!(matches!(pacing.before_step(at(0), seen(0, 0)), Look::Step));
+        stays_pressed(&mut pacing);
+        assert!(matches!(
+            pacing.before_step(at(170), seen(burst, burst)),
+            Look::Step
+        ));
+        assert!(matches!(
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (at(170), seen(burst, burst)),
+                (at(190), seen(2 * burst, burst))
+            ),
+            Step::Paced(10)
+        ));
+
+        // A guest that goes on refaulting with the balloon still: it looks
+        // PRESSED_LOOKS times, the last stops inflation and says what
+        // reclaim did since the look before, and what the step took.
+        let mut pacing = Pacing::default();
+        stays_pressed(&mut pacing);
+        let mut refaults = burst;
+        for look in 1..=PRESSED_LOOKS {
+            let now = at(20 + PRESSED_REST_MS as i64 * i64::from(look));
+            refaults += burst;
+            match pacing.before_step(now, seen(burst, refaults)) {
+                Look::Again(ms) => {
+                    assert!(look < PRESSED_LOOKS);
+                    assert_eq!(ms, PRESSED_REST_MS);
+                }
+                Look::Stop {
+                    pressed_pfns,
+                    rested,
+                    rested_for,
+                } => {
+                    assert_eq!(look, PRESSED_LOOKS);
+                    assert_eq!(pressed_pfns, step);
+                    assert_eq!(rested.refaults, burst);
+                    assert_eq!(rested_for.as_millis(), PRESSED_REST_MS as i64);
+                }
+                Look::Step => panic!("look {look} let a pressed guest inflate"),
+            }
+        }
+        // Stopped: the stop is said once; the next step is taken (and
+        // finds the floor the stop set).
+        assert!(matches!(
+            pacing.before_step(at(2000), seen(burst, 2 * refaults)),
+            Look::Step
+        ));
+
+        // A look long after its step (the work was held): what reclaim did
+        // meanwhile is not the balloon's doing.
+        let mut pacing = Pacing::default();
+        stays_pressed(&mut pacing);
+        let late = at(20 + PACE_WINDOW_MS + 1);
+        assert!(matches!(
+            pacing.before_step(late, seen(burst, 10 * burst)),
+            Look::Step
+        ));
+
+        // A step that found nothing to spare while the guest refaulted:
+        // it looks again before trying.
+        let mut pacing = Pacing::default();
+        assert!(matches!(
+            pacing.after_step(
+                Step::Stalled,
+                0,
+                (at(0), seen(0, 0)),
+                (at(5), seen(0, burst))
+            ),
+            Step::Looking(PRESSED_REST_MS)
+        ));
+        assert!(matches!(
+            pacing.before_step(at(155), seen(0, 2 * burst)),
+            Look::Again(_)
+        ));
     }
 
     #[test]
