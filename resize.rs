@@ -389,8 +389,9 @@ pub(super) struct Pacing {
     /// After a pressed step: the 4 KiB pages it took, and how many looks
     /// since found the guest still pressed.
     pressed: Option<(usize, u32)>,
-    /// When the last paced step or look ended, with the reclaim counters
-    /// then.
+    /// When the last paced step, or the last look that found the guest
+    /// still pressed, ended, with the reclaim counters then (none after a
+    /// stop).
     last: Option<(Instant<Monotonic>, ReclaimCounters)>,
 }
 
@@ -446,9 +447,9 @@ impl Pacing {
     /// After `step` (`Moved` or `Stalled`) took `step_pfns` 4 KiB pages
     /// between `began` and `ended` (each an instant and the reclaim
     /// counters then): what the work does next (see [`pace`]). The cost is
-    /// counted since the last step if that ended at most
-    /// [`PACE_WINDOW_MS`] before: what one step evicts comes back while the
-    /// work rests or backs off.
+    /// counted since the last step or pressed look (see `last`) if that
+    /// ended at most [`PACE_WINDOW_MS`] before: what one step evicts comes
+    /// back while the work rests or backs off.
     pub(super) fn after_step(
         &mut self,
         step: Step,
@@ -1137,7 +1138,7 @@ impl Resizer {
             return self.inflate(target, wanted, notifications);
         }
         // Bound first: a guard in the scrutinee would be held through the
-        // arms, and a stop deflates, which takes this lock.
+        // arms, and stop_for_pressure takes this lock to set the floor.
         let look = self.inflating.lock().pacing.before_step(start, at_start);
         match look {
             Look::Step => {}

@@ -728,7 +728,8 @@ mod tests {
         };
 
         // A burst of refaults that is over at the first look: inflation
-        // goes on, and the next step's cost counts from that look.
+        // goes on (a quiet look leaves the last step's counters, so the
+        // next step's cost counts from that step, within the window).
         let mut pacing = Pacing::default();
         assert!(matches!(pacing.before_step(at(0), seen(0, 0)), Look::Step));
         stays_pressed(&mut pacing);
@@ -755,7 +756,10 @@ mod tests {
         for look in 1..=PRESSED_LOOKS {
             let now = at(20 + PRESSED_REST_MS as i64 * i64::from(look));
             refaults += burst;
-            match pacing.before_step(now, seen(burst, refaults)) {
+            let result = pacing.before_step(now, seen(burst, refaults));
+            // No look lets a pressed guest inflate.
+            assert!(!matches!(result, Look::Step));
+            match result {
                 Look::Again(ms) => {
                     assert!(look < PRESSED_LOOKS);
                     assert_eq!(ms, PRESSED_REST_MS);
@@ -770,14 +774,48 @@ mod tests {
                     assert_eq!(rested.refaults, burst);
                     assert_eq!(rested_for.as_millis(), PRESSED_REST_MS as i64);
                 }
-                Look::Step => panic!("look {look} let a pressed guest inflate"),
+                Look::Step => {}
             }
         }
         // Stopped: the stop is said once; the next step is taken (and
-        // finds the floor the stop set).
+        // finds the floor the stop set), and is not charged with what
+        // reclaim did before the stop.
+        let stopped = at(20 + PRESSED_REST_MS as i64 * i64::from(PRESSED_LOOKS));
+        let ms = |n: i64| Delta::from_millis(n);
         assert!(matches!(
-            pacing.before_step(at(2000), seen(burst, 2 * refaults)),
+            pacing.before_step(stopped + ms(5), seen(burst, refaults)),
             Look::Step
+        ));
+        assert!(matches!(
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (stopped + ms(5), seen(burst, refaults)),
+                (stopped + ms(25), seen(burst, refaults))
+            ),
+            Step::Moved
+        ));
+
+        // Refaults between a step and the next (while the work rested)
+        // count against the next: what the one before evicted comes back.
+        let mut pacing = Pacing::default();
+        assert!(matches!(
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (at(0), seen(0, 0)),
+                (at(20), seen(burst, 0))
+            ),
+            Step::Paced(10)
+        ));
+        assert!(matches!(
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (at(30), seen(burst, burst)),
+                (at(50), seen(2 * burst, burst))
+            ),
+            Step::Paced(PRESSED_REST_MS)
         ));
 
         // A look long after its step (the work was held): what reclaim did
@@ -788,6 +826,13 @@ mod tests {
         assert!(matches!(
             pacing.before_step(late, seen(burst, 10 * burst)),
             Look::Step
+        ));
+        let mut pacing = Pacing::default();
+        stays_pressed(&mut pacing);
+        let last_in_window = at(20 + PACE_WINDOW_MS);
+        assert!(matches!(
+            pacing.before_step(last_in_window, seen(burst, 10 * burst)),
+            Look::Again(_)
         ));
 
         // A step that found nothing to spare while the guest refaulted:
