@@ -1132,11 +1132,11 @@ impl Resizer {
     /// pressure was the burst that the first reclaim of a page cache read
     /// once brings, and inflation goes on.
     fn inflate_paced(&self, target: u32, wanted: usize, notifications: u64) -> Result<Step> {
-        let start = Instant::<Monotonic>::now();
-        let at_start = reclaim_counters();
         if *module_parameters::pace_inflation.value() == 0 {
             return self.inflate(target, wanted, notifications);
         }
+        let start = Instant::<Monotonic>::now();
+        let at_start = reclaim_counters();
         // Bound first: a guard in the scrutinee would be held through the
         // arms, and stop_for_pressure takes this lock to set the floor.
         let look = self.inflating.lock().pacing.before_step(start, at_start);

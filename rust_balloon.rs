@@ -715,14 +715,20 @@ mod tests {
         };
         let burst = 8 * PRESSURE_MIN_PAGES;
         let step = 4096;
-        let stays_pressed = |pacing: &mut Pacing| {
-            assert!(matches!(
+        // A step that moved `step` pages from `began` to `ended` (each a
+        // time in ms and the counters then).
+        let moved =
+            |pacing: &mut Pacing, began: (i64, ReclaimCounters), ended: (i64, ReclaimCounters)| {
                 pacing.after_step(
                     Step::Moved,
                     step,
-                    (at(0), seen(0, 0)),
-                    (at(20), seen(burst, burst))
-                ),
+                    (at(began.0), began.1),
+                    (at(ended.0), ended.1),
+                )
+            };
+        let stays_pressed = |pacing: &mut Pacing| {
+            assert!(matches!(
+                moved(pacing, (0, seen(0, 0)), (20, seen(burst, burst))),
                 Step::Paced(PRESSED_REST_MS)
             ));
         };
@@ -738,11 +744,10 @@ mod tests {
             Look::Step
         ));
         assert!(matches!(
-            pacing.after_step(
-                Step::Moved,
-                step,
-                (at(170), seen(burst, burst)),
-                (at(190), seen(2 * burst, burst))
+            moved(
+                &mut pacing,
+                (170, seen(burst, burst)),
+                (190, seen(2 * burst, burst))
             ),
             Step::Paced(10)
         ));
@@ -780,18 +785,16 @@ mod tests {
         // Stopped: the stop is said once; the next step is taken (and
         // finds the floor the stop set), and is not charged with what
         // reclaim did before the stop.
-        let stopped = at(20 + PRESSED_REST_MS as i64 * i64::from(PRESSED_LOOKS));
-        let ms = |n: i64| Delta::from_millis(n);
+        let stopped = 20 + PRESSED_REST_MS as i64 * i64::from(PRESSED_LOOKS);
         assert!(matches!(
-            pacing.before_step(stopped + ms(5), seen(burst, refaults)),
+            pacing.before_step(at(stopped + 5), seen(burst, refaults)),
             Look::Step
         ));
         assert!(matches!(
-            pacing.after_step(
-                Step::Moved,
-                step,
-                (stopped + ms(5), seen(burst, refaults)),
-                (stopped + ms(25), seen(burst, refaults))
+            moved(
+                &mut pacing,
+                (stopped + 5, seen(burst, refaults)),
+                (stopped + 25, seen(burst, refaults))
             ),
             Step::Moved
         ));
@@ -800,20 +803,14 @@ mod tests {
         // count against the next: what the one before evicted comes back.
         let mut pacing = Pacing::default();
         assert!(matches!(
-            pacing.after_step(
-                Step::Moved,
-                step,
-                (at(0), seen(0, 0)),
-                (at(20), seen(burst, 0))
-            ),
+            moved(&mut pacing, (0, seen(0, 0)), (20, seen(burst, 0))),
             Step::Paced(10)
         ));
         assert!(matches!(
-            pacing.after_step(
-                Step::Moved,
-                step,
-                (at(30), seen(burst, burst)),
-                (at(50), seen(2 * burst, burst))
+            moved(
+                &mut pacing,
+                (30, seen(burst, burst)),
+                (50, seen(2 * burst, burst))
             ),
             Step::Paced(PRESSED_REST_MS)
         ));

@@ -211,17 +211,22 @@ def host_cpu_s():
     return sum(int(fields[i]) for i in (1, 2, 3, 6, 7, 8)) / 100
 
 
+def qemu_times_s(g):
+    """User and kernel CPU time of the QEMU process so far (/proc/PID/stat
+    utime and stime, fields 14 and 15, in USER_HZ)."""
+    fields = Path(f"/proc/{g.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / 100, int(fields[12]) / 100
+
+
 def qemu_cpu_s(g):
     """User and kernel CPU time of the QEMU process so far."""
-    fields = Path(f"/proc/{g.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100
+    return sum(qemu_times_s(g))
 
 
 def qemu_sys_s(g):
-    """Host kernel CPU time of the QEMU process so far (/proc/PID/stat
-    stime): mostly its madvise() calls for the balloon's pages."""
-    fields = Path(f"/proc/{g.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[12]) / 100  # stime, field 15, in USER_HZ
+    """Host kernel CPU time of the QEMU process so far: mostly its
+    madvise() calls for the balloon's pages."""
+    return qemu_times_s(g)[1]
 
 
 def move(g, pages, timeline, t0, timeout=600):
@@ -445,7 +450,9 @@ def busy_run(g, balloon_mib):
     cpu2, sys2, vm2 = guest_cpu_ticks(g), qemu_sys_s(g), g.vmstat()
     # What else ran on the host meanwhile (this runner, a helper, the
     # hypervisor under this machine): it takes CPU from the vCPUs under
-    # TCG, and the workload's rate with it.
+    # TCG, and the workload's rate with it. Compare rounds only: /proc/stat
+    # is sampled at ticks and QEMU's own times are not, which made every
+    # round of 382f53b's run read about -0.35 s.
     others2 = host_cpu_s() - qemu_cpu_s(g)
     killed = vm2.get("oom_kill", 0) - vm0.get("oom_kill", 0)
     console = g.console(mark)
@@ -499,8 +506,8 @@ def busy_run(g, balloon_mib):
         "longest_stall_ms": max([r[3] / 1000 for r in window]
                                 + [BUSY_WINDOW_MS if workload_killed else 0]),
         "major_faults": vm2["pgmajfault"] - vm0["pgmajfault"],
-        # How the workload's memory changed under it (a split huge page
-        # costs a TCG vCPU a deeper walk on each TLB miss).
+        # How the workload's memory changed under it: suspects, not causes,
+        # for a round whose workload runs slowly after the balloon stops.
         "thp_split": vm2.get("thp_split_pmd", 0) - vm0.get("thp_split_pmd", 0),
         "pages_migrated": vm2.get("pgmigrate_success", 0) - vm0.get("pgmigrate_success", 0),
         # Where the lost work went: the guest's kernel time (the driver,
