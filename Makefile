@@ -11,6 +11,9 @@
 #                              virt, TCG), and a build with 4 KiB pages
 #   make kselftest-install     the kselftest, the kernel's runner and the
 #                              module in build/kselftest (run_kselftest.sh)
+#   make patches               the upstream series against the Linux source,
+#                              with checkpatch, in build/patches (issue 20;
+#                              only its first patch so far)
 #   make fmt | clippy | clean
 
 SHELL := /bin/bash
@@ -28,7 +31,7 @@ KMAKE = $(MAKE) -C "$(KDIR)" $(shell sed -n \
 	-e 's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/LLVM=-\1/p' \
 	-e 's/^CONFIG_ARM64=y$$/ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-/p' "$(KDIR)/.config" 2>/dev/null)
 
-.PHONY: all module setup kernel check check-arm64 demo bench stress fmt clippy clean kselftest-install
+.PHONY: all module setup kernel check check-arm64 demo bench stress patches fmt clippy clean kselftest-install
 
 all: module
 
@@ -67,6 +70,9 @@ bench: setup
 
 stress: setup
 	@scripts/stress.sh
+
+patches:
+	@scripts/patches.sh
 
 clean:
 	@if [ -n "$(KDIR)" ]; then $(KMAKE) M="$(ROOT)" clean; fi

@@ -6,8 +6,9 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 dest=${1:?usage: copy-sources.sh DEST}
-mkdir -p "$dest/virtio"
+mkdir -p "$dest/virtio/helpers"
 cd "$RB_ROOT"
 cp Kbuild ./*.rs "$dest/"
 cp virtio/*.rs virtio/*.[ch] virtio/bindgen_parameters "$dest/virtio/"
+cp virtio/helpers/*.c "$dest/virtio/helpers/"
 rm -f "$dest/virtio/bindings_generated.rs"

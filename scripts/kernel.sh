@@ -8,6 +8,9 @@
 #
 #   scripts/kernel.sh [test|bench|debug] [--print]
 #   scripts/kernel.sh --debian-mirror
+#   scripts/kernel.sh source
+#     source - only extract the kernel source (if it is not) and print
+#             its directory: what `make patches` imports
 #     --print - only print the directory, if that kernel is built
 #     --debian-mirror - print the mirror an unstable apt source would use
 #     test  - selftests/config (debug checks on): what `make check` boots
@@ -29,7 +32,7 @@ flavour=${1:-test}
 print_only=${2:-}
 fragment=$RB_ROOT/selftests/config
 case $flavour in
-test | bench | debug | --debian-mirror) ;;
+test | bench | debug | source | --debian-mirror) ;;
 arm64-64k | arm64-4k) fragment=$RB_ROOT/selftests/config.arm64 ;;
 *) die "unknown kernel flavour '$flavour' (test, bench, debug, arm64-64k or arm64-4k)" ;;
 esac
@@ -168,6 +171,11 @@ check_config() {
 }
 
 main() {
+	if [ "$flavour" = source ]; then
+		extract_source
+		echo "$src_dir"
+		return
+	fi
 	command -v rustc >/dev/null || die "no rustc (run scripts/setup.sh)"
 	command -v bindgen >/dev/null || die "no bindgen (run scripts/setup.sh)"
 	case $flavour in

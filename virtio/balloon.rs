@@ -19,7 +19,7 @@ use kernel::{
 };
 
 /// The guest's page shift.
-pub(crate) const PAGE_SHIFT: u32 = b::RB_PAGE_SIZE.trailing_zeros();
+pub(crate) const PAGE_SHIFT: u32 = b::PAGE_SIZE.trailing_zeros();
 
 /// Protocol (4 KiB) frames per guest page: 1 with 4 KiB pages, 16 with
 /// 64 KiB pages. Evaluated at build time: pages smaller than a frame fail
@@ -28,7 +28,7 @@ pub(crate) const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
 
 /// The largest block the page allocator hands out (`MAX_PAGE_ORDER`, 4 MiB
 /// on x86-64).
-pub(crate) const MAX_PAGE_ORDER: u32 = b::RB_MAX_PAGE_ORDER;
+pub(crate) const MAX_PAGE_ORDER: u32 = b::MAX_PAGE_ORDER;
 
 /// Which pageblocks a block is taken from ([`Page::alloc_free_block`]).
 #[derive(Clone, Copy)]
@@ -40,9 +40,10 @@ pub(crate) enum Mobility {
 }
 
 /// Order of the blocks inflation takes first: what the host maps with one
-/// PMD (2 MiB; see `RB_HUGE_ORDER` in bindings.h). Ballooning a whole such block lets the host free a
-/// whole transparent huge page, and costs one allocation instead of 512.
-pub(crate) const HUGE_ORDER: u32 = b::RB_HUGE_ORDER;
+/// PMD (2 MiB; see `BALLOON_HUGE_ORDER` in bindings.h). Ballooning a whole
+/// such block lets the host free a whole transparent huge page, and costs
+/// one allocation instead of 512.
+pub(crate) const HUGE_ORDER: u32 = b::BALLOON_HUGE_ORDER;
 
 // The host's unit and ours agree.
 const _: () = assert!(pfn::BALLOON_PFN_SHIFT == b::VIRTIO_BALLOON_PFN_SHIFT);
@@ -81,8 +82,8 @@ impl Page {
     /// balloon pages get.
     pub(crate) fn alloc_free_block(order: u32, mobility: Mobility) -> Option<Self> {
         let flags = match mobility {
-            Mobility::Movable => b::RB_FREE_MOVABLE_GFP,
-            Mobility::Unmovable => b::RB_FREE_GFP,
+            Mobility::Movable => b::BALLOON_FREE_MOVABLE_GFP,
+            Mobility::Unmovable => b::BALLOON_FREE_GFP,
         };
         let page = NonNull::new(alloc_pages(flags, order))?;
         // INVARIANT: A fresh, non-compound block of `order` with one
@@ -119,14 +120,14 @@ impl Page {
 
     /// Size of the block in bytes.
     pub(crate) fn bytes(&self) -> usize {
-        b::RB_PAGE_SIZE << self.order
+        b::PAGE_SIZE << self.order
     }
 
     /// The block's address in the kernel's linear map (C's
     /// `page_address()`, for a guest without highmem).
     pub(super) fn address(&self) -> *mut u8 {
         // SAFETY: `self.page` is a valid page (type invariant).
-        unsafe { b::rust_balloon_page_address(self.page.as_ptr()) }.cast()
+        unsafe { b::page_address(self.page.as_ptr()) }.cast()
     }
 }
 
@@ -150,7 +151,7 @@ fn alloc_pages(gfp: b::gfp_t, order: u32) -> *mut b::page {
 /// The guest frame number of `page`, in guest pages.
 fn guest_pfn(page: NonNull<b::page>) -> u64 {
     // SAFETY: Callers pass a page they own or hold on a list they lock.
-    unsafe { b::rust_balloon_page_to_pfn(page.as_ptr()) as u64 }
+    unsafe { b::page_to_pfn(page.as_ptr()) as u64 }
 }
 
 /// The frame number of `page`, in 4 KiB protocol units.
@@ -161,14 +162,14 @@ fn balloon_pfn(page: NonNull<b::page>) -> u64 {
 fn page_of_lru(lru: *mut b::list_head) -> NonNull<b::page> {
     // SAFETY: Callers pass the `lru` field of a `struct page`; going back by
     // its offset stays within that page struct.
-    let page = unsafe { lru.cast::<u8>().sub(b::RB_PAGE_LRU_OFFSET) }.cast::<b::page>();
+    let page = unsafe { lru.cast::<u8>().sub(b::PAGE_LRU_OFFSET) }.cast::<b::page>();
     // SAFETY: `page` is derived from a non-null field pointer.
     unsafe { NonNull::new_unchecked(page) }
 }
 
 fn lru_of_page(page: NonNull<b::page>) -> *mut b::list_head {
     // SAFETY: `lru` lies within the page struct.
-    unsafe { page.as_ptr().cast::<u8>().add(b::RB_PAGE_LRU_OFFSET) }.cast()
+    unsafe { page.as_ptr().cast::<u8>().add(b::PAGE_LRU_OFFSET) }.cast()
 }
 
 /// A list of pages the driver owns, linked through `page->lru`: pages on
@@ -199,7 +200,7 @@ impl PageList {
     pub(crate) fn with_order(order: u32) -> Result<Self> {
         let head = KBox::new(Opaque::<b::list_head>::uninit(), GFP_KERNEL)?;
         // SAFETY: `head.get()` is valid for writes; `INIT_LIST_HEAD`.
-        unsafe { b::rust_balloon_init_list_head(head.get()) };
+        unsafe { b::INIT_LIST_HEAD(head.get()) };
         // INVARIANT: An initialised, empty list in its own allocation.
         Ok(Self {
             head,
@@ -251,8 +252,8 @@ impl PageList {
         // owns from here on.
         unsafe {
             match back {
-                true => b::rust_balloon_list_add_tail(entry, head),
-                false => b::rust_balloon_list_add(entry, head),
+                true => b::list_add_tail(entry, head),
+                false => b::list_add(entry, head),
             }
         }
         self.len += 1;
@@ -267,7 +268,7 @@ impl PageList {
             return None;
         }
         // SAFETY: `entry` is linked into this list.
-        unsafe { b::rust_balloon_list_del_init(entry) };
+        unsafe { b::list_del_init(entry) };
         self.len -= 1;
         // INVARIANT: The block was owned by the list and is now unlinked;
         // every block on the list has the list's order.
@@ -315,16 +316,23 @@ impl PageList {
             return 0;
         }
         let (head, to) = (self.raw(), other.raw());
+        // The run in between: a list head of its own, on the stack, which
+        // stays where it is until the run is spliced off it.
+        let cut = Opaque::<b::list_head>::uninit();
         // SAFETY: `head` and `to` are valid, distinct lists (type invariant;
         // `&mut` to both) and this list has at least `moved` entries, so the
-        // walk stays on it and `last` is one of its entries; the run up to
-        // it is cut off and spliced onto `to` as a whole.
+        // walk stays on it and `last` is one of its entries; `cut` is
+        // initialised empty before the run up to `last` is cut onto it, and
+        // the run is spliced as a whole onto the front of `to` before `cut`
+        // goes out of scope (nothing links to it afterwards).
         unsafe {
             let mut last = (*head).next;
             for _ in 1..moved {
                 last = (*last).next;
             }
-            b::rust_balloon_list_cut_to_front(head, last, to);
+            b::INIT_LIST_HEAD(cut.get());
+            b::list_cut_position(cut.get(), head, last);
+            b::list_splice(cut.get(), to);
         }
         // INVARIANT: The `moved` pages, owned and of `other`'s order, are now
         // on `other` and counted there instead of here.
@@ -343,7 +351,7 @@ impl PageList {
         // SAFETY: Both are valid, distinct lists (type invariant; `&mut` to
         // both); `other`'s entries move to the front of `head`, and `other`
         // is left empty. Ownership of the pages moves with them.
-        unsafe { b::rust_balloon_list_splice_init(from, head) };
+        unsafe { b::list_splice_init(from, head) };
         self.len += other.len;
         other.len = 0;
     }
@@ -383,7 +391,7 @@ impl PageList {
         while let Some(page) = self.pop() {
             let page = core::mem::ManuallyDrop::new(page).page;
             // SAFETY: `page` is a valid page this list owned.
-            let zone = unsafe { b::rust_balloon_page_zone(page.as_ptr()) };
+            let zone = unsafe { b::page_zone(page.as_ptr()) };
             let (next, done) = pfn::extend_run(run, guest_pfn(page), zone);
             if let Some(done) = done {
                 blocks += free_run(done.first, done.len);
@@ -500,7 +508,7 @@ impl<S: Migrate> BalloonPages<S> {
             // `balloon_devinfo_init()` plus the two settings.
             info <- Opaque::ffi_init(move |ptr: *mut b::balloon_dev_info| unsafe {
                 core::ptr::write_bytes(ptr, 0, 1);
-                b::rust_balloon_init_list_head(core::ptr::addr_of_mut!((*ptr).pages));
+                b::INIT_LIST_HEAD(core::ptr::addr_of_mut!((*ptr).pages));
                 (*ptr).adjust_managed_page_count = adjust_managed_page_count;
                 (*ptr).migratepage = Some(Self::migrate_callback);
             }),

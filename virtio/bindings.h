@@ -2,6 +2,12 @@
 /*
  * The kernel headers rust_balloon's safe layer binds to. bindgen reads this
  * file at build time with the module's own C flags (see Kbuild).
+ *
+ * After helpers.c: macros bindgen cannot evaluate, as constants it can,
+ * which the build gives to Rust without the RUST_CONST_HELPER_ prefix, as
+ * the kernel's rust/Makefile does. The upstream series
+ * (scripts/patches.sh) adds the includes and these constants to
+ * rust/bindings/bindings_helper.h.
  */
 #include <linux/balloon.h>
 #include <linux/delay.h>
@@ -20,22 +26,16 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-#include "helpers.h"
+#include "helpers.c"
 
-/* Macros bindgen cannot evaluate, as constants it can. */
-const unsigned int RB_TASK_IDLE = TASK_IDLE;
-const int RB_TASK_NORMAL = TASK_NORMAL;
-const unsigned long RB_HZ = HZ;
-const unsigned long RB_SHRINK_STOP = SHRINK_STOP;
-const unsigned long RB_PAGE_SIZE = PAGE_SIZE;
-const size_t RB_PAGE_LRU_OFFSET = offsetof(struct page, lru);
+const unsigned long RUST_CONST_HELPER_SHRINK_STOP = SHRINK_STOP;
+const size_t RUST_CONST_HELPER_PAGE_LRU_OFFSET = offsetof(struct page, lru);
 /*
  * Blocks taken only if free right now (no reclaim, no compaction, no
  * kswapd), unmovable: free page hinting's, the C driver's
  * VIRTIO_BALLOON_FREE_PAGE_ALLOC_FLAG.
  */
-const gfp_t RB_FREE_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
-const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;
+const gfp_t RUST_CONST_HELPER_BALLOON_FREE_GFP = __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
 /*
  * Inflation's first choice: whole blocks of the size the host maps with one
  * PMD, taken only while free ones exist (no reclaim, no compaction, no
@@ -50,8 +50,8 @@ const unsigned int RB_MAX_PAGE_ORDER = MAX_PAGE_ORDER;
 #else
 #define RB_BALLOON_GFP GFP_HIGHUSER
 #endif
-const gfp_t RB_FREE_MOVABLE_GFP = (RB_BALLOON_GFP & ~__GFP_RECLAIM) |
+const gfp_t RUST_CONST_HELPER_BALLOON_FREE_MOVABLE_GFP = (RB_BALLOON_GFP & ~__GFP_RECLAIM) |
 				  __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
 #define RB_HUGE_SHIFT (PMD_SHIFT < 21 ? PMD_SHIFT : 21)
-const unsigned int RB_HUGE_ORDER = RB_HUGE_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ?
-				   RB_HUGE_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;
+const unsigned int RUST_CONST_HELPER_BALLOON_HUGE_ORDER =
+	RB_HUGE_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ? RB_HUGE_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;

@@ -123,7 +123,7 @@ impl Device<Core<'_>> {
     pub(crate) fn set_wakeup_capable(&self) {
         // SAFETY: The device is valid (type invariant); the call only sets
         // up sysfs state, under the device lock a `Core` context holds.
-        unsafe { b::rust_balloon_device_set_wakeup_capable(self.raw_dev(), true) };
+        unsafe { b::device_set_wakeup_capable(self.raw_dev(), true) };
     }
 }
 
@@ -440,13 +440,13 @@ impl Binding {
     pub(crate) fn stay_awake(&self) {
         // SAFETY: The device is valid; `pm_stay_awake` takes its own lock
         // with interrupts disabled.
-        unsafe { b::rust_balloon_pm_stay_awake(self.dev()) };
+        unsafe { b::pm_stay_awake(self.dev()) };
     }
 
     /// Ends [`Binding::stay_awake`].
     pub(crate) fn relax(&self) {
         // SAFETY: As above.
-        unsafe { b::rust_balloon_pm_relax(self.dev()) };
+        unsafe { b::pm_relax(self.dev()) };
     }
 
     /// Locks the device for config and queue operations; `ENODEV` once it

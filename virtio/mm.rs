@@ -38,7 +38,7 @@ pub(crate) struct MemoryCounters {
 /// which reads a negative sum of per-CPU deltas as 0).
 fn node_state(item: b::node_stat_item) -> u64 {
     // SAFETY: FFI call without preconditions; `item` is a valid item.
-    unsafe { b::rust_balloon_global_node_page_state(item) as u64 }
+    unsafe { b::global_node_page_state(item) as u64 }
 }
 
 /// Reads the counters now.
@@ -137,12 +137,7 @@ compile_error!("rust_balloon's memory statistics need CONFIG_VM_EVENT_COUNTERS")
 /// back reported or ballooned pages with that content.
 pub(crate) fn free_page_fill() -> Option<u8> {
     // SAFETY: FFI calls without preconditions.
-    let (zero, poison) = unsafe {
-        (
-            b::rust_balloon_want_init_on_free(),
-            b::rust_balloon_page_poisoning_enabled(),
-        )
-    };
+    let (zero, poison) = unsafe { (b::want_init_on_free(), b::page_poisoning_enabled_static()) };
     if zero {
         Some(0)
     } else if poison {

@@ -87,7 +87,7 @@ impl<T: ShrinkHandler> Shrinker<T> {
         // SAFETY: As the caller guarantees.
         match unsafe { Self::handler(shrinker) }.scan(wanted) {
             Some(freed) => freed as kernel::ffi::c_ulong,
-            None => b::RB_SHRINK_STOP,
+            None => b::SHRINK_STOP,
         }
     }
 }

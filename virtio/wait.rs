@@ -44,14 +44,7 @@ impl WaitQueue {
     /// Wakes every waiter. Callable from any context, hard IRQ included.
     pub(crate) fn wake_all(&self) {
         // SAFETY: `head` is initialised by the type invariant.
-        unsafe {
-            b::__wake_up(
-                self.head.get(),
-                b::RB_TASK_NORMAL as u32,
-                0,
-                core::ptr::null_mut(),
-            )
-        };
+        unsafe { b::__wake_up(self.head.get(), b::TASK_NORMAL, 0, core::ptr::null_mut()) };
     }
 
     /// Sleeps until `poll` breaks, and returns what it broke with. `poll`
@@ -72,13 +65,13 @@ impl WaitQueue {
         unsafe { b::init_wait_entry(entry, 0) };
         let value = loop {
             // SAFETY: `head` is initialised; `entry` was initialised above.
-            unsafe { b::prepare_to_wait_event(self.head.get(), entry, b::RB_TASK_IDLE as i32) };
+            unsafe { b::prepare_to_wait_event(self.head.get(), entry, b::TASK_IDLE as i32) };
             if let ControlFlow::Break(value) = poll() {
                 break value;
             }
             // SAFETY: Sleeping is allowed here: callers are in process
             // context (the same rule as C's `wait_event()`).
-            unsafe { b::schedule_timeout((b::RB_HZ / 10) as kernel::ffi::c_long) };
+            unsafe { b::schedule_timeout((b::HZ / 10) as kernel::ffi::c_long) };
         };
         // SAFETY: `entry` was queued on `head` by `prepare_to_wait_event`.
         unsafe { b::finish_wait(self.head.get(), entry) };

@@ -171,3 +171,33 @@ def test_kconfig_entry_depends_on_what_the_driver_needs(kdir, tmp_path):
     assert "# CONFIG_VM_EVENT_COUNTERS is not set" in without
     assert not [row for row in without if row.startswith("CONFIG_VIRTIO_BALLOON_RUST=")], \
         "VIRTIO_BALLOON_RUST selected without VM_EVENT_COUNTERS"
+
+
+def test_the_upstream_series_applies_and_passes_checkpatch(tmp_path):
+    """`make patches` (issue 20): the series generated from these sources
+    against the kernel source applies with `git am` to that source, and
+    scripts/checkpatch.pl --strict finds nothing in any patch."""
+    out = tmp_path / "patches"
+    res = subprocess.run([str(ROOT / "scripts/patches.sh"), str(out)],
+                         text=True, capture_output=True, timeout=900)
+    report = out / "checkpatch.txt"
+    assert res.returncode == 0, res.stderr + (report.read_text() if report.exists() else "")
+    patches = sorted(out.glob("[0-9][0-9][0-9][0-9]-*.patch"))
+    assert patches[0].name.startswith("0000-cover-letter") and len(patches) >= 2, patches
+    # Applies to a fresh checkout of the source as it was imported.
+    tree = tmp_path / "am"
+    base = subprocess.run(["git", "-C", str(out / "linux"), "config", "remote.origin.url"],
+                          text=True, capture_output=True, check=True).stdout.strip()
+    kver = re.search(r"linux-([0-9.]+)\.git$", base).group(1)
+    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", base, str(tree)],
+                   check=True)
+    subprocess.run(["git", "-C", str(tree), "sparse-checkout", "set", "--no-cone",
+                    "/rust/helpers/", "/rust/bindings/"], check=True)
+    subprocess.run(["git", "-C", str(tree), "checkout", "-q", f"v{kver}"], check=True)
+    env = dict(os.environ, GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@invalid")
+    res = subprocess.run(["git", "-C", str(tree), "am", "-q", *map(str, patches[1:])],
+                         text=True, capture_output=True, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # What the first patch adds is what the module's helpers hold.
+    helpers = (tree / "rust/helpers/list.c").read_text()
+    assert "rust_helper_list_cut_position" in helpers

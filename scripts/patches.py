@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""The upstream series (issue 20), generated from this repository.
+
+Imports the kernel source once into a git repository (BASE, committed with
+fixed dates so that its hash, and the series' index lines, do not change
+from run to run), clones it into OUT/linux with only the files the series
+touches checked out, commits one patch after another from the repository's
+files, and writes the series with `git format-patch --cover-letter` to OUT,
+with OUT/checkpatch.txt.
+
+What each patch holds, in the order a maintainer reviews:
+
+1. rust: helpers and bindings: virtio/helpers/*.c are appended to their
+   namesakes in rust/helpers/ (the repository names them as those files
+   do), and virtio/bindings.h's includes and constants go into
+   rust/bindings/bindings_helper.h.
+
+The rest (the bus abstraction in rust/kernel/, the memory-side
+abstractions, the driver in drivers/virtio/) is not generated yet: see the
+README's "Upstream series".
+"""
+
+import argparse
+import textwrap
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+# One date for every commit: the series is a function of the sources.
+FIXED_DATE = "2026-01-01T00:00:00+0000"
+IDENT = {
+    "GIT_AUTHOR_NAME": "rust-balloon",
+    "GIT_AUTHOR_EMAIL": "rust-balloon@invalid",
+    "GIT_COMMITTER_NAME": "rust-balloon",
+    "GIT_COMMITTER_EMAIL": "rust-balloon@invalid",
+    "GIT_AUTHOR_DATE": FIXED_DATE,
+    "GIT_COMMITTER_DATE": FIXED_DATE,
+}
+
+SIGNOFF_NOTE = (
+    "[ No Signed-off-by: it certifies the Developer's Certificate of Origin\n"
+    "  and must come from whoever submits this series (see the cover\n"
+    "  letter). ]"
+)
+
+
+def say(msg):
+    print(f"[rust-balloon] {msg}", file=sys.stderr, flush=True)
+
+
+def git(*args, cwd=None, env=None, capture=False):
+    full_env = dict(os.environ, **IDENT, **(env or {}))
+    res = subprocess.run(["git", *args], cwd=cwd, env=full_env, check=True,
+                         text=True, stdout=subprocess.PIPE if capture else None)
+    return res.stdout if capture else None
+
+
+def import_base(src: Path, base: Path, kver: str):
+    """The kernel source as one commit, tagged v<kver>, in bare repository
+    BASE (once; later runs reuse it)."""
+    if (base / "refs" / "tags" / f"v{kver}").exists():
+        return
+    say(f"importing {src} into {base} (once, about two minutes)")
+    tmp = base.with_name(base.name + ".tmp")
+    subprocess.run(["rm", "-rf", str(tmp)], check=True)
+    git("init", "-q", "--bare", str(tmp))
+    env = {"GIT_DIR": str(tmp), "GIT_WORK_TREE": str(src),
+           "GIT_INDEX_FILE": str(tmp / "import-index")}
+    # Everything the tarball holds (-f: a few tracked files match the
+    # source's own .gitignore patterns), but the extraction marker, ours.
+    git("add", "-A", "-f", "--", ".", ":(exclude).rust-balloon-extracted", env=env)
+    tree = git("write-tree", env=env, capture=True).strip()
+    commit = git("commit-tree", tree, "-m", f"Linux {kver}", env=env,
+                 capture=True).strip()
+    git("tag", f"v{kver}", commit, env=env)
+    os.remove(tmp / "import-index")
+    subprocess.run(["rm", "-rf", str(base)], check=True)
+    tmp.rename(base)
+
+
+# --- patch 1: helpers and bindings ------------------------------------------
+
+def split_c(text):
+    """A helper file's parts: its comment blocks (not the SPDX line), its
+    #include lines, and its body after the last #include."""
+    lines = text.splitlines()
+    last_inc = max(i for i, l in enumerate(lines) if l.startswith("#include"))
+    head = lines[:last_inc + 1]
+    includes = [l for l in head if l.startswith("#include")]
+    comments = [l for l in head if not l.startswith("#include")
+                and "SPDX-License-Identifier" not in l]
+    comment = "\n".join(comments).strip()
+    body = "\n".join(lines[last_inc + 1:]).strip()
+    return comment, includes, body
+
+
+def add_includes(lines, includes):
+    """Inserts the includes `lines` lacks into its longest run of #include
+    lines, in sorted order (the kernel keeps them sorted; what is there is
+    not reordered)."""
+    best, start = (0, 0), None
+    for i, l in enumerate(lines + [""]):
+        if l.startswith("#include "):
+            start = i if start is None else start
+        elif start is not None:
+            if i - start > best[1] - best[0]:
+                best = (start, i)
+            start = None
+    block = lines[best[0]:best[1]]
+    for inc in includes:
+        if inc in lines or inc in block:
+            continue
+        # The last place where it sorts between its neighbours (a run may
+        # start with a few lines out of order, as bindings_helper.h does).
+        fits = [i for i in range(len(block) + 1)
+                if (i == 0 or block[i - 1] < inc) and (i == len(block) or inc < block[i])]
+        block.insert(fits[-1] if fits else len(block), inc)
+    return lines[:best[0]] + block + lines[best[1]:]
+
+
+def merge_helper(kernel_text, ours):
+    comment, includes, body = split_c(ours)
+    lines = add_includes(kernel_text.rstrip("\n").splitlines(), includes)
+    added = ("\n" + comment + "\n" if comment else "\n") + "\n" + body + "\n"
+    return "\n".join(lines) + "\n" + added
+
+
+def merge_bindings(kernel_text, ours):
+    """virtio/bindings.h into rust/bindings/bindings_helper.h: its
+    <includes>, and its constants after the kernel's own."""
+    our_lines = ours.splitlines()
+    includes = [l for l in our_lines if l.startswith("#include <")]
+    helpers_at = our_lines.index('#include "helpers.c"')
+    consts = "\n".join(our_lines[helpers_at + 1:]).strip("\n")
+    lines = add_includes(kernel_text.rstrip("\n").splitlines(), includes)
+    first_const = next(i for i, l in enumerate(lines) if "RUST_CONST_HELPER_" in l)
+    at = next(i for i in range(first_const, len(lines)) if lines[i].startswith("#if"))
+    lines[at:at] = [consts, ""]
+    return "\n".join(lines) + "\n"
+
+
+def patch_bindings(root: Path, src: Path, tree: Path):
+    touched = []
+    for ours in sorted((root / "virtio" / "helpers").glob("*.c")):
+        target = tree / "rust" / "helpers" / ours.name
+        if target.exists():
+            target.write_text(merge_helper(target.read_text(), ours.read_text()))
+        else:
+            target.write_text(ours.read_text())
+            helpers = tree / "rust" / "helpers" / "helpers.c"
+            lines = add_includes(helpers.read_text().splitlines(),
+                                 [f'#include "{ours.name}"'])
+            helpers.write_text("\n".join(lines) + "\n")
+        touched.append(target)
+    bh = tree / "rust" / "bindings" / "bindings_helper.h"
+    ours = (root / "virtio" / "bindings.h").read_text()
+    bh.write_text(merge_bindings(bh.read_text(), ours))
+    touched.append(bh)
+    # A constant named after a macro bindgen evaluates wrongly (SHRINK_STOP,
+    # ~0UL, comes out as an i32 -1) would be defined twice once the prefix
+    # is off: the kernel blocklists the macro, as it does VM_READ and the
+    # others.
+    params = tree / "rust" / "bindgen_parameters"
+    text = params.read_text()
+    for name in re.findall(r"RUST_CONST_HELPER_(\w+)", ours):
+        macro = re.compile(rf"^#\s*define\s+{name}\b", re.M)
+        defined = any(macro.search(h.read_text(errors="replace"))
+                      for h in (src / "include" / "linux").glob("*.h"))
+        if defined and f"--blocklist-item {name}\n" not in text:
+            text = text.replace("--blocklist-item VM_NOHUGEPAGE\n",
+                                f"--blocklist-item VM_NOHUGEPAGE\n--blocklist-item {name}\n")
+    params.write_text(text)
+    touched.append(params)
+    names = sorted({m for f in (root / "virtio" / "helpers").glob("*.c")
+                    for m in re.findall(r"rust_helper_(\w+)\(", f.read_text())})
+    msg = f"""rust: helpers: add what a virtio balloon driver needs
+
+The Rust virtio balloon driver later in this series, and the abstractions
+it uses, call the kernel's virtio, balloon page list, OOM notifier, free
+page reporting and shrinker APIs. Add their headers to the bindings, and
+helpers for the static inline functions and macros among what they call:
+
+{textwrap.fill(", ".join(names), 72, initial_indent="  ", subsequent_indent="  ")}
+
+The balloon page lists go through list_add() and friends rather than
+being linked in Rust, so that CONFIG_DEBUG_LIST checks every link and
+unlink; page_to_pfn(), page_address() and page_zone() keep the memory
+model the kernel's business.
+
+The constants are what bindgen cannot evaluate: SHRINK_STOP (~0UL, which
+it makes an i32 -1; blocklisted, as VM_READ and the others are), the
+offset of struct page's lru, and the GFP masks and block order the
+balloon allocates its pages with.
+
+Tested: generated from the rust-balloon repository (scripts/patches.sh),
+whose out-of-tree module uses these helpers and constants under the same
+names.
+
+{SIGNOFF_NOTE}
+"""
+    return touched, msg
+
+
+SERIES = [patch_bindings]
+
+COVER = """Subject: [RFC PATCH 0/{n}] virtio: a memory balloon driver in Rust
+
+This series is generated by scripts/patches.sh of the rust-balloon
+repository from its sources. It is incomplete: only the first patch of
+the planned four is generated so far (see the repository's README,
+"Upstream series").
+
+Planned order:
+ 1. rust: helpers/bindings for virtio, the balloon page list, the OOM
+    notifier and page reporting (this version);
+ 2. rust: virtio: add the bus abstraction (rust/kernel/virtio/);
+ 3. rust: mm: balloon pages, OOM notifier, page reporting, shrinker;
+ 4. virtio: add a Rust balloon driver (drivers/virtio/).
+
+There is no Signed-off-by in the patches: it certifies the Developer's
+Certificate of Origin and must come from whoever submits them.
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True, type=Path)
+    ap.add_argument("--src", required=True, type=Path)
+    ap.add_argument("--base", required=True, type=Path)
+    ap.add_argument("--kver", required=True)
+    ap.add_argument("--out", required=True, type=Path)
+    args = ap.parse_args()
+
+    import_base(args.src, args.base, args.kver)
+    out = args.out
+    tree = out / "linux"
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    out.mkdir(parents=True)
+    git("clone", "-q", "--shared", "--no-checkout", str(args.base), str(tree))
+    git("sparse-checkout", "set", "--no-cone", "/rust/helpers/", "/rust/bindings/",
+        "/rust/bindgen_parameters", "/rust/kernel/", "/rust/uapi/", "/drivers/virtio/",
+        "/MAINTAINERS", cwd=tree)
+    git("checkout", "-q", "-b", "rust-balloon", f"v{args.kver}", cwd=tree)
+
+    for make_patch in SERIES:
+        touched, msg = make_patch(args.root, args.src, tree)
+        git("add", "-f", "--sparse", "--", *[str(p.relative_to(tree)) for p in touched], cwd=tree)
+        subprocess.run(["git", "commit", "-q", "-F", "-"], cwd=tree, input=msg, text=True,
+                       check=True, env=dict(os.environ, **IDENT))
+
+    n = len(SERIES)
+    git("format-patch", "-q", "--cover-letter", "--subject-prefix=RFC PATCH",
+        "-o", str(out), f"v{args.kver}..HEAD", cwd=tree)
+    cover = next(out.glob("0000-*.patch"))
+    text = cover.read_text()
+    body = COVER.format(n=n)
+    text = re.sub(r"Subject: .*?\*\*\* BLURB HERE \*\*\*\n",
+                  lambda _: body, text, flags=re.S)
+    cover.write_text(text)
+    say(f"{n} patch(es) and a cover letter in {out}")
+    sys.exit(checkpatch(args.src, out))
+
+
+def checkpatch(src: Path, out: Path):
+    """scripts/checkpatch.pl --strict on each patch, into
+    OUT/checkpatch.txt; 1 if any has an error or warning. --no-signoff:
+    the Signed-off-by is the submitter's to add (see SIGNOFF_NOTE)."""
+    report, bad = [], 0
+    for patch in sorted(out.glob("[0-9][0-9][0-9][0-9]-*.patch")):
+        if patch.name.startswith("0000-"):
+            continue
+        res = subprocess.run(
+            ["perl", str(src / "scripts" / "checkpatch.pl"), "--strict", "--no-signoff",
+             "--root", str(src), "--color=never", str(patch)],
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        report.append(f"=== {patch.name}\n{res.stdout}")
+        summary = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+        say(f"checkpatch {patch.name}: {summary or 'exit ' + str(res.returncode)}")
+        bad |= res.returncode != 0
+    (out / "checkpatch.txt").write_text("\n".join(report))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    main()
