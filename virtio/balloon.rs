@@ -19,20 +19,20 @@ use kernel::{
 };
 
 /// The guest's page shift.
-pub(crate) const PAGE_SHIFT: u32 = b::PAGE_SIZE.trailing_zeros();
+pub const PAGE_SHIFT: u32 = b::PAGE_SIZE.trailing_zeros();
 
 /// Protocol (4 KiB) frames per guest page: 1 with 4 KiB pages, 16 with
 /// 64 KiB pages. Evaluated at build time: pages smaller than a frame fail
 /// the build.
-pub(crate) const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
+pub const PFNS_PER_PAGE: usize = pfn::pfns_per_page(PAGE_SHIFT);
 
 /// The largest block the page allocator hands out (`MAX_PAGE_ORDER`, 4 MiB
 /// on x86-64).
-pub(crate) const MAX_PAGE_ORDER: u32 = b::MAX_PAGE_ORDER;
+pub const MAX_PAGE_ORDER: u32 = b::MAX_PAGE_ORDER;
 
 /// Which pageblocks a block is taken from ([`Page::alloc_free_block`]).
 #[derive(Clone, Copy)]
-pub(crate) enum Mobility {
+pub enum Mobility {
     /// Movable, as balloon pages are (compaction may migrate them).
     Movable,
     /// Unmovable: for blocks the driver never lets compaction move.
@@ -43,7 +43,7 @@ pub(crate) enum Mobility {
 /// PMD (2 MiB; see `BALLOON_HUGE_ORDER` in bindings.h). Ballooning a whole
 /// such block lets the host free a whole transparent huge page, and costs
 /// one allocation instead of 512.
-pub(crate) const HUGE_ORDER: u32 = b::BALLOON_HUGE_ORDER;
+pub const HUGE_ORDER: u32 = b::BALLOON_HUGE_ORDER;
 
 // The host's unit and ours agree.
 const _: () = assert!(pfn::BALLOON_PFN_SHIFT == b::VIRTIO_BALLOON_PFN_SHIFT);
@@ -57,7 +57,7 @@ const _: () = assert!(pfn::BALLOON_PFN_SHIFT == b::VIRTIO_BALLOON_PFN_SHIFT);
 /// reference that this value owns, and its `lru` is not linked into any
 /// list. The block is not a compound page (no `__GFP_COMP`), so it can be
 /// split.
-pub(crate) struct Page {
+pub struct Page {
     page: NonNull<b::page>,
     order: u32,
 }
@@ -69,7 +69,7 @@ impl Page {
     /// Allocates a page for the balloon the way the kernel wants balloon
     /// pages allocated (`balloon_page_alloc()`: movable, no retries, no
     /// warning, no emergency reserves). `None` when memory is short.
-    pub(crate) fn alloc() -> Option<Self> {
+    pub fn alloc() -> Option<Self> {
         // SAFETY: FFI call without preconditions.
         let page = unsafe { b::balloon_page_alloc() };
         // INVARIANT: A fresh single page with one reference, on no list.
@@ -80,7 +80,7 @@ impl Page {
     /// now: no reclaim, compaction or kswapd, no warning, no emergency
     /// reserves. `None` otherwise. Movable blocks get the migrate type
     /// balloon pages get.
-    pub(crate) fn alloc_free_block(order: u32, mobility: Mobility) -> Option<Self> {
+    pub fn alloc_free_block(order: u32, mobility: Mobility) -> Option<Self> {
         let flags = match mobility {
             Mobility::Movable => b::BALLOON_FREE_MOVABLE_GFP,
             Mobility::Unmovable => b::BALLOON_FREE_GFP,
@@ -114,12 +114,12 @@ impl Page {
     }
 
     /// The block's order.
-    pub(crate) fn order(&self) -> u32 {
+    pub fn order(&self) -> u32 {
         self.order
     }
 
     /// Size of the block in bytes.
-    pub(crate) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         b::PAGE_SIZE << self.order
     }
 
@@ -181,7 +181,7 @@ fn lru_of_page(page: NonNull<b::page>) -> *mut b::list_head {
 /// `head` is an initialised list head at a stable address (boxed); every
 /// entry on it is the `lru` of a page owned by this list, and `len` counts
 /// them.
-pub(crate) struct PageList {
+pub struct PageList {
     head: KBox<Opaque<b::list_head>>,
     len: usize,
     order: u32,
@@ -192,12 +192,12 @@ unsafe impl Send for PageList {}
 
 impl PageList {
     /// Creates an empty list of single pages.
-    pub(crate) fn new() -> Result<Self> {
+    pub fn new() -> Result<Self> {
         Self::with_order(0)
     }
 
     /// Creates an empty list of blocks of `1 << order` pages.
-    pub(crate) fn with_order(order: u32) -> Result<Self> {
+    pub fn with_order(order: u32) -> Result<Self> {
         let head = KBox::new(Opaque::<b::list_head>::uninit(), GFP_KERNEL)?;
         // SAFETY: `head.get()` is valid for writes; `INIT_LIST_HEAD`.
         unsafe { b::INIT_LIST_HEAD(head.get()) };
@@ -214,24 +214,24 @@ impl PageList {
     }
 
     /// Number of pages on the list.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the list is empty.
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Adds `page` at the front of the list, which then owns it. A block of
     /// another order is refused (and freed).
-    pub(crate) fn push(&mut self, page: Page) {
+    pub fn push(&mut self, page: Page) {
         self.link(page, false);
     }
 
     /// Adds `page` at the back of the list, as [`PageList::push`] does at
     /// the front.
-    pub(crate) fn push_back(&mut self, page: Page) {
+    pub fn push_back(&mut self, page: Page) {
         self.link(page, true);
     }
 
@@ -260,7 +260,7 @@ impl PageList {
     }
 
     /// Takes the first page off the list.
-    pub(crate) fn pop(&mut self) -> Option<Page> {
+    pub fn pop(&mut self) -> Option<Page> {
         let head = self.raw();
         // SAFETY: `head` is a valid list (type invariant).
         let entry = unsafe { (*head).next };
@@ -282,7 +282,7 @@ impl PageList {
     /// list of single pages, in ascending order, so that a buffer taken
     /// from the front holds them together. Gives the block back on a list
     /// of blocks.
-    pub(crate) fn push_split(&mut self, block: Page) -> core::result::Result<(), Page> {
+    pub fn push_split(&mut self, block: Page) -> core::result::Result<(), Page> {
         if self.order != 0 {
             return Err(block);
         }
@@ -310,7 +310,7 @@ impl PageList {
     /// returns how many. It walks to the `n`th page and moves the run in
     /// one cut and splice (`list_cut_position()`, `list_splice()`), rather
     /// than unlinking and linking each page.
-    pub(crate) fn move_to(&mut self, other: &mut PageList, n: usize) -> usize {
+    pub fn move_to(&mut self, other: &mut PageList, n: usize) -> usize {
         let moved = n.min(self.len);
         if self.order != other.order || moved == 0 {
             return 0;
@@ -343,7 +343,7 @@ impl PageList {
 
     /// Moves every page of `other` (of the same order) to this list, in
     /// constant time: C's `list_splice()`.
-    pub(crate) fn append(&mut self, other: &mut PageList) {
+    pub fn append(&mut self, other: &mut PageList) {
         if self.order != other.order || other.is_empty() {
             return;
         }
@@ -358,7 +358,7 @@ impl PageList {
 
     /// Frees every page on the list; returns how many whole, aligned
     /// [`HUGE_ORDER`] blocks of single pages went back as one block.
-    pub(crate) fn clear(&mut self) -> usize {
+    pub fn clear(&mut self) -> usize {
         if self.order != 0 {
             while self.pop().is_some() {}
             return 0;
@@ -434,7 +434,7 @@ impl PageList {
     }
 
     /// Calls `f` with each page's first 4 KiB frame number, in list order.
-    pub(crate) fn for_each_pfn(&self, mut f: impl FnMut(u64)) {
+    pub fn for_each_pfn(&self, mut f: impl FnMut(u64)) {
         let head = self.raw();
         // SAFETY: `head` is a valid list whose entries are page `lru`s.
         let mut entry = unsafe { (*head).next };
@@ -453,7 +453,7 @@ impl Drop for PageList {
 }
 
 /// Talks to the host when compaction migrates a balloon page.
-pub(crate) trait Migrate: Send + Unpin {
+pub trait Migrate: Send + Unpin {
     /// Tells the host that the page at `new_pfn` is now ballooned and the
     /// one at `old_pfn` no longer is (both in 4 KiB frames, each
     /// [`PFNS_PER_PAGE`] long). On error the page is not migrated.
@@ -479,7 +479,7 @@ pub(crate) trait Migrate: Send + Unpin {
 /// returns `-ENOENT`, the one outcome that would drop a page).
 #[pin_data(PinnedDrop)]
 #[repr(C)]
-pub(crate) struct BalloonPages<S: Migrate> {
+pub struct BalloonPages<S: Migrate> {
     #[pin]
     info: Opaque<b::balloon_dev_info>,
     held: Atomic<usize>,
@@ -497,7 +497,7 @@ unsafe impl<S: Migrate> Sync for BalloonPages<S> {}
 impl<S: Migrate> BalloonPages<S> {
     /// An empty balloon. `adjust_managed_page_count`: whether ballooned pages
     /// leave the guest's managed page counts (and so its MemTotal).
-    pub(crate) fn new(
+    pub fn new(
         adjust_managed_page_count: bool,
         state: impl PinInit<Mutex<S>>,
     ) -> impl PinInit<Self> {
@@ -518,18 +518,24 @@ impl<S: Migrate> BalloonPages<S> {
     }
 
     /// Locks the driver state.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, S> {
+    pub fn lock(&self) -> MutexGuard<'_, S> {
         self.state.lock()
     }
 
     /// Pages in the balloon, including those compaction has isolated.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.held.load(Relaxed)
+    }
+
+    /// Whether the balloon holds no page, counting those compaction has
+    /// isolated.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Moves every page of `list` into the balloon; returns how many.
     /// Only single pages can be ballooned: a list of blocks is left alone.
-    pub(crate) fn enqueue(&self, list: &mut PageList) -> usize {
+    pub fn enqueue(&self, list: &mut PageList) -> usize {
         if list.order != 0 {
             return 0;
         }
@@ -544,7 +550,7 @@ impl<S: Migrate> BalloonPages<S> {
 
     /// Moves up to `n` pages out of the balloon onto `list`; returns how
     /// many. May return fewer while compaction has pages isolated.
-    pub(crate) fn dequeue(&self, list: &mut PageList, n: usize) -> usize {
+    pub fn dequeue(&self, list: &mut PageList, n: usize) -> usize {
         if list.order != 0 {
             return 0;
         }
@@ -608,7 +614,7 @@ impl<S: Migrate> PinnedDrop for BalloonPages<S> {
             }
         };
         let mut left_over = 0;
-        while self.len() > 0 {
+        while !self.is_empty() {
             let got = self.dequeue(&mut list, usize::MAX);
             left_over += got;
             list.clear();

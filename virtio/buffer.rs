@@ -15,13 +15,13 @@ use kernel::prelude::*;
 ///
 /// `bytes` has a non-zero capacity, so its storage comes from `kmalloc` and is
 /// in the kernel's linear map, where a scatterlist can point at it.
-pub(crate) struct Buffer {
+pub struct Buffer {
     bytes: KVec<u8>,
 }
 
 impl Buffer {
     /// Allocates an empty buffer that holds up to `capacity` bytes.
-    pub(crate) fn new(capacity: usize) -> Result<KBox<Self>> {
+    pub fn new(capacity: usize) -> Result<KBox<Self>> {
         if capacity == 0 {
             return Err(EINVAL);
         }
@@ -30,13 +30,18 @@ impl Buffer {
     }
 
     /// Empties the buffer, keeping its storage.
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.bytes.clear();
     }
 
     /// Number of bytes filled in.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// Whether nothing is filled in.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
     }
 
     /// Room left, in bytes.
@@ -55,22 +60,22 @@ impl Buffer {
     }
 
     /// Appends a little-endian `u16`.
-    pub(crate) fn push_le16(&mut self, value: u16) -> Result {
+    pub fn push_le16(&mut self, value: u16) -> Result {
         self.push(&value.to_le_bytes())
     }
 
     /// Appends a little-endian `u64`.
-    pub(crate) fn push_le64(&mut self, value: u64) -> Result {
+    pub fn push_le64(&mut self, value: u64) -> Result {
         self.push(&value.to_le_bytes())
     }
 
     /// Appends a little-endian `u32`.
-    pub(crate) fn push_le32(&mut self, value: u32) -> Result {
+    pub fn push_le32(&mut self, value: u32) -> Result {
         self.push(&value.to_le_bytes())
     }
 
     /// The filled-in bytes.
-    pub(crate) fn as_slice(&self) -> &[u8] {
+    pub fn as_slice(&self) -> &[u8] {
         &self.bytes
     }
 }

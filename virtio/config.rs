@@ -9,7 +9,7 @@
 /// `feature_table` array the virtio core reads.
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Feature(u32);
+pub struct Feature(u32);
 
 impl Feature {
     /// Feature bit `bit` (only the layer names features).
@@ -31,7 +31,7 @@ impl Feature {
 /// `offset` is the offset of a 4-byte field of the device's config struct:
 /// built only by [`config_le32!`], which checks both at build time.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ConfigLe32 {
+pub struct ConfigLe32 {
     offset: u32,
 }
 

@@ -40,7 +40,7 @@ use kernel::{
 /// `probe`) for as long as the reference lives, which is the callback it was
 /// handed to.
 #[repr(transparent)]
-pub(crate) struct Device<Ctx: DeviceContext = Normal>(Opaque<b::virtio_device>, PhantomData<Ctx>);
+pub struct Device<Ctx: DeviceContext = Normal>(Opaque<b::virtio_device>, PhantomData<Ctx>);
 
 impl<Ctx: DeviceContext> Device<Ctx> {
     /// Creates a reference from the bus's pointer.
@@ -68,7 +68,7 @@ impl<Ctx: DeviceContext> Device<Ctx> {
     }
 
     /// Whether `feature` was negotiated (or, in `validate`, offered).
-    pub(crate) fn has_feature(&self, feature: Feature) -> bool {
+    pub fn has_feature(&self, feature: Feature) -> bool {
         let (word, mask) = feature.word_and_mask();
         // SAFETY: The device is valid (type invariant); `features_array` is
         // the full view of the feature union.
@@ -120,7 +120,7 @@ unsafe impl Sync for Device<Bound> {}
 impl Device<Core<'_>> {
     /// Declares that the device may hold the system awake (it handles
     /// wakeup events its transport passes up).
-    pub(crate) fn set_wakeup_capable(&self) {
+    pub fn set_wakeup_capable(&self) {
         // SAFETY: The device is valid (type invariant); the call only sets
         // up sysfs state, under the device lock a `Core` context holds.
         unsafe { b::device_set_wakeup_capable(self.raw_dev(), true) };
@@ -135,7 +135,7 @@ impl Device<Core<'_>> {
 /// The bus is in its `validate` callback for the device for as long as the
 /// reference lives.
 #[repr(transparent)]
-pub(crate) struct Validating<'a>(Device<Core<'a>>);
+pub struct Validating<'a>(Device<Core<'a>>);
 
 impl<'a> Validating<'a> {
     /// # Safety
@@ -150,7 +150,7 @@ impl<'a> Validating<'a> {
     }
 
     /// Turns `feature` off before negotiation completes.
-    pub(crate) fn clear_feature(&self, feature: Feature) {
+    pub fn clear_feature(&self, feature: Feature) {
         let (word, mask) = feature.word_and_mask();
         // SAFETY: The device is valid (type invariant of `Device`); in
         // `validate` (the invariant of `Validating`) the core has not read
@@ -177,7 +177,7 @@ impl<'a> core::ops::Deref for Validating<'a> {
 
 /// The transport a virtio device is on: what its parent device is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Transport {
+pub enum Transport {
     /// virtio-pci (modern or transitional): the parent is a PCI device.
     Pci,
     /// virtio-mmio: the parent is a platform device.
@@ -188,7 +188,7 @@ pub(crate) enum Transport {
 
 impl<Ctx: DeviceContext> Device<Ctx> {
     /// The transport the device is on.
-    pub(crate) fn transport(&self) -> Transport {
+    pub fn transport(&self) -> Transport {
         // SAFETY: The device is valid (type invariant); its transport sets
         // `parent` before registering it and never changes it.
         let parent = unsafe { (*self.as_raw()).dev.parent };
@@ -212,17 +212,17 @@ impl<Ctx: DeviceContext> Device<Ctx> {
 /// Identifies one of a device's virtqueues: its position in the list given to
 /// [`BoundGuard::find_vqs`], which is also its (dense) queue index.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct QueueId(pub(crate) usize);
+pub struct QueueId(pub usize);
 
 /// A virtqueue the driver asks for.
-pub(crate) struct QueueInfo {
+pub struct QueueInfo {
     /// Name, as the transport shows it.
-    pub(crate) name: &'static CStr,
+    pub name: &'static CStr,
     /// Whether the driver wants [`super::Driver::queue_event`] calls for it.
-    pub(crate) callback: bool,
+    pub callback: bool,
     /// The order of the page blocks the driver hands the device on this
     /// queue ([`BoundGuard::add_inbuf_pages`]), if it does.
-    pub(crate) page_order: Option<u32>,
+    pub page_order: Option<u32>,
 }
 
 /// A live virtqueue and what the binding knows of the buffers it takes.
@@ -247,7 +247,7 @@ fn report_token() -> *mut kernel::ffi::c_void {
 const PAGES_TAG: usize = 1;
 
 /// A buffer the device has handed back: the queue's ownership ends here.
-pub(crate) enum Used {
+pub enum Used {
     /// A buffer the driver filled ([`BoundGuard::add_outbuf`]).
     Buffer(KBox<Buffer>),
     /// A block of pages the device may have written
@@ -373,7 +373,7 @@ struct BindingState {
 /// only on a queue with a page order) or [`report_token`] (reported pages,
 /// which the queue never owns).
 #[pin_data]
-pub(crate) struct Binding {
+pub struct Binding {
     /// The device, kept alive by this reference (but not bound: see
     /// `state.alive`).
     device: ARef<Device>,
@@ -417,12 +417,12 @@ impl Binding {
     }
 
     /// The device (not necessarily still bound), for `dev_*!` messages.
-    pub(crate) fn device(&self) -> &Device {
+    pub fn device(&self) -> &Device {
         &self.device
     }
 
     /// Whether `feature` was negotiated.
-    pub(crate) fn has_feature(&self, feature: Feature) -> bool {
+    pub fn has_feature(&self, feature: Feature) -> bool {
         self.device.has_feature(feature)
     }
 
@@ -437,21 +437,21 @@ impl Binding {
     /// Keeps the system from suspending on its own (autosleep) until
     /// [`Binding::relax`]. Not counted: one relax ends any number of calls.
     /// Callable from any context.
-    pub(crate) fn stay_awake(&self) {
+    pub fn stay_awake(&self) {
         // SAFETY: The device is valid; `pm_stay_awake` takes its own lock
         // with interrupts disabled.
         unsafe { b::pm_stay_awake(self.dev()) };
     }
 
     /// Ends [`Binding::stay_awake`].
-    pub(crate) fn relax(&self) {
+    pub fn relax(&self) {
         // SAFETY: As above.
         unsafe { b::pm_relax(self.dev()) };
     }
 
     /// Locks the device for config and queue operations; `ENODEV` once it
     /// is gone.
-    pub(crate) fn lock(&self) -> Result<BoundGuard<'_>> {
+    pub fn lock(&self) -> Result<BoundGuard<'_>> {
         let state = self.state.lock();
         if !state.alive {
             return Err(ENODEV);
@@ -469,7 +469,7 @@ impl Binding {
     /// memory here, so the operations lock is not held meanwhile: code that
     /// runs in reclaim (the OOM notifier, balloon page migration) can use
     /// the device, and finds no queues (`EINVAL`) until this returns.
-    pub(crate) fn find_vqs(&self, infos: &[QueueInfo]) -> Result {
+    pub fn find_vqs(&self, infos: &[QueueInfo]) -> Result {
         let mut raw_infos = KVec::with_capacity(infos.len(), GFP_KERNEL)?;
         for info in infos {
             raw_infos.push(
@@ -528,7 +528,7 @@ impl Binding {
 
     /// Like [`Binding::lock`], but `None` instead of waiting if the lock is
     /// taken: for reclaim (a shrinker), which must not wait.
-    pub(crate) fn try_lock(&self) -> Option<Result<BoundGuard<'_>>> {
+    pub fn try_lock(&self) -> Option<Result<BoundGuard<'_>>> {
         let state = self.state.try_lock()?;
         if !state.alive {
             return Some(Err(ENODEV));
@@ -552,7 +552,7 @@ impl Binding {
     /// reset and the queues' teardown (which frees interrupts) run under
     /// the setup lock alone, so code that reclaim or memory offlining runs
     /// (balloon page migration) never waits behind them.
-    pub(crate) fn teardown(&self) {
+    pub fn teardown(&self) {
         let _setup = self.setup.lock();
         let vdev = self.vdev();
         let Some(vqs) = self.end() else {
@@ -641,7 +641,7 @@ impl Binding {
 }
 
 /// Exclusive access to a live device; see [`Binding::lock`].
-pub(crate) struct BoundGuard<'a> {
+pub struct BoundGuard<'a> {
     binding: &'a Binding,
     state: kernel::sync::MutexGuard<'a, BindingState>,
 }
@@ -661,7 +661,7 @@ impl BoundGuard<'_> {
 
     /// Queues `buf` for the device to read. The queue owns it until
     /// [`Self::get_buf`] hands it back; on failure it comes back at once.
-    pub(crate) fn add_outbuf(
+    pub fn add_outbuf(
         &mut self,
         queue: QueueId,
         buf: KBox<Buffer>,
@@ -693,7 +693,7 @@ impl BoundGuard<'_> {
     /// the block until [`Self::take_used`] hands it back, or frees it when
     /// the device is torn down; on failure it comes back at once. The
     /// block's order must be the queue's [`QueueInfo::page_order`].
-    pub(crate) fn add_inbuf_pages(
+    pub fn add_inbuf_pages(
         &mut self,
         queue: QueueId,
         block: Page,
@@ -725,7 +725,7 @@ impl BoundGuard<'_> {
     }
 
     /// Tells the device there are new buffers in `queue`.
-    pub(crate) fn kick(&mut self, queue: QueueId) -> Result {
+    pub fn kick(&mut self, queue: QueueId) -> Result {
         let vq = self.vq(queue)?;
         // SAFETY: `vq` is live (guard invariant).
         if unsafe { b::virtqueue_kick(vq.as_ptr()) } {
@@ -750,7 +750,7 @@ impl BoundGuard<'_> {
     }
 
     /// Takes back a buffer or block the device has used, if any.
-    pub(crate) fn take_used(&mut self, queue: QueueId) -> Option<Used> {
+    pub fn take_used(&mut self, queue: QueueId) -> Option<Used> {
         loop {
             match self.get_token(queue)? {
                 Token::Used(used) => return Some(used),
@@ -761,7 +761,7 @@ impl BoundGuard<'_> {
 
     /// Takes back a buffer the device has used, if any; hint blocks used on
     /// the same queue are freed.
-    pub(crate) fn get_buf(&mut self, queue: QueueId) -> Option<KBox<Buffer>> {
+    pub fn get_buf(&mut self, queue: QueueId) -> Option<KBox<Buffer>> {
         loop {
             match self.take_used(queue)? {
                 Used::Buffer(buf) => return Some(buf),
@@ -784,7 +784,7 @@ impl BoundGuard<'_> {
     ///
     /// The lock stays held, as C drivers hold theirs across `wait_event()`:
     /// nothing else may use the device until the host has answered.
-    pub(crate) fn wait_buf(&mut self, queue: QueueId) -> Result<KBox<Buffer>> {
+    pub fn wait_buf(&mut self, queue: QueueId) -> Result<KBox<Buffer>> {
         self.vq(queue)?;
         let binding = self.binding;
         let got = binding.used.wait_for(|| match self.get_buf(queue) {
@@ -829,7 +829,7 @@ impl BoundGuard<'_> {
     /// Free descriptors in `queue`'s ring; `EIO` if the queue is broken
     /// (a broken queue hands nothing back, so a caller waiting for room
     /// would wait for ever).
-    pub(crate) fn free_slots(&self, queue: QueueId) -> Result<u32> {
+    pub fn free_slots(&self, queue: QueueId) -> Result<u32> {
         let vq = self.vq(queue)?;
         if self.broken(queue) {
             return Err(EIO);
@@ -840,7 +840,7 @@ impl BoundGuard<'_> {
     }
 
     /// Number of descriptors in `queue`'s ring.
-    pub(crate) fn vring_size(&self, queue: QueueId) -> Result<u32> {
+    pub fn vring_size(&self, queue: QueueId) -> Result<u32> {
         let vq = self.vq(queue)?;
         // SAFETY: `vq` is live (guard invariant).
         Ok(unsafe { b::virtqueue_get_vring_size(vq.as_ptr()) })
@@ -850,7 +850,7 @@ impl BoundGuard<'_> {
     /// Hands reported free pages to the device ("in" buffers whose memory
     /// it may discard) and waits until it has processed them; `EIO` if the
     /// queue breaks meanwhile, after resetting the device.
-    pub(crate) fn report_pages(&mut self, queue: QueueId, pages: &ReportedPages) -> Result {
+    pub fn report_pages(&mut self, queue: QueueId, pages: &ReportedPages) -> Result {
         let vq = self.vq(queue)?;
         // SAFETY: `vq` is live; `pages` is valid for the duration of the
         // report (its invariant), and this returns only once the device has
@@ -885,7 +885,7 @@ impl BoundGuard<'_> {
     }
 
     /// Reads 32-bit config field `field`.
-    pub(crate) fn read_config_le32(&self, field: ConfigLe32) -> Result<u32> {
+    pub fn read_config_le32(&self, field: ConfigLe32) -> Result<u32> {
         let mut bytes = [0u8; 4];
         let vdev = self.vdev();
         // SAFETY: The device is alive; `bytes` is valid for 4 bytes.
@@ -897,7 +897,7 @@ impl BoundGuard<'_> {
     }
 
     /// Writes 32-bit config field `field`.
-    pub(crate) fn write_config_le32(&self, field: ConfigLe32, value: u32) -> Result {
+    pub fn write_config_le32(&self, field: ConfigLe32, value: u32) -> Result {
         let bytes = value.to_le_bytes();
         let vdev = self.vdev();
         // SAFETY: The device is alive; `bytes` is valid for 4 bytes.

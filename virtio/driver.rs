@@ -28,7 +28,7 @@ use kernel::{
 /// as `pci`, `platform` and `auxiliary` do) and hands to every later
 /// callback pinned, until it drops it once the device is unbound.
 #[vtable]
-pub(crate) trait Driver: Send + Sync + Sized + 'static {
+pub trait Driver: Send + Sync + Sized + 'static {
     /// Driver name, as sysfs shows it.
     const NAME: &'static CStr;
     /// Per-ID data of [`Driver::ID_TABLE`].
@@ -102,7 +102,7 @@ pub(crate) trait Driver: Send + Sync + Sized + 'static {
 /// (`repr(C)`), so a pointer to it is a pointer to the registration.
 #[pin_data(PinnedDrop)]
 #[repr(C)]
-pub(crate) struct Registration<T: Driver> {
+pub struct Registration<T: Driver> {
     #[pin]
     drv: Opaque<b::virtio_driver>,
     /// The driver's debugfs directory, handed to every probe. Created
@@ -120,7 +120,7 @@ unsafe impl<T: Driver> Sync for Registration<T> {}
 
 impl<T: Driver> Registration<T> {
     /// Registers `T` with the virtio bus.
-    pub(crate) fn new(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+    pub fn new(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         // INVARIANT: `drv` is the first field (`repr(C)`); it is registered
         // last and unregistered in `drop`.
         try_pin_init!(Self {

@@ -9,11 +9,11 @@ use kernel::device_id::RawDeviceId;
 /// vendor.
 #[repr(transparent)]
 #[derive(Clone, Copy)]
-pub(crate) struct DeviceId(b::virtio_device_id);
+pub struct DeviceId(b::virtio_device_id);
 
 impl DeviceId {
     /// Devices of type `device` (`VIRTIO_ID_*`) from any vendor.
-    pub(crate) const fn new(device: u32) -> Self {
+    pub const fn new(device: u32) -> Self {
         Self(b::virtio_device_id {
             device,
             vendor: b::VIRTIO_DEV_ANY_ID,
@@ -29,7 +29,7 @@ unsafe impl RawDeviceId for DeviceId {
 }
 
 /// A driver's table of virtio device IDs, with data of type `T` per ID.
-pub(crate) type IdTable<T> = &'static dyn kernel::device_id::IdTable<DeviceId, T>;
+pub type IdTable<T> = &'static dyn kernel::device_id::IdTable<DeviceId, T>;
 
 /// Declares a virtio device ID table and exports it for modpost, which
 /// writes the module's `virtio:d<ID>v*` aliases from it (as

@@ -7,7 +7,7 @@ use super::bindings as b;
 
 /// Memory the guest could use right now without swapping (MemAvailable in
 /// /proc/meminfo), in guest pages.
-pub(crate) fn available_pages() -> usize {
+pub fn available_pages() -> usize {
     // SAFETY: FFI call without preconditions.
     let pages = unsafe { b::si_mem_available() };
     usize::try_from(pages).unwrap_or(0)
@@ -15,23 +15,37 @@ pub(crate) fn available_pages() -> usize {
 
 /// A snapshot of the counters the balloon's statistics report. Amounts of
 /// memory are in guest pages; events are counts.
-pub(crate) struct MemoryCounters {
-    pub(crate) swap_in: u64,
-    pub(crate) swap_out: u64,
-    pub(crate) major_faults: u64,
-    pub(crate) minor_faults: u64,
-    pub(crate) oom_kills: u64,
-    pub(crate) alloc_stalls: u64,
-    pub(crate) scanned_async: u64,
-    pub(crate) scanned_direct: u64,
-    pub(crate) reclaimed_async: u64,
-    pub(crate) reclaimed_direct: u64,
+pub struct MemoryCounters {
+    /// Pages swapped in (`pswpin`).
+    pub swap_in: u64,
+    /// Pages swapped out (`pswpout`).
+    pub swap_out: u64,
+    /// Major page faults (`pgmajfault`).
+    pub major_faults: u64,
+    /// Page faults, all of them (`pgfault`), which C reports as minor.
+    pub minor_faults: u64,
+    /// Processes the OOM killer killed (`oom_kill`).
+    pub oom_kills: u64,
+    /// Allocations that stalled in direct reclaim (`allocstall_*`).
+    pub alloc_stalls: u64,
+    /// Pages kswapd scanned (`pgscan_kswapd`).
+    pub scanned_async: u64,
+    /// Pages direct reclaim scanned (`pgscan_direct`).
+    pub scanned_direct: u64,
+    /// Pages kswapd reclaimed (`pgsteal_kswapd`).
+    pub reclaimed_async: u64,
+    /// Pages direct reclaim reclaimed (`pgsteal_direct`).
+    pub reclaimed_direct: u64,
     /// Huge page allocations and failures; `None` without hugetlb.
-    pub(crate) hugetlb: Option<(u64, u64)>,
-    pub(crate) free: u64,
-    pub(crate) total: u64,
-    pub(crate) available: u64,
-    pub(crate) caches: u64,
+    pub hugetlb: Option<(u64, u64)>,
+    /// Free memory (`MemFree`).
+    pub free: u64,
+    /// All memory the kernel manages (`MemTotal`).
+    pub total: u64,
+    /// Memory available without swapping (`MemAvailable`).
+    pub available: u64,
+    /// File pages (`nr_file_pages`): the page cache.
+    pub caches: u64,
 }
 
 /// A node counter summed over all nodes (C's `global_node_page_state()`,
@@ -42,7 +56,7 @@ fn node_state(item: b::node_stat_item) -> u64 {
 }
 
 /// Reads the counters now.
-pub(crate) fn memory_counters() -> MemoryCounters {
+pub fn memory_counters() -> MemoryCounters {
     let mut events = [0usize; b::vm_event_item_NR_VM_EVENT_ITEMS as usize];
     // SAFETY: `events` has room for every event item.
     unsafe { b::all_vm_events(events.as_mut_ptr().cast()) };
@@ -99,15 +113,18 @@ pub(crate) fn memory_counters() -> MemoryCounters {
 /// `workingset_refault_*` only). Node counters: each may lag by a per-CPU
 /// threshold of pages (`global_node_page_state()`).
 #[derive(Clone, Copy, Default)]
-pub(crate) struct ReclaimCounters {
-    pub(crate) scanned: u64,
-    pub(crate) stolen: u64,
-    pub(crate) refaults: u64,
+pub struct ReclaimCounters {
+    /// Pages reclaim scanned, kswapd's and direct.
+    pub scanned: u64,
+    /// Pages reclaim freed, kswapd's and direct.
+    pub stolen: u64,
+    /// Refaults that activated: pages reclaim took while in use.
+    pub refaults: u64,
 }
 
 impl ReclaimCounters {
     /// What reclaim did between `earlier` and `self`.
-    pub(crate) fn since(&self, earlier: &Self) -> Self {
+    pub fn since(&self, earlier: &Self) -> Self {
         Self {
             scanned: self.scanned.saturating_sub(earlier.scanned),
             stolen: self.stolen.saturating_sub(earlier.stolen),
@@ -118,7 +135,7 @@ impl ReclaimCounters {
 
 /// Reads the reclaim counters now (cheaper than [`memory_counters`]: no
 /// per-CPU event sums).
-pub(crate) fn reclaim_counters() -> ReclaimCounters {
+pub fn reclaim_counters() -> ReclaimCounters {
     ReclaimCounters {
         scanned: node_state(b::node_stat_item_PGSCAN_KSWAPD)
             + node_state(b::node_stat_item_PGSCAN_DIRECT),
@@ -135,7 +152,7 @@ compile_error!("rust_balloon's memory statistics need CONFIG_VM_EVENT_COUNTERS")
 /// Whether the kernel fills freed pages with a value (`init_on_free` zeroes
 /// them, page poisoning writes `PAGE_POISON`): the host must then hand
 /// back reported or ballooned pages with that content.
-pub(crate) fn free_page_fill() -> Option<u8> {
+pub fn free_page_fill() -> Option<u8> {
     // SAFETY: FFI calls without preconditions.
     let (zero, poison) = unsafe { (b::want_init_on_free(), b::page_poisoning_enabled_static()) };
     if zero {

@@ -26,61 +26,60 @@ mod shrinker;
 mod wait;
 mod workqueue;
 
-pub(crate) use balloon::{
+pub use balloon::{
     BalloonPages, Migrate, Mobility, Page, PageList, HUGE_ORDER, MAX_PAGE_ORDER, PAGE_SHIFT,
     PFNS_PER_PAGE,
 };
-pub(crate) use buffer::Buffer;
-pub(crate) use config::{ConfigLe32, Feature};
-pub(crate) use device::{
-    Binding, BoundGuard, Device, QueueId, QueueInfo, Transport, Used, Validating,
-};
-pub(crate) use driver::{Driver, Registration};
-pub(crate) use id::{virtio_device_table, DeviceId, IdTable};
-pub(crate) use mm::{
+pub use buffer::Buffer;
+pub use config::{ConfigLe32, Feature};
+pub use device::{Binding, BoundGuard, Device, QueueId, QueueInfo, Transport, Used, Validating};
+pub use driver::{Driver, Registration};
+pub(crate) use id::virtio_device_table;
+pub use id::{DeviceId, IdTable};
+pub use mm::{
     available_pages, free_page_fill, memory_counters, reclaim_counters, MemoryCounters,
     ReclaimCounters,
 };
-pub(crate) use oom::{OomHandler, OomNotifier};
-pub(crate) use pfn::{round_target, whole_pages};
+pub use oom::{OomHandler, OomNotifier};
+pub use pfn::{round_target, whole_pages};
 #[cfg(CONFIG_PAGE_REPORTING)]
-pub(crate) use reporting::{PageReporting, ReportHandler, ReportedPages};
-pub(crate) use shrinker::{ShrinkHandler, Shrinker};
-pub(crate) use workqueue::cancel as cancel_work;
+pub use reporting::{PageReporting, ReportHandler, ReportedPages};
+pub use shrinker::{ShrinkHandler, Shrinker};
+pub use workqueue::cancel as cancel_work;
 
 /// Constants of the virtio balloon device (`include/uapi/linux/virtio_balloon.h`).
-pub(crate) mod balloon_uapi {
+pub mod balloon_uapi {
     use super::{bindings as b, config::config_le32, ConfigLe32, Feature};
 
     /// Virtio device ID of the memory balloon.
-    pub(crate) const DEVICE_ID: u32 = b::VIRTIO_ID_BALLOON;
+    pub const DEVICE_ID: u32 = b::VIRTIO_ID_BALLOON;
     /// Tell the host before deflated pages are used again.
-    pub(crate) const F_MUST_TELL_HOST: Feature = Feature::new(b::VIRTIO_BALLOON_F_MUST_TELL_HOST);
+    pub const F_MUST_TELL_HOST: Feature = Feature::new(b::VIRTIO_BALLOON_F_MUST_TELL_HOST);
     /// Memory statistics queue.
-    pub(crate) const F_STATS_VQ: Feature = Feature::new(b::VIRTIO_BALLOON_F_STATS_VQ);
+    pub const F_STATS_VQ: Feature = Feature::new(b::VIRTIO_BALLOON_F_STATS_VQ);
     /// Deflate when the guest runs out of memory.
-    pub(crate) const F_DEFLATE_ON_OOM: Feature = Feature::new(b::VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
+    pub const F_DEFLATE_ON_OOM: Feature = Feature::new(b::VIRTIO_BALLOON_F_DEFLATE_ON_OOM);
     /// Free page hinting queue.
-    pub(crate) const F_FREE_PAGE_HINT: Feature = Feature::new(b::VIRTIO_BALLOON_F_FREE_PAGE_HINT);
+    pub const F_FREE_PAGE_HINT: Feature = Feature::new(b::VIRTIO_BALLOON_F_FREE_PAGE_HINT);
     /// Config space offset of `free_page_hint_cmd_id`.
-    pub(crate) const CONFIG_HINT_CMD_ID: ConfigLe32 =
+    pub const CONFIG_HINT_CMD_ID: ConfigLe32 =
         config_le32!(b::virtio_balloon_config, __bindgen_anon_1);
     /// Hint command: stop hinting.
-    pub(crate) const CMD_ID_STOP: u32 = b::VIRTIO_BALLOON_CMD_ID_STOP;
+    pub const CMD_ID_STOP: u32 = b::VIRTIO_BALLOON_CMD_ID_STOP;
     /// Hint command: the host is done with the hints; free the blocks.
-    pub(crate) const CMD_ID_DONE: u32 = b::VIRTIO_BALLOON_CMD_ID_DONE;
+    pub const CMD_ID_DONE: u32 = b::VIRTIO_BALLOON_CMD_ID_DONE;
     /// The guest poisons (or zeroes) free pages; `poison_val` says with what.
-    pub(crate) const F_PAGE_POISON: Feature = Feature::new(b::VIRTIO_BALLOON_F_PAGE_POISON);
+    pub const F_PAGE_POISON: Feature = Feature::new(b::VIRTIO_BALLOON_F_PAGE_POISON);
     /// Free page reporting queue.
-    pub(crate) const F_REPORTING: Feature = Feature::new(b::VIRTIO_BALLOON_F_REPORTING);
+    pub const F_REPORTING: Feature = Feature::new(b::VIRTIO_BALLOON_F_REPORTING);
     /// Ring feature: indirect descriptors (they allocate memory when used).
-    pub(crate) const F_RING_INDIRECT_DESC: Feature = Feature::new(b::VIRTIO_RING_F_INDIRECT_DESC);
+    pub const F_RING_INDIRECT_DESC: Feature = Feature::new(b::VIRTIO_RING_F_INDIRECT_DESC);
     /// Transport feature: the device goes through the platform's IOMMU.
-    pub(crate) const F_ACCESS_PLATFORM: Feature = Feature::new(b::VIRTIO_F_ACCESS_PLATFORM);
+    pub const F_ACCESS_PLATFORM: Feature = Feature::new(b::VIRTIO_F_ACCESS_PLATFORM);
 
     /// Every balloon feature with the name the kernel's headers give it
     /// (lower case, without the prefix), for logs and debugfs.
-    pub(crate) const FEATURE_NAMES: [(Feature, &str); 6] = [
+    pub const FEATURE_NAMES: [(Feature, &str); 6] = [
         (F_MUST_TELL_HOST, "must_tell_host"),
         (F_STATS_VQ, "stats_vq"),
         (F_DEFLATE_ON_OOM, "deflate_on_oom"),
@@ -90,40 +89,54 @@ pub(crate) mod balloon_uapi {
     ];
 
     /// Config space offset of `num_pages`, the host's target.
-    pub(crate) const CONFIG_NUM_PAGES: ConfigLe32 =
-        config_le32!(b::virtio_balloon_config, num_pages);
+    pub const CONFIG_NUM_PAGES: ConfigLe32 = config_le32!(b::virtio_balloon_config, num_pages);
     /// Config space offset of `actual`, the balloon's size.
-    pub(crate) const CONFIG_ACTUAL: ConfigLe32 = config_le32!(b::virtio_balloon_config, actual);
+    pub const CONFIG_ACTUAL: ConfigLe32 = config_le32!(b::virtio_balloon_config, actual);
     /// Config space offset of `poison_val`.
-    pub(crate) const CONFIG_POISON_VAL: ConfigLe32 =
-        config_le32!(b::virtio_balloon_config, poison_val);
+    pub const CONFIG_POISON_VAL: ConfigLe32 = config_le32!(b::virtio_balloon_config, poison_val);
 
     /// PFNs in one inflate or deflate buffer of the C driver, and the most
     /// that Firecracker takes from one descriptor (`MAX_PAGES_IN_DESC`): it
     /// skips a longer one.
-    pub(crate) const C_PFNS_PER_BUFFER: usize = 256;
+    pub const C_PFNS_PER_BUFFER: usize = 256;
 
     /// Statistics tags.
-    pub(crate) mod stat {
+    pub mod stat {
         use super::b;
-        pub(crate) const SWAP_IN: u16 = b::VIRTIO_BALLOON_S_SWAP_IN as u16;
-        pub(crate) const SWAP_OUT: u16 = b::VIRTIO_BALLOON_S_SWAP_OUT as u16;
-        pub(crate) const MAJFLT: u16 = b::VIRTIO_BALLOON_S_MAJFLT as u16;
-        pub(crate) const MINFLT: u16 = b::VIRTIO_BALLOON_S_MINFLT as u16;
-        pub(crate) const MEMFREE: u16 = b::VIRTIO_BALLOON_S_MEMFREE as u16;
-        pub(crate) const MEMTOT: u16 = b::VIRTIO_BALLOON_S_MEMTOT as u16;
-        pub(crate) const AVAIL: u16 = b::VIRTIO_BALLOON_S_AVAIL as u16;
-        pub(crate) const CACHES: u16 = b::VIRTIO_BALLOON_S_CACHES as u16;
-        pub(crate) const HTLB_PGALLOC: u16 = b::VIRTIO_BALLOON_S_HTLB_PGALLOC as u16;
-        pub(crate) const HTLB_PGFAIL: u16 = b::VIRTIO_BALLOON_S_HTLB_PGFAIL as u16;
-        pub(crate) const OOM_KILL: u16 = b::VIRTIO_BALLOON_S_OOM_KILL as u16;
-        pub(crate) const ALLOC_STALL: u16 = b::VIRTIO_BALLOON_S_ALLOC_STALL as u16;
-        pub(crate) const ASYNC_SCAN: u16 = b::VIRTIO_BALLOON_S_ASYNC_SCAN as u16;
-        pub(crate) const DIRECT_SCAN: u16 = b::VIRTIO_BALLOON_S_DIRECT_SCAN as u16;
-        pub(crate) const ASYNC_RECLAIM: u16 = b::VIRTIO_BALLOON_S_ASYNC_RECLAIM as u16;
-        pub(crate) const DIRECT_RECLAIM: u16 = b::VIRTIO_BALLOON_S_DIRECT_RECLAIM as u16;
+        /// Pages swapped in.
+        pub const SWAP_IN: u16 = b::VIRTIO_BALLOON_S_SWAP_IN as u16;
+        /// Pages swapped out.
+        pub const SWAP_OUT: u16 = b::VIRTIO_BALLOON_S_SWAP_OUT as u16;
+        /// Major page faults.
+        pub const MAJFLT: u16 = b::VIRTIO_BALLOON_S_MAJFLT as u16;
+        /// Page faults (minor, as the C driver counts them).
+        pub const MINFLT: u16 = b::VIRTIO_BALLOON_S_MINFLT as u16;
+        /// Free memory, in bytes.
+        pub const MEMFREE: u16 = b::VIRTIO_BALLOON_S_MEMFREE as u16;
+        /// Total memory, in bytes.
+        pub const MEMTOT: u16 = b::VIRTIO_BALLOON_S_MEMTOT as u16;
+        /// Available memory, in bytes.
+        pub const AVAIL: u16 = b::VIRTIO_BALLOON_S_AVAIL as u16;
+        /// Page cache, in bytes.
+        pub const CACHES: u16 = b::VIRTIO_BALLOON_S_CACHES as u16;
+        /// Huge page allocations.
+        pub const HTLB_PGALLOC: u16 = b::VIRTIO_BALLOON_S_HTLB_PGALLOC as u16;
+        /// Failed huge page allocations.
+        pub const HTLB_PGFAIL: u16 = b::VIRTIO_BALLOON_S_HTLB_PGFAIL as u16;
+        /// OOM kills.
+        pub const OOM_KILL: u16 = b::VIRTIO_BALLOON_S_OOM_KILL as u16;
+        /// Allocation stalls.
+        pub const ALLOC_STALL: u16 = b::VIRTIO_BALLOON_S_ALLOC_STALL as u16;
+        /// Pages kswapd scanned.
+        pub const ASYNC_SCAN: u16 = b::VIRTIO_BALLOON_S_ASYNC_SCAN as u16;
+        /// Pages direct reclaim scanned.
+        pub const DIRECT_SCAN: u16 = b::VIRTIO_BALLOON_S_DIRECT_SCAN as u16;
+        /// Pages kswapd reclaimed.
+        pub const ASYNC_RECLAIM: u16 = b::VIRTIO_BALLOON_S_ASYNC_RECLAIM as u16;
+        /// Pages direct reclaim reclaimed.
+        pub const DIRECT_RECLAIM: u16 = b::VIRTIO_BALLOON_S_DIRECT_RECLAIM as u16;
         /// Number of tags defined.
-        pub(crate) const NR: usize = b::VIRTIO_BALLOON_S_NR as usize;
+        pub const NR: usize = b::VIRTIO_BALLOON_S_NR as usize;
     }
 }
 

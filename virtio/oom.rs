@@ -7,7 +7,7 @@ use super::bindings as b;
 use kernel::{prelude::*, sync::Arc, types::Opaque};
 
 /// What to do when the guest runs out of memory.
-pub(crate) trait OomHandler: Send + Sync + 'static {
+pub trait OomHandler: Send + Sync + 'static {
     /// Releases some memory; returns how many guest pages were freed.
     /// Called from the allocation path of whatever task ran out of memory:
     /// it may sleep, but must not allocate memory in a way that could
@@ -27,7 +27,7 @@ pub(crate) trait OomHandler: Send + Sync + 'static {
 /// `Self` from it.
 #[pin_data(PinnedDrop)]
 #[repr(C)]
-pub(crate) struct OomNotifier<T: OomHandler> {
+pub struct OomNotifier<T: OomHandler> {
     #[pin]
     nb: Opaque<b::notifier_block>,
     handler: Arc<T>,
@@ -41,7 +41,7 @@ unsafe impl<T: OomHandler> Sync for OomNotifier<T> {}
 
 impl<T: OomHandler> OomNotifier<T> {
     /// Registers `handler` with `priority` (higher runs earlier).
-    pub(crate) fn register(handler: Arc<T>, priority: i32) -> Result<Pin<KBox<Self>>> {
+    pub fn register(handler: Arc<T>, priority: i32) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(Self {
                 handler,

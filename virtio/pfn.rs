@@ -29,7 +29,7 @@ pub(crate) fn balloon_pfns(guest_pfn: u64, page_shift: u32) -> Range<u64> {
 
 /// A host target in frames, rounded up to whole guest pages, so that the
 /// balloon never oscillates around a target it cannot hit.
-pub(crate) fn round_target(frames: u32, page_shift: u32) -> u32 {
+pub fn round_target(frames: u32, page_shift: u32) -> u32 {
     let per_page = pfns_per_page(page_shift) as u32;
     // Near `u32::MAX` rounding up would wrap: round down there instead.
     frames
@@ -39,7 +39,7 @@ pub(crate) fn round_target(frames: u32, page_shift: u32) -> u32 {
 
 /// How many whole guest pages `frames` frames make (a buffer of 256 frames
 /// holds 16 pages of 64 KiB).
-pub(crate) const fn whole_pages(frames: usize, page_shift: u32) -> usize {
+pub const fn whole_pages(frames: usize, page_shift: u32) -> usize {
     frames / pfns_per_page(page_shift)
 }
 

@@ -10,7 +10,7 @@ use kernel::{prelude::*, sync::Arc, types::Opaque};
 /// A list of free page blocks the kernel is reporting, valid only during
 /// [`ReportHandler::report`]: the pages stay the kernel's, and must not be
 /// touched once the call returns.
-pub(crate) struct ReportedPages {
+pub struct ReportedPages {
     pub(super) sgl: *mut b::scatterlist,
     pub(super) nents: u32,
 }
@@ -18,13 +18,13 @@ pub(crate) struct ReportedPages {
 impl ReportedPages {
     /// How many free blocks the report holds (each of at least the
     /// reporting order).
-    pub(crate) fn blocks(&self) -> usize {
+    pub fn blocks(&self) -> usize {
         self.nents as usize
     }
 }
 
 /// Where reported pages go.
-pub(crate) trait ReportHandler: Send + Sync + 'static {
+pub trait ReportHandler: Send + Sync + 'static {
     /// Tells the host about `pages` and returns once it is done with them.
     fn report(&self, pages: &ReportedPages) -> Result;
 }
@@ -38,7 +38,7 @@ pub(crate) trait ReportHandler: Send + Sync + 'static {
 /// and is the first field (`repr(C)`).
 #[pin_data(PinnedDrop)]
 #[repr(C)]
-pub(crate) struct PageReporting<T: ReportHandler> {
+pub struct PageReporting<T: ReportHandler> {
     #[pin]
     info: Opaque<b::page_reporting_dev_info>,
     handler: Arc<T>,
@@ -54,11 +54,7 @@ impl<T: ReportHandler> PageReporting<T> {
     /// Registers `handler` to receive up to `capacity` blocks at a time of
     /// at least `order`, or of the kernel's default order (a pageblock: 2 MiB
     /// on x86-64) when `order` is `None`.
-    pub(crate) fn register(
-        handler: Arc<T>,
-        capacity: u32,
-        order: Option<u32>,
-    ) -> Result<Pin<KBox<Self>>> {
+    pub fn register(handler: Arc<T>, capacity: u32, order: Option<u32>) -> Result<Pin<KBox<Self>>> {
         let order = order.unwrap_or(b::PAGE_REPORTING_ORDER_UNSPECIFIED as u32);
         KBox::try_pin_init(
             try_pin_init!(Self {

@@ -7,7 +7,7 @@ use core::ptr::NonNull;
 use kernel::{prelude::*, sync::Arc, types::ForeignOwnable};
 
 /// Memory a driver can give back under pressure.
-pub(crate) trait ShrinkHandler: Send + Sync + 'static {
+pub trait ShrinkHandler: Send + Sync + 'static {
     /// How many pages could be freed now (0: nothing to do).
     fn count(&self) -> usize;
     /// Frees up to `pages` pages; returns how many were freed, or `None`
@@ -23,7 +23,7 @@ pub(crate) trait ShrinkHandler: Send + Sync + 'static {
 ///
 /// `shrinker` is registered, and its `private_data` is an `Arc<T>` from
 /// `into_foreign`, until drop.
-pub(crate) struct Shrinker<T: ShrinkHandler> {
+pub struct Shrinker<T: ShrinkHandler> {
     shrinker: NonNull<b::shrinker>,
     _handler: core::marker::PhantomData<Arc<T>>,
 }
@@ -35,7 +35,7 @@ unsafe impl<T: ShrinkHandler> Sync for Shrinker<T> {}
 
 impl<T: ShrinkHandler> Shrinker<T> {
     /// Registers `handler` as the shrinker `name`.
-    pub(crate) fn register(handler: Arc<T>, name: &'static CStr) -> Result<Self> {
+    pub fn register(handler: Arc<T>, name: &'static CStr) -> Result<Self> {
         // SAFETY: `"%s"` with a valid C string.
         let raw = unsafe { b::shrinker_alloc(0, c"%s".as_char_ptr(), name.as_char_ptr()) };
         let shrinker = NonNull::new(raw).ok_or(ENOMEM)?;

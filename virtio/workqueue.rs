@@ -17,7 +17,7 @@ use kernel::{
 /// frozen workqueue (hibernation, from the snapshot to power-off) that
 /// never happens, and a flush there hangs the shutdown. Not for delayed
 /// work (its timer may be armed: `cancel_delayed_work_sync()` is for that).
-pub(crate) fn cancel<T, const ID: u64>(this: &Arc<T>) -> bool
+pub fn cancel<T, const ID: u64>(this: &Arc<T>) -> bool
 where
     T: WorkItem<ID, Pointer = Arc<T>> + HasWork<T, ID>,
 {
