@@ -22,7 +22,7 @@
 #include <linux/virtio.h>
 #include <linux/virtio_balloon.h>
 #include <linux/virtio_config.h>
-#include <uapi/linux/virtio_ring.h>
+#include <linux/virtio_ring.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
@@ -55,3 +55,5 @@ const gfp_t RUST_CONST_HELPER_BALLOON_FREE_MOVABLE_GFP = (RB_BALLOON_GFP & ~__GF
 #define RB_HUGE_SHIFT (PMD_SHIFT < 21 ? PMD_SHIFT : 21)
 const unsigned int RUST_CONST_HELPER_BALLOON_HUGE_ORDER =
 	RB_HUGE_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ? RB_HUGE_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;
+#undef RB_BALLOON_GFP
+#undef RB_HUGE_SHIFT

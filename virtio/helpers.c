@@ -13,9 +13,11 @@
 
 /*
  * The kernel makes its helpers inline into the Rust code that calls them;
- * a module's are plain functions of its own object.
+ * a module's are plain functions of its own object, weak so that a kernel
+ * that has the same helpers (the upstream series' first patch, or a later
+ * kernel) does not clash with the driver built in.
  */
-#define __rust_helper
+#define __rust_helper __weak
 
 #include "helpers/device.c"
 #include "helpers/list.c"

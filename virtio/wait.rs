@@ -71,7 +71,9 @@ impl WaitQueue {
             }
             // SAFETY: Sleeping is allowed here: callers are in process
             // context (the same rule as C's `wait_event()`).
-            unsafe { b::schedule_timeout((b::HZ / 10) as kernel::ffi::c_long) };
+            unsafe {
+                b::schedule_timeout(kernel::time::msecs_to_jiffies(100) as kernel::ffi::c_long)
+            };
         };
         // SAFETY: `entry` was queued on `head` by `prepare_to_wait_event`.
         unsafe { b::finish_wait(self.head.get(), entry) };

@@ -188,7 +188,7 @@ def test_the_upstream_series_applies_and_passes_checkpatch(tmp_path):
     tree = tmp_path / "am"
     base = subprocess.run(["git", "-C", str(out / "linux"), "config", "remote.origin.url"],
                           text=True, capture_output=True, check=True).stdout.strip()
-    kver = re.search(r"linux-([0-9.]+)\.git$", base).group(1)
+    kver = re.search(r"linux-(.+)\.git$", base).group(1)
     subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", base, str(tree)],
                    check=True)
     subprocess.run(["git", "-C", str(tree), "sparse-checkout", "set", "--no-cone",

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 /*
- * The balloon's page lists go through the kernel's own list functions, so
- * that CONFIG_DEBUG_LIST checks every link and unlink. The kernel crate's
- * helpers have INIT_LIST_HEAD and list_add_tail already.
+ * For lists Rust links through the kernel's list functions, so that
+ * CONFIG_DEBUG_LIST checks what list_add() and list_del_init() link and
+ * unlink.
  */
 
 #include <linux/list.h>
