@@ -33,7 +33,7 @@ pub trait Driver: Send + Sync + Sized + 'static {
     const NAME: &'static CStr;
     /// Per-ID data of [`Driver::ID_TABLE`].
     type IdInfo: 'static;
-    /// The devices this driver binds to: see [`super::virtio_device_table!`],
+    /// The devices this driver binds to: see [`crate::virtio_device_table!`],
     /// which also exports the table for module aliases.
     const ID_TABLE: IdTable<Self::IdInfo>;
     /// Features the driver understands.

@@ -36,15 +36,19 @@ pub type IdTable<T> = &'static dyn kernel::device_id::IdTable<DeviceId, T>;
 /// `kernel::pci_device_table!` does for PCI).
 ///
 /// `virtio_device_table!(TABLE, MODULE_TABLE, IdInfo, [(DeviceId::new(..), info), ...])`
+///
+/// Exported at the crate's root, as the kernel crate's device table macros
+/// are; its paths hold wherever it is expanded, in this crate or (once the
+/// layer is the kernel crate's) in a driver.
+#[macro_export]
 macro_rules! virtio_device_table {
     ($table_name:ident, $module_table_name:ident, $id_info_type:ty, $table_data:expr) => {
-        const $table_name: kernel::device_id::IdArray<
+        const $table_name: ::kernel::device_id::IdArray<
             $crate::virtio::DeviceId,
             $id_info_type,
             { $table_data.len() },
-        > = kernel::device_id::IdArray::new_without_index($table_data);
+        > = ::kernel::device_id::IdArray::new_without_index($table_data);
 
-        kernel::module_device_table!("virtio", $module_table_name, $table_name);
+        ::kernel::module_device_table!("virtio", $module_table_name, $table_name);
     };
 }
-pub(crate) use virtio_device_table;

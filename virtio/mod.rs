@@ -26,6 +26,7 @@ mod shrinker;
 mod wait;
 mod workqueue;
 
+pub use crate::virtio_device_table;
 pub use balloon::{
     BalloonPages, Migrate, Mobility, Page, PageList, HUGE_ORDER, MAX_PAGE_ORDER, PAGE_SHIFT,
     PFNS_PER_PAGE,
@@ -34,7 +35,6 @@ pub use buffer::Buffer;
 pub use config::{ConfigLe32, Feature};
 pub use device::{Binding, BoundGuard, Device, QueueId, QueueInfo, Transport, Used, Validating};
 pub use driver::{Driver, Registration};
-pub(crate) use id::virtio_device_table;
 pub use id::{DeviceId, IdTable};
 pub use mm::{
     available_pages, free_page_fill, memory_counters, reclaim_counters, MemoryCounters,
