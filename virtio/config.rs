@@ -28,23 +28,37 @@ impl Feature {
 ///
 /// # Invariants
 ///
-/// `offset` is the offset of a 4-byte field of the device's config struct:
-/// built only by [`config_le32!`], which checks both at build time.
+/// `offset` is the offset of a 4-byte field of the config struct of
+/// devices of type `device`: built only by [`config_le32!`], which checks
+/// both at build time. A device of another type has another config space;
+/// the accessors refuse the field there.
 #[derive(Clone, Copy, Debug)]
 pub struct ConfigLe32 {
+    device: u32,
     offset: u32,
 }
 
 impl ConfigLe32 {
     /// See [`config_le32!`], the only caller.
     #[doc(hidden)]
-    pub(super) const fn checked(offset: usize, width: usize, config_size: usize) -> Self {
+    pub(super) const fn checked(
+        device: u32,
+        offset: usize,
+        width: usize,
+        config_size: usize,
+    ) -> Self {
         assert!(width == 4, "not a 32-bit config field");
         assert!(offset + width <= config_size, "config field out of range");
         // INVARIANT: Checked above (in a constant, so at build time).
         Self {
+            device,
             offset: offset as u32,
         }
+    }
+
+    /// The device type whose config space holds the field.
+    pub(super) const fn device(self) -> u32 {
+        self.device
     }
 
     /// The field's offset in config space.
@@ -59,15 +73,16 @@ pub(super) const fn pointee_size<T>(_ptr: *const T) -> usize {
     core::mem::size_of::<T>()
 }
 
-/// `config_le32!(Config, field)`: the [`ConfigLe32`] of `field` of config
-/// struct `Config`, checked to be a 4-byte field at build time. Use it in a
-/// `const`.
+/// `config_le32!(DEVICE_ID, Config, field)`: the [`ConfigLe32`] of `field`
+/// of config struct `Config` of devices of type `DEVICE_ID`, checked to be
+/// a 4-byte field at build time. Use it in a `const`.
 macro_rules! config_le32 {
-    ($config:ty, $field:ident) => {{
+    ($device:expr, $config:ty, $field:ident) => {{
         let config = core::mem::MaybeUninit::<$config>::uninit();
         // SAFETY: Only the field's address is taken; nothing is read.
         let field = unsafe { core::ptr::addr_of!((*config.as_ptr()).$field) };
         $crate::virtio::config::ConfigLe32::checked(
+            $device,
             core::mem::offset_of!($config, $field),
             $crate::virtio::config::pointee_size(field),
             core::mem::size_of::<$config>(),

@@ -186,7 +186,10 @@ pub enum Transport {
     Other,
 }
 
-impl<Ctx: DeviceContext> Device<Ctx> {
+// Only while bound: unregistering the device drops its reference on its
+// parent (`device_del()`), which may then be freed (a PCI hot-unplug) with
+// `parent` still pointing at it.
+impl Device<Bound> {
     /// The transport the device is on.
     pub fn transport(&self) -> Transport {
         // SAFETY: The device is valid (type invariant); its transport sets
@@ -195,8 +198,9 @@ impl<Ctx: DeviceContext> Device<Ctx> {
         if parent.is_null() {
             return Transport::Other;
         }
-        // SAFETY: A registered device holds a reference on its parent, so
-        // `parent` is a valid device; these only compare its bus pointer.
+        // SAFETY: The device is bound (the `Bound` context), so registered,
+        // and a registered device holds a reference on its parent: `parent`
+        // is a valid device; these only compare its bus pointer.
         #[cfg(CONFIG_PCI)]
         if unsafe { kernel::bindings::dev_is_pci(parent) } {
             return Transport::Pci;
@@ -884,11 +888,14 @@ impl BoundGuard<'_> {
         reported
     }
 
-    /// Reads 32-bit config field `field`.
+    /// Reads 32-bit config field `field`; `EINVAL` if it is a field of
+    /// another device type's config.
     pub fn read_config_le32(&self, field: ConfigLe32) -> Result<u32> {
         let mut bytes = [0u8; 4];
-        let vdev = self.vdev();
-        // SAFETY: The device is alive; `bytes` is valid for 4 bytes.
+        let vdev = self.config_of(field)?;
+        // SAFETY: The device is alive; `field` is a 4-byte field of its
+        // type's config struct (invariant of `ConfigLe32`, type checked by
+        // `config_of`); `bytes` is valid for 4 bytes.
         unsafe {
             let get = (*(*vdev).config).get.ok_or(ENODEV)?;
             get(vdev, field.offset(), bytes.as_mut_ptr().cast(), 4);
@@ -896,16 +903,32 @@ impl BoundGuard<'_> {
         Ok(u32::from_le_bytes(bytes))
     }
 
-    /// Writes 32-bit config field `field`.
+    /// Writes 32-bit config field `field`; `EINVAL` if it is a field of
+    /// another device type's config.
     pub fn write_config_le32(&self, field: ConfigLe32, value: u32) -> Result {
         let bytes = value.to_le_bytes();
-        let vdev = self.vdev();
-        // SAFETY: The device is alive; `bytes` is valid for 4 bytes.
+        let vdev = self.config_of(field)?;
+        // SAFETY: The device is alive; `field` is a 4-byte field of its
+        // type's config struct (invariant of `ConfigLe32`, type checked by
+        // `config_of`); `bytes` is valid for 4 bytes.
         unsafe {
             let set = (*(*vdev).config).set.ok_or(ENODEV)?;
             set(vdev, field.offset(), bytes.as_ptr().cast(), 4);
         }
         Ok(())
+    }
+
+    /// The device, if `field` is a field of its type's config space.
+    fn config_of(&self, field: ConfigLe32) -> Result<*mut b::virtio_device> {
+        let vdev = self.vdev();
+        // SAFETY: The device is alive; its ID is set before it is
+        // registered and never changes.
+        let device = unsafe { (*vdev).id.device };
+        if device == field.device() {
+            Ok(vdev)
+        } else {
+            Err(EINVAL)
+        }
     }
 
     /// Sets DRIVER_OK: from now on the device may use the queues.

@@ -63,7 +63,7 @@ pub mod balloon_uapi {
     pub const F_FREE_PAGE_HINT: Feature = Feature::new(b::VIRTIO_BALLOON_F_FREE_PAGE_HINT);
     /// Config space offset of `free_page_hint_cmd_id`.
     pub const CONFIG_HINT_CMD_ID: ConfigLe32 =
-        config_le32!(b::virtio_balloon_config, __bindgen_anon_1);
+        config_le32!(DEVICE_ID, b::virtio_balloon_config, __bindgen_anon_1);
     /// Hint command: stop hinting.
     pub const CMD_ID_STOP: u32 = b::VIRTIO_BALLOON_CMD_ID_STOP;
     /// Hint command: the host is done with the hints; free the blocks.
@@ -89,11 +89,13 @@ pub mod balloon_uapi {
     ];
 
     /// Config space offset of `num_pages`, the host's target.
-    pub const CONFIG_NUM_PAGES: ConfigLe32 = config_le32!(b::virtio_balloon_config, num_pages);
+    pub const CONFIG_NUM_PAGES: ConfigLe32 =
+        config_le32!(DEVICE_ID, b::virtio_balloon_config, num_pages);
     /// Config space offset of `actual`, the balloon's size.
-    pub const CONFIG_ACTUAL: ConfigLe32 = config_le32!(b::virtio_balloon_config, actual);
+    pub const CONFIG_ACTUAL: ConfigLe32 = config_le32!(DEVICE_ID, b::virtio_balloon_config, actual);
     /// Config space offset of `poison_val`.
-    pub const CONFIG_POISON_VAL: ConfigLe32 = config_le32!(b::virtio_balloon_config, poison_val);
+    pub const CONFIG_POISON_VAL: ConfigLe32 =
+        config_le32!(DEVICE_ID, b::virtio_balloon_config, poison_val);
 
     /// PFNs in one inflate or deflate buffer of the C driver, and the most
     /// that Firecracker takes from one descriptor (`MAX_PAGES_IN_DESC`): it
