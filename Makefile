@@ -14,6 +14,7 @@
 #   make patches               the upstream series against the Linux source,
 #                              with checkpatch, in build/patches (issue 20;
 #                              only its first patch so far)
+#   make patches-check         the series built after each patch
 #   make fmt | clippy | clean
 
 SHELL := /bin/bash
@@ -31,7 +32,7 @@ KMAKE = $(MAKE) -C "$(KDIR)" $(shell sed -n \
 	-e 's/^CONFIG_CLANG_VERSION=\([0-9]*\)[0-9]\{4\}$$/LLVM=-\1/p' \
 	-e 's/^CONFIG_ARM64=y$$/ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-/p' "$(KDIR)/.config" 2>/dev/null)
 
-.PHONY: all module setup kernel check check-arm64 demo bench stress patches fmt clippy clean kselftest-install
+.PHONY: all module setup kernel check check-arm64 demo bench stress patches patches-check fmt clippy clean kselftest-install
 
 all: module
 
@@ -73,6 +74,9 @@ stress: setup
 
 patches:
 	@scripts/patches.sh
+
+patches-check: setup
+	@scripts/patches-check.sh
 
 clean:
 	@if [ -n "$(KDIR)" ]; then $(KMAKE) M="$(ROOT)" clean; fi
