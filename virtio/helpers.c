@@ -17,6 +17,7 @@
  * that has the same helpers (the upstream series' first patch, or a later
  * kernel) does not clash with the driver built in.
  */
+#undef __rust_helper
 #define __rust_helper __weak
 
 #include "helpers/device.c"
