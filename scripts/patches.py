@@ -50,9 +50,9 @@ def say(msg):
     print(f"[rust-balloon] {msg}", file=sys.stderr, flush=True)
 
 
-def git(*args, cwd=None, env=None, capture=False):
+def git(*args, cwd=None, env=None, capture=False, input=None):
     full_env = dict(os.environ, **IDENT, **(env or {}))
-    res = subprocess.run(["git", *args], cwd=cwd, env=full_env, check=True,
+    res = subprocess.run(["git", *args], cwd=cwd, env=full_env, check=True, input=input,
                          text=True, stdout=subprocess.PIPE if capture else None)
     return res.stdout if capture else None
 
@@ -254,8 +254,7 @@ def main():
     for make_patch in SERIES:
         touched, msg = make_patch(args.root, args.src, tree)
         git("add", "-f", "--sparse", "--", *[str(p.relative_to(tree)) for p in touched], cwd=tree)
-        subprocess.run(["git", "commit", "-q", "-F", "-"], cwd=tree, input=msg, text=True,
-                       check=True, env=dict(os.environ, **IDENT))
+        git("commit", "-q", "-F", "-", cwd=tree, input=msg)
 
     n = len(SERIES)
     git("format-patch", "-q", "--cover-letter", "--subject-prefix=RFC PATCH",
