@@ -80,4 +80,4 @@ patches-check: setup
 
 clean:
 	@if [ -n "$(KDIR)" ]; then $(KMAKE) M="$(ROOT)" clean; fi
-	rm -f virtio/bindings_generated.rs virtio/.bindings_generated.rs.cmd
+	rm -f bindings/bindings_generated.rs bindings/.bindings_generated.rs.cmd

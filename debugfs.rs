@@ -174,7 +174,11 @@ fn populate<'data>(b: &'data Arc<Resizer>, dir: &ScopedDir<'data, '_>) {
         c"buffer_pfns",
         b,
         &|b: &Arc<Resizer>, f: &mut Formatter<'_>| {
-            writeln!(f, "{}", b.pages_per_buffer * crate::virtio::PFNS_PER_PAGE)
+            writeln!(
+                f,
+                "{}",
+                b.pages_per_buffer * crate::mm::balloon::PFNS_PER_PAGE
+            )
         },
     );
     dir.read_callback_file(

@@ -8,11 +8,10 @@
 //! blocks the host handed back, its work item, and the shrinker that gives
 //! those blocks back under memory pressure.
 
-use crate::{
-    debugfs::Counters,
-    virtio::{self, balloon_uapi as uapi, Binding, BoundGuard, Buffer, Page, PageList, QueueId},
-    virtio::{Mobility, ShrinkHandler, Used},
-};
+use crate::mm::balloon::{self, Mobility, Page, PageList};
+use crate::mm::shrinker::ShrinkHandler;
+use crate::virtio::{Binding, BoundGuard, Buffer, QueueId, Used};
+use crate::{debugfs::Counters, uapi};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -27,7 +26,7 @@ use kernel::{
 /// Order of the blocks handed to the host: the largest the allocator has
 /// (4 MiB on x86-64), as in the C driver, so that few buffers cover much
 /// free memory.
-pub(crate) const HINT_BLOCK_ORDER: u32 = virtio::MAX_PAGE_ORDER;
+pub(crate) const HINT_BLOCK_ORDER: u32 = balloon::MAX_PAGE_ORDER;
 
 /// The free page hint queue of a balloon.
 #[pin_data]

@@ -6,10 +6,9 @@
 //! Exists only when the feature was negotiated (and the kernel has
 //! `CONFIG_PAGE_REPORTING`).
 
-use crate::{
-    debugfs::Counters,
-    virtio::{Binding, PageReporting, QueueId, ReportHandler, ReportedPages},
-};
+use crate::debugfs::Counters;
+use crate::mm::page_reporting::{PageReporting, ReportHandler, ReportedPages};
+use crate::virtio::{Binding, QueueId};
 use kernel::{prelude::*, sync::Arc};
 
 /// The smallest blocks free page reporting hands over: the kernel's default

@@ -7,14 +7,13 @@
 //! [`Resizer`] holds the balloon's pages and the work that moves them.
 
 use super::module_parameters;
-use crate::{
-    debugfs::Counters,
-    virtio::{
-        self, available_pages as guest_available_pages, balloon_uapi as uapi, reclaim_counters,
-        BalloonPages, Binding, BoundGuard, Buffer, Migrate, Mobility, OomHandler, Page, PageList,
-        QueueId, ReclaimCounters, PFNS_PER_PAGE,
-    },
+use crate::mm::balloon::{self, BalloonPages, Migrate, Mobility, Page, PageList, PFNS_PER_PAGE};
+use crate::mm::oom::OomHandler;
+use crate::mm::vmstat::{
+    available_pages as guest_available_pages, reclaim_counters, ReclaimCounters,
 };
+use crate::virtio::{Binding, BoundGuard, Buffer, QueueId};
+use crate::{debugfs::Counters, uapi};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -38,7 +37,7 @@ pub(super) const DEFLATE_QUEUE: QueueId = QueueId(1);
 pub(super) const BUFFERS_IN_FLIGHT: usize = 8;
 
 /// Guest pages in one huge block (512 on x86-64).
-pub(super) const HUGE_BLOCK_PAGES: usize = 1 << virtio::HUGE_ORDER;
+pub(super) const HUGE_BLOCK_PAGES: usize = 1 << balloon::HUGE_ORDER;
 
 /// 4 KiB frames in one huge block: a whole 2 MiB host huge page.
 pub(super) const BLOCK_PFNS: usize = HUGE_BLOCK_PAGES * PFNS_PER_PAGE;
@@ -804,7 +803,7 @@ impl Resizer {
                 binding,
                 counters,
                 depth,
-                pages_per_buffer: virtio::whole_pages(pfns_per_buffer, virtio::PAGE_SHIFT),
+                pages_per_buffer: balloon::whole_pages(pfns_per_buffer, balloon::PAGE_SHIFT),
                 buffer_bytes,
                 stopping: Atomic::new(false),
                 backoff_ms: Atomic::new(BACKOFF_MIN_MS),
@@ -958,7 +957,7 @@ impl Resizer {
             .lock()?
             .read_config_le32(uapi::CONFIG_NUM_PAGES)?;
         self.counters.target.store(target, Relaxed);
-        Ok(virtio::round_target(target, virtio::PAGE_SHIFT))
+        Ok(balloon::round_target(target, balloon::PAGE_SHIFT))
     }
 
     /// Moves the balloon one batch towards the target.
@@ -1255,7 +1254,7 @@ impl Resizer {
         } else {
             wanted.min(spare).min(self.step_pfns())
         };
-        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
+        let pages = balloon::whole_pages(wanted, balloon::PAGE_SHIFT);
         let mut huge = pages >= HUGE_BLOCK_PAGES;
         let (got, blocks) = alloc_balloon_pages(&mut new.pages, pages, &mut huge);
         if got < pages {
@@ -1358,7 +1357,7 @@ impl Resizer {
         }
         let step_pfns = depth * self.pages_per_buffer * PFNS_PER_PAGE;
         let wanted = wanted.min(step_pfns).min(state.num_pages as usize);
-        let pages = virtio::whole_pages(wanted, virtio::PAGE_SHIFT);
+        let pages = balloon::whole_pages(wanted, balloon::PAGE_SHIFT);
         while state.unsent.len() < pages {
             let chunk = (pages - state.unsent.len()).min(LIST_BATCH_PAGES);
             if self.pages.dequeue(&mut state.unsent, chunk) == 0 {
@@ -1518,7 +1517,7 @@ impl OomHandler for Resizer {
 /// how many it got, and how many of them came as whole huge blocks.
 ///
 /// While `huge` is set and a whole block is wanted, it takes free
-/// [`virtio::HUGE_ORDER`] blocks (without reclaim) and splits them into
+/// [`balloon::HUGE_ORDER`] blocks (without reclaim) and splits them into
 /// single pages, each block's pages together and in ascending order at the
 /// front of the list, so that a buffer taken from the front holds whole
 /// blocks; it clears `huge` when none is left. The rest comes one page at a
@@ -1527,7 +1526,7 @@ impl OomHandler for Resizer {
 fn alloc_balloon_pages(list: &mut PageList, n: usize, huge: &mut bool) -> (usize, usize) {
     let mut got = 0;
     while *huge && n - got >= HUGE_BLOCK_PAGES {
-        let Some(block) = Page::alloc_free_block(virtio::HUGE_ORDER, Mobility::Movable) else {
+        let Some(block) = Page::alloc_free_block(balloon::HUGE_ORDER, Mobility::Movable) else {
             *huge = false;
             break;
         };

@@ -57,10 +57,24 @@ mod hinting;
 mod reporting;
 mod resize;
 mod stats;
-// Public, as it will be in the kernel crate (the upstream series moves it
-// there): the lints see out of tree what they will see in tree (missing
-// docs on what the driver uses, `pub` items nothing outside reaches).
+mod uapi;
+
+// rust-balloon: out of tree, for `use kernel::{mm, virtio, workqueue};` {
+// What this driver adds to the kernel crate, which the upstream series
+// (scripts/patches.sh) moves there and puts this line's `use` in place of
+// this block. Public, as it will be there: the lints see out of tree what
+// they will see in tree (missing docs, `pub` items nothing outside
+// reaches).
+mod bindings;
+pub mod mm;
 pub mod virtio;
+pub mod workqueue;
+// } rust-balloon: out of tree
+
+#[cfg(CONFIG_VIRTIO_HARDEN_NOTIFICATION)]
+compile_error!("rust_balloon is not tested with CONFIG_VIRTIO_HARDEN_NOTIFICATION");
+#[cfg(not(CONFIG_VM_EVENT_COUNTERS))]
+compile_error!("rust_balloon's memory statistics need CONFIG_VM_EVENT_COUNTERS");
 
 use debugfs::Counters;
 use hinting::Hinting;
@@ -75,14 +89,12 @@ use kernel::{
     },
     workqueue::{HasWork, WorkItem},
 };
+#[cfg(CONFIG_PAGE_REPORTING)]
+use mm::page_reporting::PageReporting;
+use mm::{oom::OomNotifier, shrinker::Shrinker};
 use resize::{Resizer, BLOCK_PFNS};
 use stats::Stats;
-#[cfg(CONFIG_PAGE_REPORTING)]
-use virtio::PageReporting;
-use virtio::{
-    balloon_uapi as uapi, Binding, Device, Feature, OomNotifier, QueueId, QueueInfo, Shrinker,
-    Transport, Validating,
-};
+use virtio::{Binding, Device, Feature, QueueId, QueueInfo, Transport, Validating};
 
 module! {
     type: BalloonModule,
@@ -97,11 +109,11 @@ module! {
         },
         pace_inflation: u32 {
             default: 1,
-            description: "1: rest after inflate steps that needed reclaim, and stop when reclaim evicts the working set; 0: inflate unpaced",
+            description: "1: pace inflation by reclaim, stop if it evicts the working set; 0: no",
         },
         buffer_pfns: u32 {
             default: 0,
-            description: "PFNs per inflate/deflate buffer: 0 picks by transport (512 on virtio-pci, 256 on others), 256 or 512",
+            description: "PFNs per inflate/deflate buffer: 256, 512, or 0 (by transport)",
         },
     },
 }
@@ -262,7 +274,7 @@ impl Balloon {
         };
         dev_info!(
             dev,
-            "bound: stats {}, deflate-on-oom {}, hint {}, reporting {}, poison {}, {:?} with {} PFNs per buffer\n",
+            "stats {}, oom {}, hint {}, reporting {}, poison {}: {:?} with {} PFNs per buffer\n",
             stats.is_some(),
             deflate_on_oom,
             hinting.is_some(),
@@ -338,7 +350,7 @@ fn write_poison_val(binding: &Binding) -> Result {
         return Ok(());
     }
     // What free pages hold, in every byte of the value.
-    let fill = virtio::free_page_fill().unwrap_or(0);
+    let fill = mm::vmstat::free_page_fill().unwrap_or(0);
     binding
         .lock()?
         .write_config_le32(uapi::CONFIG_POISON_VAL, u32::from_ne_bytes([fill; 4]))
@@ -373,7 +385,7 @@ where
     stopping.store(true, Relaxed);
     // A run under way that requeues itself meanwhile is refused: the core
     // keeps a work item it is cancelling from being queued.
-    virtio::cancel_work(this);
+    workqueue::cancel(this);
 }
 
 /// Refuses module parameters the driver cannot honour, at load.
@@ -425,7 +437,7 @@ impl virtio::Driver for Balloon {
         if !cfg!(CONFIG_PAGE_REPORTING) {
             dev.clear_feature(uapi::F_REPORTING);
         }
-        if virtio::free_page_fill().is_none() {
+        if mm::vmstat::free_page_fill().is_none() {
             dev.clear_feature(uapi::F_PAGE_POISON);
         } else if !dev.has_feature(uapi::F_PAGE_POISON) {
             dev.clear_feature(uapi::F_REPORTING);
@@ -554,7 +566,10 @@ mod tests {
     };
     use super::*;
     use kernel::time::{Delta, Instant, Monotonic};
-    use virtio::{balloon_uapi::stat, Buffer, MemoryCounters, ReclaimCounters, PFNS_PER_PAGE};
+    use mm::balloon::{self, PFNS_PER_PAGE};
+    use mm::vmstat::{MemoryCounters, ReclaimCounters};
+    use uapi::stat;
+    use virtio::Buffer;
 
     /// Frames per guest page of this kernel (1 with 4 KiB pages).
     const PER_PAGE: u32 = PFNS_PER_PAGE as u32;
@@ -562,13 +577,13 @@ mod tests {
     #[test]
     fn target_rounds_up_to_whole_pages() {
         for frames in [0, 1, PER_PAGE - 1, PER_PAGE, 1001, 262_143] {
-            let rounded = virtio::round_target(frames, virtio::PAGE_SHIFT);
+            let rounded = balloon::round_target(frames, balloon::PAGE_SHIFT);
             assert!(rounded >= frames);
             assert!(rounded - frames < PER_PAGE);
             assert!(rounded.is_multiple_of(PER_PAGE));
         }
         // Near the top rounding down keeps it whole instead of wrapping.
-        let top = virtio::round_target(u32::MAX, virtio::PAGE_SHIFT);
+        let top = balloon::round_target(u32::MAX, balloon::PAGE_SHIFT);
         assert!(top.is_multiple_of(PER_PAGE));
         assert!(u32::MAX - top < PER_PAGE);
     }
@@ -856,7 +871,7 @@ mod tests {
     #[test]
     fn buffers_hold_whole_pages() {
         for pfns in [uapi::C_PFNS_PER_BUFFER, BLOCK_PFNS] {
-            let pages = virtio::whole_pages(pfns, virtio::PAGE_SHIFT);
+            let pages = balloon::whole_pages(pfns, balloon::PAGE_SHIFT);
             assert_eq!(pages * PFNS_PER_PAGE, pfns);
         }
         assert_eq!(BLOCK_PFNS, HUGE_BLOCK_PAGES * PFNS_PER_PAGE);

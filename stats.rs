@@ -6,7 +6,9 @@
 //! Exists only when the feature was negotiated; it owns its queue, its
 //! buffer and its work item.
 
-use crate::virtio::{self, balloon_uapi::stat, Binding, Buffer, MemoryCounters, QueueId};
+use crate::mm::vmstat::{self, MemoryCounters};
+use crate::uapi::stat;
+use crate::virtio::{Binding, Buffer, QueueId};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -96,7 +98,7 @@ impl Stats {
         // Read before taking the device lock: reading the event counters
         // takes the CPU hotplug lock, which memory offlining holds while it
         // migrates balloon pages, which takes the device lock.
-        let counters = virtio::memory_counters();
+        let counters = vmstat::memory_counters();
         let mut device = self.binding.lock()?;
         let mut spare = self.spare.lock();
         // The host returns the buffer to ask for stats; before the first

@@ -26,7 +26,7 @@ say "rustfmt and clippy clean"
 
 # The page frame arithmetic is plain Rust: unit-test it on the host.
 test_bin=$(mktemp)
-rustc --edition 2021 --test -o "$test_bin" virtio/pfn.rs 2>&1 | grep -v '^$' || true
-[ -x "$test_bin" ] || die "host unit tests of virtio/pfn.rs did not build"
-"$test_bin" -q || { rm -f "$test_bin"; die "host unit tests of virtio/pfn.rs failed"; }
+rustc --edition 2021 --test -o "$test_bin" mm/balloon/pfn.rs 2>&1 | grep -v '^$' || true
+[ -x "$test_bin" ] || die "host unit tests of mm/balloon/pfn.rs did not build"
+"$test_bin" -q || { rm -f "$test_bin"; die "host unit tests of mm/balloon/pfn.rs failed"; }
 rm -f "$test_bin"

@@ -6,9 +6,12 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 dest=${1:?usage: copy-sources.sh DEST}
-mkdir -p "$dest/virtio/helpers"
+mkdir -p "$dest/virtio" "$dest/mm" "$dest/workqueue" "$dest/bindings/helpers"
 cd "$RB_ROOT"
 cp Kbuild ./*.rs "$dest/"
-cp virtio/*.rs virtio/*.[ch] virtio/bindgen_parameters "$dest/virtio/"
-cp virtio/helpers/*.c "$dest/virtio/helpers/"
-rm -f "$dest/virtio/bindings_generated.rs"
+cp virtio/*.rs "$dest/virtio/"
+cp mm/*.rs "$dest/mm/"
+cp workqueue/*.rs "$dest/workqueue/"
+cp bindings/*.rs bindings/*.[ch] bindings/bindgen_parameters "$dest/bindings/"
+cp bindings/helpers/*.c "$dest/bindings/helpers/"
+rm -f "$dest/bindings/bindings_generated.rs"

@@ -27,26 +27,8 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 kconfig_entry() {
-	cat <<'KCONFIG'
-
-config VIRTIO_BALLOON_RUST
-	tristate "Virtio balloon driver in Rust"
-	depends on RUST && VIRTIO
-	depends on 64BIT
-	# What the sources refuse with compile_error! (virtio/mm.rs,
-	# virtio/mod.rs): a config that can select the driver must build it.
-	depends on VM_EVENT_COUNTERS && !VIRTIO_HARDEN_NOTIFICATION
-	select BALLOON
-	select PAGE_REPORTING
-	help
-	  The virtio memory balloon driver (virtio device ID 5) written in
-	  Rust: inflate and deflate, statistics, deflate on OOM, free page
-	  hinting and reporting, balloon page migration, and a debugfs view
-	  in /sys/kernel/debug/rust_balloon/. The C VIRTIO_BALLOON may be
-	  built as well; a device binds to whichever driver takes it first.
-
-	  If unsure, say N.
-KCONFIG
+	echo
+	sed '1,/^$/d' "$RB_ROOT/Kconfig"
 }
 
 place() {

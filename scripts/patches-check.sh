@@ -22,9 +22,22 @@ if [ "${1:-}" = --build-in-namespace ]; then
 	cp -a "$files/." "$src/"
 	make_flags=(-C "$src" O="$dir/obj")
 	grep -q '^CONFIG_CC_IS_CLANG=y' "$dir/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
+	# The driver, once a patch adds it (a module: the test kernel's
+	# VIRTIO=y lets the kernel crate's virtio module exist).
+	"$src/scripts/config" --file "$dir/obj/.config" --module VIRTIO_BALLOON_RUST
 	make "${make_flags[@]}" olddefconfig
 	grep -q '^CONFIG_WERROR=y' "$dir/obj/.config" || { echo "no CONFIG_WERROR: warnings would pass"; exit 1; }
+	driver=
+	if grep -q '^config VIRTIO_BALLOON_RUST$' "$src/drivers/virtio/Kconfig"; then
+		grep -q '^CONFIG_VIRTIO_BALLOON_RUST=m' "$dir/obj/.config" ||
+			{ echo "CONFIG_VIRTIO_BALLOON_RUST=m did not stick (its dependencies)"; exit 1; }
+		driver=$dir/obj/drivers/virtio/rust_balloon/rust_balloon.ko
+	fi
 	make "${make_flags[@]}" -j"$(nproc)" CLIPPY=1 bzImage modules
+	if [ -n "$driver" ]; then
+		[ -f "$driver" ] || { echo "no $driver after the build"; exit 1; }
+		echo "built $driver"
+	fi
 	make "${make_flags[@]}" W=1 rust/helpers/helpers.o
 	exit
 fi

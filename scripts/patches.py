@@ -10,9 +10,9 @@ with OUT/checkpatch.txt.
 
 What each patch holds, in the order a maintainer reviews:
 
-1. rust: helpers and bindings: virtio/helpers/*.c are appended to their
+1. rust: helpers and bindings: bindings/helpers/*.c are appended to their
    namesakes in rust/helpers/ (the repository names them as those files
-   do), and virtio/bindings.h's includes and constants go into
+   do), and bindings/bindings.h's includes and constants go into
    rust/bindings/bindings_helper.h.
 
 The rest (the bus abstraction in rust/kernel/, the memory-side
@@ -81,6 +81,16 @@ def import_base(src: Path, base: Path, kver: str):
     tmp.rename(base)
 
 
+# The uapi headers of what the driver's uapi.rs names (VIRTIO_BALLOON_*,
+# VIRTIO_ID_BALLOON, VIRTIO_F_ACCESS_PLATFORM, VIRTIO_RING_F_INDIRECT_DESC).
+UAPI_HEADERS = [
+    "#include <uapi/linux/virtio_balloon.h>",
+    "#include <uapi/linux/virtio_config.h>",
+    "#include <uapi/linux/virtio_ids.h>",
+    "#include <uapi/linux/virtio_ring.h>",
+]
+
+
 # --- patch 1: helpers and bindings ------------------------------------------
 
 def split_c(text):
@@ -129,7 +139,7 @@ def merge_helper(kernel_text, ours):
 
 
 def merge_bindings(kernel_text, ours):
-    """virtio/bindings.h into rust/bindings/bindings_helper.h: its
+    """bindings/bindings.h into rust/bindings/bindings_helper.h: its
     <includes>, and its constants after the kernel's own."""
     our_lines = ours.splitlines()
     includes = [l for l in our_lines if l.startswith("#include <")]
@@ -144,7 +154,7 @@ def merge_bindings(kernel_text, ours):
 
 def patch_bindings(root: Path, src: Path, tree: Path):
     touched = []
-    for ours in sorted((root / "virtio" / "helpers").glob("*.c")):
+    for ours in sorted((root / "bindings" / "helpers").glob("*.c")):
         target = tree / "rust" / "helpers" / ours.name
         if target.exists():
             target.write_text(merge_helper(target.read_text(), ours.read_text()))
@@ -155,8 +165,14 @@ def patch_bindings(root: Path, src: Path, tree: Path):
                                  [f'#include "{ours.name}"'])
             helpers.write_text("\n".join(lines) + "\n")
         touched.append(target)
+    # The driver's protocol constants (uapi.rs) come from kernel::uapi in
+    # tree: the headers that define them.
+    uh = tree / "rust" / "uapi" / "uapi_helper.h"
+    lines = add_includes(uh.read_text().splitlines(), UAPI_HEADERS)
+    uh.write_text("\n".join(lines) + "\n")
+    touched.append(uh)
     bh = tree / "rust" / "bindings" / "bindings_helper.h"
-    ours = (root / "virtio" / "bindings.h").read_text()
+    ours = (root / "bindings" / "bindings.h").read_text()
     bh.write_text(merge_bindings(bh.read_text(), ours))
     touched.append(bh)
     # A constant named after a macro bindgen evaluates wrongly (SHRINK_STOP,
@@ -176,7 +192,7 @@ def patch_bindings(root: Path, src: Path, tree: Path):
             text = text.replace(anchor, f"{anchor}--blocklist-item {name}\n")
     params.write_text(text)
     touched.append(params)
-    names = sorted({m for f in (root / "virtio" / "helpers").glob("*.c")
+    names = sorted({m for f in (root / "bindings" / "helpers").glob("*.c")
                     for m in re.findall(r"rust_helper_(\w+)\(", f.read_text())})
     msg = f"""rust: bindings, helpers: add what a virtio balloon driver needs
 
@@ -206,7 +222,231 @@ rust/Makefile's); this patch has not been built in a kernel tree yet.
     return touched, msg
 
 
-SERIES = [patch_bindings]
+# --- patches 2 to 4: the Rust files -----------------------------------------
+
+# `kernel::` in code, not `::kernel::` (macros, which the kernel crate
+# allows with `extern crate self as kernel`) nor `$crate::`.
+KERNEL_PATH = re.compile(r"(?<![:\w$])kernel::")
+
+
+def to_kernel_crate(text):
+    """A layer file as the kernel crate has it: `kernel::` paths become
+    `crate::` (in code, not in comments). `crate::bindings`, `crate::mm`
+    and `crate::virtio` mean the same in both crates."""
+    return "".join(line if line.lstrip().startswith("//") else KERNEL_PATH.sub("crate::", line)
+                   for line in text.splitlines(keepends=True))
+
+
+OUT_OF_TREE = re.compile(
+    r"^// rust-balloon: out of tree, for `(?P<use>[^`]*)` \{\n.*?^// \} rust-balloon: out of tree\n",
+    re.S | re.M)
+
+
+def to_driver(text):
+    """A driver file as drivers/virtio/rust_balloon/ has it: the out-of-tree
+    block of the crate root (the layer's modules) becomes the `use` it
+    names, and the layer's paths are the kernel crate's."""
+    text = OUT_OF_TREE.sub(lambda m: m.group("use") + "\n", text)
+    for ours, kernels in [("crate::virtio", "kernel::virtio"), ("crate::mm", "kernel::mm"),
+                          ("crate::workqueue", "kernel::workqueue"),
+                          ("crate::bindings", "kernel::uapi")]:
+        text = re.sub(rf"(?<![\w$:]){re.escape(ours)}\b", kernels, text)
+    return text
+
+
+def module_lines(mod_rs: Path):
+    """The item lines (and their attributes) of a mod.rs: what the kernel
+    crate's own file of that module gets."""
+    return [l for l in mod_rs.read_text().splitlines()
+            if l and not l.startswith("//")]
+
+
+def insert_after(lines, pattern, new, what):
+    at = next((i for i, l in enumerate(lines) if re.match(pattern, l)), None)
+    if at is None:
+        sys.exit(f"patches.py: no line matching {pattern!r} in {what}")
+    return lines[:at + 1] + new + lines[at + 1:]
+
+
+def insert_before(lines, pattern, new, what):
+    at = next((i for i, l in enumerate(lines) if re.match(pattern, l)), None)
+    if at is None:
+        sys.exit(f"patches.py: no line matching {pattern!r} in {what}")
+    return lines[:at] + new + lines[at:]
+
+
+def copy_rs(root: Path, tree: Path, pairs, transform):
+    touched = []
+    for ours, theirs in pairs:
+        target = tree / theirs
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(transform((root / ours).read_text()))
+        touched.append(target)
+    return touched
+
+
+def rs_files(root: Path, sub: str):
+    return sorted(p.relative_to(root) for p in (root / sub).rglob("*.rs")
+                  if p.name != "mod.rs")
+
+
+def patch_mm(root: Path, src: Path, tree: Path):
+    pairs = [(p, Path("rust/kernel") / p) for p in rs_files(root, "mm")]
+    pairs += [(p, Path("rust/kernel") / p) for p in rs_files(root, "workqueue")]
+    touched = copy_rs(root, tree, pairs, to_kernel_crate)
+    mm = tree / "rust/kernel/mm.rs"
+    lines = insert_after(mm.read_text().splitlines(), r"pub mod virt;$",
+                         module_lines(root / "mm/mod.rs"), mm)
+    mm.write_text("\n".join(lines) + "\n")
+    wq = tree / "rust/kernel/workqueue.rs"
+    lines = wq.read_text().splitlines()
+    # After the file's `use` block, before its first macro.
+    first_macro = lines.index("#[macro_export]")
+    last_use = max(i for i in range(first_macro) if lines[i].endswith(";"))
+    lines[last_use + 1:last_use + 1] = [""] + module_lines(root / "workqueue/mod.rs")
+    wq.write_text("\n".join(lines) + "\n")
+    touched += [mm, wq]
+    msg = """rust: mm: add balloon pages, the OOM notifier, free page reporting and shrinkers
+
+A memory balloon driver takes guest pages and hands them to the host,
+gives them back when asked or when the guest runs out of memory, and lets
+compaction migrate them. Add what it needs of the memory management
+side, each where the kernel crate keeps its kind:
+
+  mm::balloon         the balloon page list (struct balloon_dev_info)
+                      with its lock, page blocks, and balloon page
+                      migration (CONFIG_BALLOON)
+  mm::oom             an OOM notifier (register_oom_notifier())
+  mm::page_reporting  free page reporting (CONFIG_PAGE_REPORTING)
+  mm::shrinker        a shrinker (shrinker_alloc())
+  mm::vmstat          the vm event and node counters /proc/vmstat reads
+  workqueue::cancel   cancel_work_sync() for an Arc work item, which a
+                      driver that must quiesce on freeze needs:
+                      flush_work() on a frozen workqueue never returns
+
+The balloon page API speaks the virtio balloon protocol's 4 KiB frames
+(mm::balloon::pfn); that part belongs in the driver and is an open
+question of the cover letter.
+
+These files are those of the rust-balloon out-of-tree module, where they
+are built and tested with the driver against QEMU (KASAN, lockdep and
+KUnit kernels included); here the tree builds with CLIPPY=1 and
+CONFIG_WERROR after this patch.
+"""
+    return touched, msg
+
+
+def patch_virtio(root: Path, src: Path, tree: Path):
+    pairs = [(p, Path("rust/kernel") / p) for p in rs_files(root, "virtio")]
+    pairs.append((Path("virtio/mod.rs"), Path("rust/kernel/virtio.rs")))
+    touched = copy_rs(root, tree, pairs, to_kernel_crate)
+    lib = tree / "rust/kernel/lib.rs"
+    # Built in only (the kernel crate cannot call into a virtio module), as
+    # usb is; and its queues carry mm::balloon page blocks.
+    lines = insert_before(lib.read_text().splitlines(), r"pub mod workqueue;$",
+                          ['#[cfg(all(CONFIG_VIRTIO = "y", CONFIG_BALLOON))]',
+                           "pub mod virtio;"], lib)
+    lib.write_text("\n".join(lines) + "\n")
+    touched.append(lib)
+    msg = """rust: virtio: add the bus abstraction
+
+Add a virtio bus abstraction in the shape of pci.rs and platform.rs: a
+Driver trait with its ID table (virtio_device_table!), registration, and
+Device<Ctx> for the bus callbacks (probe, remove, config_changed, freeze
+and restore); feature bits and 32-bit config space fields checked at
+build time (config_le32!); and the virtqueues of a bound device behind a
+lock (Binding, BoundGuard), with buffers that a queue owns while the
+device may read them, so that safe code can neither free nor change a
+buffer the device still holds.
+
+It is built in only, as usb is: the kernel crate cannot call into a
+modular virtio core.
+
+These files are those of the rust-balloon out-of-tree module, where they
+are built and tested with the driver against QEMU; here the tree builds
+with CLIPPY=1 and CONFIG_WERROR after this patch.
+"""
+    return touched, msg
+
+
+def patch_driver(root: Path, src: Path, tree: Path):
+    driver = Path("drivers/virtio/rust_balloon")
+    pairs = [(p, driver / p) for p in sorted(Path(p.name) for p in root.glob("*.rs"))]
+    touched = copy_rs(root, tree, pairs, to_driver)
+    makefile = tree / driver / "Makefile"
+    makefile.write_text("# SPDX-License-Identifier: GPL-2.0\n\n"
+                        "obj-$(CONFIG_VIRTIO_BALLOON_RUST) += rust_balloon.o\n")
+    vmake = tree / "drivers/virtio/Makefile"
+    vmake.write_text(vmake.read_text() + "obj-$(CONFIG_VIRTIO_BALLOON_RUST) += rust_balloon/\n")
+    entry = (root / "Kconfig").read_text().split("\n\n", 1)[1]
+    if "depends on RUST && VIRTIO\n" not in entry:
+        sys.exit("patches.py: the Kconfig entry's 'depends on RUST && VIRTIO' changed")
+    entry = entry.replace("depends on RUST && VIRTIO\n", "depends on RUST && VIRTIO=y\n")
+    kconfig = tree / "drivers/virtio/Kconfig"
+    lines = kconfig.read_text().splitlines()
+    at = lines.index("config VIRTIO_BALLOON")
+    end = next(i for i in range(at + 1, len(lines)) if re.match(r"[a-z]", lines[i]))
+    lines[end:end] = entry.rstrip("\n").splitlines() + [""]
+    kconfig.write_text("\n".join(lines) + "\n")
+    touched += [makefile, vmake, kconfig]
+    msg = """virtio: add a Rust balloon driver
+
+Add a virtio memory balloon driver (device ID 5) written in Rust, on the
+abstractions of the previous patches, beside the C virtio_balloon: it
+does what the C driver does (inflate and deflate, the statistics queue,
+deflate on OOM, free page hinting and reporting, balloon page migration)
+with no unsafe code of its own, and adds pacing of inflation by the
+guest's reclaim, a floor of available memory, and a debugfs view.
+
+A device binds to whichever of the two drivers takes it first; distros
+would build one.
+
+Tested out of tree against QEMU (TCG) on x86-64 and arm64 (4K and 64K
+pages): inflate, deflate, stats, OOM, hinting, reporting, migration,
+hot-unplug, suspend and hibernation, on KASAN and lockdep kernels; see
+the cover letter for the figures against the C driver. Here the tree
+builds with the driver enabled, CLIPPY=1 and CONFIG_WERROR.
+"""
+    return touched, msg
+
+
+MAINTAINERS_ENTRY = """VIRTIO BALLOON DRIVER [RUST]
+L:	virtualization@lists.linux.dev
+L:	rust-for-linux@vger.kernel.org
+S:	Maintained"""
+
+
+def add_maintainers(tree: Path, touched):
+    """MAINTAINERS names what a patch adds (checkpatch asks for it): the
+    entry (made by the first patch that adds a file), with an F: line per
+    new file, or per new directory for the files in one. Returns the
+    MAINTAINERS path if it changed."""
+    new = [p.relative_to(tree) for p in touched
+           if subprocess.run(["git", "cat-file", "-e", f"HEAD:{p.relative_to(tree)}"], cwd=tree,
+                             stderr=subprocess.DEVNULL).returncode != 0]
+    paths = set()
+    for p in new:
+        parent_is_new = subprocess.run(["git", "cat-file", "-e", f"HEAD:{p.parent}"], cwd=tree,
+                                       stderr=subprocess.DEVNULL).returncode != 0
+        paths.add(f"{p.parent}/" if parent_is_new else str(p))
+    if not paths:
+        return []
+    maint = tree / "MAINTAINERS"
+    lines = maint.read_text().splitlines()
+    head = MAINTAINERS_ENTRY.splitlines()
+    if head[0] not in lines:
+        at = lines.index("VIRTIO BLOCK AND SCSI DRIVERS")
+        lines[at:at] = head + [""]
+    start = lines.index(head[0])
+    end = lines.index("", start)
+    files = sorted(set(lines[start + len(head):end]) | {f"F:\t{p}" for p in paths})
+    lines[start + len(head):end] = files
+    maint.write_text("\n".join(lines) + "\n")
+    return [maint]
+
+
+
+SERIES = [patch_bindings, patch_mm, patch_virtio, patch_driver]
 
 COVER = """Subject: [RFC PATCH 0/{n}] virtio: a memory balloon driver in Rust
 
@@ -253,6 +493,7 @@ def main():
 
     for make_patch in SERIES:
         touched, msg = make_patch(args.root, args.src, tree)
+        touched += add_maintainers(tree, touched)
         git("add", "-f", "--sparse", "--", *[str(p.relative_to(tree)) for p in touched], cwd=tree)
         git("commit", "-q", "-F", "-", cwd=tree, input=msg)
 

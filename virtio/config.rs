@@ -13,7 +13,7 @@ pub struct Feature(u32);
 
 impl Feature {
     /// Feature bit `bit` (only the layer names features).
-    pub(super) const fn new(bit: u32) -> Self {
+    pub const fn new(bit: u32) -> Self {
         Self(bit)
     }
 
@@ -39,14 +39,10 @@ pub struct ConfigLe32 {
 }
 
 impl ConfigLe32 {
-    /// See [`config_le32!`], the only caller.
+    /// See [`config_le32!`](crate::config_le32), the only caller (public
+    /// only for the macro, which expands in the driver's crate).
     #[doc(hidden)]
-    pub(super) const fn checked(
-        device: u32,
-        offset: usize,
-        width: usize,
-        config_size: usize,
-    ) -> Self {
+    pub const fn checked(device: u32, offset: usize, width: usize, config_size: usize) -> Self {
         assert!(width == 4, "not a 32-bit config field");
         assert!(offset + width <= config_size, "config field out of range");
         // INVARIANT: Checked above (in a constant, so at build time).
@@ -65,28 +61,26 @@ impl ConfigLe32 {
     pub(super) const fn offset(self) -> u32 {
         self.offset
     }
-}
 
-/// The size of what `ptr` points to, without reading it.
-#[doc(hidden)]
-pub(super) const fn pointee_size<T>(_ptr: *const T) -> usize {
-    core::mem::size_of::<T>()
+    /// The size of the field `field` returns (for
+    /// [`config_le32!`](crate::config_le32); never called).
+    #[doc(hidden)]
+    pub const fn field_size<C, T>(_field: fn(&C) -> &T) -> usize {
+        core::mem::size_of::<T>()
+    }
 }
 
 /// `config_le32!(DEVICE_ID, Config, field)`: the [`ConfigLe32`] of `field`
 /// of config struct `Config` of devices of type `DEVICE_ID`, checked to be
 /// a 4-byte field at build time. Use it in a `const`.
+#[macro_export]
 macro_rules! config_le32 {
-    ($device:expr, $config:ty, $field:ident) => {{
-        let config = core::mem::MaybeUninit::<$config>::uninit();
-        // SAFETY: Only the field's address is taken; nothing is read.
-        let field = unsafe { core::ptr::addr_of!((*config.as_ptr()).$field) };
-        $crate::virtio::config::ConfigLe32::checked(
+    ($device:expr, $config:ty, $field:ident) => {
+        $crate::virtio::ConfigLe32::checked(
             $device,
-            core::mem::offset_of!($config, $field),
-            $crate::virtio::config::pointee_size(field),
-            core::mem::size_of::<$config>(),
+            ::core::mem::offset_of!($config, $field),
+            $crate::virtio::ConfigLe32::field_size(|config: &$config| &config.$field),
+            ::core::mem::size_of::<$config>(),
         )
-    }};
+    };
 }
-pub(super) use config_le32;

@@ -2,9 +2,11 @@
 
 //! Virtio devices and the driver's binding to one.
 
+use super::{wait::WaitQueue, Buffer, ConfigLe32, Feature};
+use crate::bindings as b;
+use crate::mm::balloon::Page;
 #[cfg(CONFIG_PAGE_REPORTING)]
-use super::reporting::ReportedPages;
-use super::{bindings as b, wait::WaitQueue, Buffer, ConfigLe32, Feature, Page};
+use crate::mm::page_reporting::ReportedPages;
 use core::{
     marker::PhantomData,
     ops::ControlFlow,
@@ -931,17 +933,12 @@ impl BoundGuard<'_> {
         }
     }
 
-    /// Sets DRIVER_OK: from now on the device may use the queues.
+    /// Sets DRIVER_OK: from now on the device may use the queues (and,
+    /// with `CONFIG_VIRTIO_HARDEN_NOTIFICATION`, its interrupts reach them).
     pub(super) fn ready(&self) {
-        let vdev = self.vdev();
-        // SAFETY: The device is alive; `get_status`/`set_status` are set by
-        // every transport. Mirrors C's `virtio_device_ready()`.
-        unsafe {
-            let config = &*(*vdev).config;
-            if let (Some(get), Some(set)) = (config.get_status, config.set_status) {
-                let status = get(vdev);
-                set(vdev, status | b::VIRTIO_CONFIG_S_DRIVER_OK as u8);
-            }
-        }
+        // SAFETY: The device is alive and bound (a guard exists), its queues
+        // are set up, and the bus calls it once per probe or restore, as C
+        // drivers call `virtio_device_ready()`.
+        unsafe { b::virtio_device_ready(self.vdev()) };
     }
 }

@@ -3,10 +3,10 @@
 //! Virtio driver registration and the bus callbacks.
 
 use super::{
-    bindings as b,
     device::{Binding, Validating},
     Device, Feature, IdTable, QueueId,
 };
+use crate::bindings as b;
 use core::{marker::PhantomData, ptr::addr_of_mut};
 use kernel::{
     debugfs::Dir,
@@ -142,7 +142,8 @@ impl<T: Driver> Registration<T> {
                     (*drv).probe = Some(probe_callback::<T>);
                     (*drv).remove = Some(remove_callback::<T>);
                     (*drv).shutdown = T::HAS_SHUTDOWN.then_some(shutdown_callback::<T>);
-                    (*drv).config_changed = T::HAS_CONFIG_CHANGED.then_some(config_changed_callback::<T>);
+                    (*drv).config_changed =
+                        T::HAS_CONFIG_CHANGED.then_some(config_changed_callback::<T>);
                     (*drv).freeze = T::HAS_FREEZE.then_some(freeze_callback::<T>);
                     (*drv).restore = T::HAS_RESTORE.then_some(restore_callback::<T>);
                     // Frees the driver's data once a device is unbound, or

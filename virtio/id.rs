@@ -2,7 +2,7 @@
 
 //! Virtio device IDs and ID tables, as `kernel::pci` has them.
 
-use super::bindings as b;
+use crate::bindings as b;
 use kernel::device_id::RawDeviceId;
 
 /// A virtio device ID (`struct virtio_device_id`): a device type, from any

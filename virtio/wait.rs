@@ -8,7 +8,7 @@
 //! waiter queues itself before it checks its condition, so a wake-up between
 //! the check and the sleep is never lost.
 
-use super::bindings as b;
+use crate::bindings as b;
 use core::{mem::MaybeUninit, ops::ControlFlow};
 use kernel::{prelude::*, sync::LockClassKey, types::Opaque};
 

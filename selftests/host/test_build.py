@@ -150,8 +150,8 @@ def test_in_tree_build_passes_the_kselftest(kdir, tmp_path, boot):
 
 def test_kconfig_entry_depends_on_what_the_driver_needs(kdir, tmp_path):
     """The in-tree Kconfig entry cannot be selected where the sources would
-    refuse to build (compile_error! in virtio/mm.rs without
-    VM_EVENT_COUNTERS, in virtio/mod.rs with VIRTIO_HARDEN_NOTIFICATION,
+    refuse to build (compile_error! in rust_balloon.rs without
+    VM_EVENT_COUNTERS, and with VIRTIO_HARDEN_NOTIFICATION,
     which depends on BROKEN in 7.2 and so cannot be tried here): with the
     test kernel's config the option sticks, without VM event counters
     olddefconfig drops it. (992a4b7's entry kept it, and the build then

@@ -3,7 +3,7 @@
 //! OOM notifier: a chance to release memory before the OOM killer picks a
 //! victim.
 
-use super::bindings as b;
+use crate::bindings as b;
 use kernel::{prelude::*, sync::Arc, types::Opaque};
 
 /// What to do when the guest runs out of memory.

@@ -7,7 +7,7 @@
 //! `page->lru`, so the driver needs no bookkeeping memory of its own per page;
 //! the list also lets compaction migrate balloon pages.
 
-use super::{bindings as b, pfn};
+use crate::bindings as b;
 use core::ptr::NonNull;
 use kernel::{
     prelude::*,
@@ -17,6 +17,10 @@ use kernel::{
     },
     types::Opaque,
 };
+
+mod pfn;
+
+pub use pfn::{round_target, whole_pages};
 
 /// The guest's page shift.
 pub const PAGE_SHIFT: u32 = b::PAGE_SIZE.trailing_zeros();
@@ -98,7 +102,7 @@ impl Page {
     /// `page` heads a block of `1 << order` pages that satisfies the type
     /// invariant and whose ownership the caller hands over (it came from
     /// [`Page::into_raw`] of a block of that order).
-    pub(super) unsafe fn from_raw(page: *mut b::page, order: u32) -> Self {
+    pub(crate) unsafe fn from_raw(page: *mut b::page, order: u32) -> Self {
         // INVARIANT: As the caller guarantees; `into_raw` never yields null.
         Self {
             // SAFETY: As above.
@@ -109,7 +113,7 @@ impl Page {
 
     /// Gives up ownership of the block without freeing it; see
     /// [`Page::from_raw`].
-    pub(super) fn into_raw(self) -> NonNull<b::page> {
+    pub(crate) fn into_raw(self) -> NonNull<b::page> {
         core::mem::ManuallyDrop::new(self).page
     }
 
@@ -125,7 +129,7 @@ impl Page {
 
     /// The block's address in the kernel's linear map (C's
     /// `page_address()`, for a guest without highmem).
-    pub(super) fn address(&self) -> *mut u8 {
+    pub(crate) fn address(&self) -> *mut u8 {
         // SAFETY: `self.page` is a valid page (type invariant).
         unsafe { b::page_address(self.page.as_ptr()) }.cast()
     }

@@ -3,7 +3,7 @@
 //! What `kernel::workqueue` lacks for a driver that must quiesce:
 //! cancelling.
 
-use super::bindings as b;
+use crate::bindings as b;
 use kernel::{
     sync::Arc,
     workqueue::{HasWork, Work, WorkItem},

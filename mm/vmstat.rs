@@ -3,7 +3,7 @@
 //! Guest memory figures, read from the kernel's counters the way
 //! `/proc/meminfo` and `/proc/vmstat` read them.
 
-use super::bindings as b;
+use crate::bindings as b;
 
 /// Memory the guest could use right now without swapping (MemAvailable in
 /// /proc/meminfo), in guest pages.
@@ -55,7 +55,9 @@ fn node_state(item: b::node_stat_item) -> u64 {
     unsafe { b::global_node_page_state(item) as u64 }
 }
 
-/// Reads the counters now.
+/// Reads the counters now. The event counters exist only with
+/// `CONFIG_VM_EVENT_COUNTERS`, as for C's `all_vm_events()`.
+#[cfg(CONFIG_VM_EVENT_COUNTERS)]
 pub fn memory_counters() -> MemoryCounters {
     let mut events = [0usize; b::vm_event_item_NR_VM_EVENT_ITEMS as usize];
     // SAFETY: `events` has room for every event item.
@@ -145,9 +147,6 @@ pub fn reclaim_counters() -> ReclaimCounters {
             + node_state(b::node_stat_item_WORKINGSET_ACTIVATE_FILE),
     }
 }
-
-#[cfg(not(CONFIG_VM_EVENT_COUNTERS))]
-compile_error!("rust_balloon's memory statistics need CONFIG_VM_EVENT_COUNTERS");
 
 /// Whether the kernel fills freed pages with a value (`init_on_free` zeroes
 /// them, page poisoning writes `PAGE_POISON`): the host must then hand

@@ -24,3 +24,4 @@
 #include "helpers/list.c"
 #include "helpers/mm.c"
 #include "helpers/page.c"
+#include "helpers/virtio.c"

@@ -4,15 +4,15 @@
 //! memory to tell the host about, so the host can reclaim them without the
 //! balloon changing size.
 
-use super::bindings as b;
+use crate::bindings as b;
 use kernel::{prelude::*, sync::Arc, types::Opaque};
 
 /// A list of free page blocks the kernel is reporting, valid only during
 /// [`ReportHandler::report`]: the pages stay the kernel's, and must not be
 /// touched once the call returns.
 pub struct ReportedPages {
-    pub(super) sgl: *mut b::scatterlist,
-    pub(super) nents: u32,
+    pub(crate) sgl: *mut b::scatterlist,
+    pub(crate) nents: u32,
 }
 
 impl ReportedPages {

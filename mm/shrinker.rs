@@ -2,7 +2,7 @@
 
 //! A memory shrinker: lets reclaim ask the driver for memory it holds.
 
-use super::bindings as b;
+use crate::bindings as b;
 use core::ptr::NonNull;
 use kernel::{prelude::*, sync::Arc, types::ForeignOwnable};
 
