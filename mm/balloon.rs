@@ -102,7 +102,7 @@ impl Page {
     /// `page` heads a block of `1 << order` pages that satisfies the type
     /// invariant and whose ownership the caller hands over (it came from
     /// [`Page::into_raw`] of a block of that order).
-    pub(crate) unsafe fn from_raw(page: *mut b::page, order: u32) -> Self {
+    pub unsafe fn from_raw(page: *mut b::page, order: u32) -> Self {
         // INVARIANT: As the caller guarantees; `into_raw` never yields null.
         Self {
             // SAFETY: As above.
@@ -113,7 +113,7 @@ impl Page {
 
     /// Gives up ownership of the block without freeing it; see
     /// [`Page::from_raw`].
-    pub(crate) fn into_raw(self) -> NonNull<b::page> {
+    pub fn into_raw(self) -> NonNull<b::page> {
         core::mem::ManuallyDrop::new(self).page
     }
 
@@ -128,8 +128,9 @@ impl Page {
     }
 
     /// The block's address in the kernel's linear map (C's
-    /// `page_address()`, for a guest without highmem).
-    pub(crate) fn address(&self) -> *mut u8 {
+    /// `page_address()`, for a guest without highmem): for a bus to hand
+    /// to its device.
+    pub fn address(&self) -> *mut u8 {
         // SAFETY: `self.page` is a valid page (type invariant).
         unsafe { b::page_address(self.page.as_ptr()) }.cast()
     }

@@ -11,11 +11,17 @@ use kernel::{prelude::*, sync::Arc, types::Opaque};
 /// [`ReportHandler::report`]: the pages stay the kernel's, and must not be
 /// touched once the call returns.
 pub struct ReportedPages {
-    pub(crate) sgl: *mut b::scatterlist,
-    pub(crate) nents: u32,
+    sgl: *mut b::scatterlist,
+    nents: u32,
 }
 
 impl ReportedPages {
+    /// The kernel's scatterlist of the blocks, and its length: for a bus to
+    /// hand to its device, valid until [`ReportHandler::report`] returns.
+    pub fn as_raw(&self) -> (*mut b::scatterlist, u32) {
+        (self.sgl, self.nents)
+    }
+
     /// How many free blocks the report holds (each of at least the
     /// reporting order).
     pub fn blocks(&self) -> usize {

@@ -7,6 +7,14 @@ use crate::bindings as b;
 
 /// Memory the guest could use right now without swapping (MemAvailable in
 /// /proc/meminfo), in guest pages.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::mm::vmstat::available_pages;
+///
+/// assert!(available_pages() > 0);
+/// ```
 pub fn available_pages() -> usize {
     // SAFETY: FFI call without preconditions.
     let pages = unsafe { b::si_mem_available() };
@@ -57,6 +65,16 @@ fn node_state(item: b::node_stat_item) -> u64 {
 
 /// Reads the counters now. The event counters exist only with
 /// `CONFIG_VM_EVENT_COUNTERS`, as for C's `all_vm_events()`.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::mm::vmstat::memory_counters;
+///
+/// let now = memory_counters();
+/// assert!(now.total > 0);
+/// assert!(now.free <= now.total);
+/// ```
 #[cfg(CONFIG_VM_EVENT_COUNTERS)]
 pub fn memory_counters() -> MemoryCounters {
     let mut events = [0usize; b::vm_event_item_NR_VM_EVENT_ITEMS as usize];

@@ -7,6 +7,17 @@
 ///
 /// `repr(transparent)` over the C bit number, so that a `&[Feature]` is the
 /// `feature_table` array the virtio core reads.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::virtio::Feature;
+///
+/// // VIRTIO_BALLOON_F_STATS_VQ, as a driver lists it in `Driver::FEATURES`.
+/// const STATS_VQ: Feature = Feature::new(1);
+/// assert_eq!(STATS_VQ, Feature::new(1));
+/// assert_ne!(STATS_VQ, Feature::new(2));
+/// ```
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Feature(u32);
@@ -73,6 +84,22 @@ impl ConfigLe32 {
 /// `config_le32!(DEVICE_ID, Config, field)`: the [`ConfigLe32`] of `field`
 /// of config struct `Config` of devices of type `DEVICE_ID`, checked to be
 /// a 4-byte field at build time. Use it in a `const`.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::{config_le32, uapi, virtio::ConfigLe32};
+///
+/// // The balloon's target, which the driver reads with
+/// // `BoundGuard::read_config_le32`. A field that is not 32 bits wide, or
+/// // lies outside the struct, fails the build.
+/// const NUM_PAGES: ConfigLe32 = config_le32!(
+///     uapi::VIRTIO_ID_BALLOON,
+///     uapi::virtio_balloon_config,
+///     num_pages
+/// );
+/// # let _ = NUM_PAGES;
+/// ```
 #[macro_export]
 macro_rules! config_le32 {
     ($device:expr, $config:ty, $field:ident) => {

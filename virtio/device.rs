@@ -858,6 +858,7 @@ impl BoundGuard<'_> {
     /// queue breaks meanwhile, after resetting the device.
     pub fn report_pages(&mut self, queue: QueueId, pages: &ReportedPages) -> Result {
         let vq = self.vq(queue)?;
+        let (sgl, nents) = pages.as_raw();
         // SAFETY: `vq` is live; `pages` is valid for the duration of the
         // report (its invariant), and this returns only once the device has
         // given the buffer back, or has been reset (below), after which it
@@ -866,8 +867,8 @@ impl BoundGuard<'_> {
         let ret = unsafe {
             b::virtqueue_add_inbuf(
                 vq.as_ptr(),
-                pages.sgl,
-                pages.nents,
+                sgl,
+                nents,
                 report_token(),
                 kernel::bindings::GFP_NOWAIT,
             )

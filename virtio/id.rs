@@ -13,6 +13,16 @@ pub struct DeviceId(b::virtio_device_id);
 
 impl DeviceId {
     /// Devices of type `device` (`VIRTIO_ID_*`) from any vendor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{uapi, virtio::DeviceId};
+    ///
+    /// // What a balloon driver binds to, in its `virtio_device_table!`.
+    /// const BALLOON: DeviceId = DeviceId::new(uapi::VIRTIO_ID_BALLOON);
+    /// # let _ = BALLOON;
+    /// ```
     pub const fn new(device: u32) -> Self {
         Self(b::virtio_device_id {
             device,

@@ -17,6 +17,42 @@ use kernel::{
 /// frozen workqueue (hibernation, from the snapshot to power-off) that
 /// never happens, and a flush there hangs the shutdown. Not for delayed
 /// work (its timer may be armed: `cancel_delayed_work_sync()` is for that).
+///
+/// # Examples
+///
+/// ```
+/// use kernel::sync::Arc;
+/// use kernel::workqueue::{self, impl_has_work, new_work, Work, WorkItem};
+///
+/// #[pin_data]
+/// struct Refill {
+///     #[pin]
+///     work: Work<Refill>,
+/// }
+///
+/// impl_has_work! {
+///     impl HasWork<Self> for Refill { self.work }
+/// }
+///
+/// impl WorkItem for Refill {
+///     type Pointer = Arc<Refill>;
+///
+///     fn run(_this: Arc<Refill>) {}
+/// }
+///
+/// let refill = Arc::pin_init(
+///     pin_init!(Refill { work <- new_work!("Refill::work") }),
+///     GFP_KERNEL,
+/// )?;
+/// // Never queued: nothing to take off the queue, nothing to wait for.
+/// assert!(!workqueue::cancel(&refill));
+/// // Queued, then cancelled: either it ran already, or it is taken off
+/// // the queue (and the queue's reference dropped) without running.
+/// let _ = workqueue::system().enqueue(refill.clone());
+/// workqueue::cancel(&refill);
+/// assert!(!workqueue::cancel(&refill));
+/// # Ok::<(), Error>(())
+/// ```
 pub fn cancel<T, const ID: u64>(this: &Arc<T>) -> bool
 where
     T: WorkItem<ID, Pointer = Arc<T>> + HasWork<T, ID>,

@@ -29,6 +29,18 @@ pub(crate) fn balloon_pfns(guest_pfn: u64, page_shift: u32) -> Range<u64> {
 
 /// A host target in frames, rounded up to whole guest pages, so that the
 /// balloon never oscillates around a target it cannot hit.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::mm::balloon::round_target;
+///
+/// // 4 KiB pages (shift 12): every frame is a page.
+/// assert_eq!(round_target(1001, 12), 1001);
+/// // 64 KiB pages (shift 16) hold 16 frames each.
+/// assert_eq!(round_target(1001, 16), 1008);
+/// assert_eq!(round_target(u32::MAX, 16), u32::MAX - 15);
+/// ```
 pub fn round_target(frames: u32, page_shift: u32) -> u32 {
     let per_page = pfns_per_page(page_shift) as u32;
     // Near `u32::MAX` rounding up would wrap: round down there instead.
@@ -39,6 +51,16 @@ pub fn round_target(frames: u32, page_shift: u32) -> u32 {
 
 /// How many whole guest pages `frames` frames make (a buffer of 256 frames
 /// holds 16 pages of 64 KiB).
+///
+/// # Examples
+///
+/// ```
+/// use kernel::mm::balloon::whole_pages;
+///
+/// assert_eq!(whole_pages(256, 12), 256);
+/// assert_eq!(whole_pages(256, 16), 16);
+/// assert_eq!(whole_pages(15, 16), 0);
+/// ```
 pub const fn whole_pages(frames: usize, page_shift: u32) -> usize {
     frames / pfns_per_page(page_shift)
 }
