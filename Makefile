@@ -11,10 +11,12 @@
 #                              virt, TCG), and a build with 4 KiB pages
 #   make kselftest-install     the kselftest, the kernel's runner and the
 #                              module in build/kselftest (run_kselftest.sh)
-#   make patches               the upstream series against the Linux source,
-#                              with checkpatch, in build/patches (issue 20;
-#                              only its first patch so far)
-#   make patches-check         the series built after each patch
+#   make patches               the upstream series (four patches and a cover
+#                              letter) against the Linux source, with
+#                              checkpatch, in build/patches (issue 20)
+#   make patches-check         the series built after each patch, then its
+#                              kernels booted: kselftest, core tests, KUnit
+#                              doctests (docs/patches-check-output.txt)
 #   make fmt | clippy | clean
 
 SHELL := /bin/bash

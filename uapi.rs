@@ -23,7 +23,7 @@ pub(crate) const F_DEFLATE_ON_OOM: Feature = Feature::new(b::VIRTIO_BALLOON_F_DE
 pub(crate) const F_FREE_PAGE_HINT: Feature = Feature::new(b::VIRTIO_BALLOON_F_FREE_PAGE_HINT);
 /// Config space offset of `free_page_hint_cmd_id`.
 pub(crate) const CONFIG_HINT_CMD_ID: ConfigLe32 =
-    config_le32!(DEVICE_ID, b::virtio_balloon_config, __bindgen_anon_1);
+    config_le32!(DEVICE_ID, b::virtio_balloon_config, __bindgen_anon_1).only_with(F_FREE_PAGE_HINT);
 /// Hint command: stop hinting.
 pub(crate) const CMD_ID_STOP: u32 = b::VIRTIO_BALLOON_CMD_ID_STOP;
 /// Hint command: the host is done with the hints; free the blocks.
@@ -56,7 +56,7 @@ pub(crate) const CONFIG_ACTUAL: ConfigLe32 =
     config_le32!(DEVICE_ID, b::virtio_balloon_config, actual);
 /// Config space offset of `poison_val`.
 pub(crate) const CONFIG_POISON_VAL: ConfigLe32 =
-    config_le32!(DEVICE_ID, b::virtio_balloon_config, poison_val);
+    config_le32!(DEVICE_ID, b::virtio_balloon_config, poison_val).only_with(F_PAGE_POISON);
 
 /// PFNs in one inflate or deflate buffer of the C driver, and the most
 /// that Firecracker takes from one descriptor (`MAX_PAGES_IN_DESC`): it

@@ -11,6 +11,13 @@
 # lines hold the build directory's path). Logs in OUT (default
 # build/patches-check).
 #
+# Then, in the last patch's build: its kernel and rust_balloon.ko are kept
+# (OUT/final/module); the driver is built in and CONFIG_RUST_KERNEL_DOCTESTS
+# enabled, and the kernel built again (OUT/final/builtin), with `make
+# rustdoc` and `make rustfmtcheck`; and selftests/host/test_series.py boots
+# both kernels: the kselftest, the core tests, the KUnit doctests and the
+# driver's KUnit suite.
+#
 #   patches-check.sh [OUT]
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -42,8 +49,55 @@ if [ "${1:-}" = --build-in-namespace ]; then
 	exit
 fi
 
+if [ "${1:-}" = --final-in-namespace ]; then
+	src=$2 dir=$3 files=$4 final=$5
+	mount -t overlay overlay -o "lowerdir=$src,upperdir=$dir/upper,workdir=$dir/work" "$src"
+	cp -a "$files/." "$src/"
+	make_flags=(-C "$src" O="$dir/obj")
+	grep -q '^CONFIG_CC_IS_CLANG=y' "$dir/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
+	image=$(make -s "${make_flags[@]}" image_name)
+	mkdir -p "$final/module" "$final/builtin"
+	cp "$dir/obj/$image" "$dir/obj/drivers/virtio/rust_balloon/rust_balloon.ko" "$final/module/"
+	cp "$dir/obj/.config" "$final/module/config"
+	"$src/scripts/config" --file "$dir/obj/.config" --enable VIRTIO_BALLOON_RUST \
+		--enable RUST_KERNEL_DOCTESTS
+	make "${make_flags[@]}" olddefconfig
+	for option in VIRTIO_BALLOON_RUST RUST_KERNEL_DOCTESTS KUNIT; do
+		grep -q "^CONFIG_$option=y" "$dir/obj/.config" ||
+			{ echo "CONFIG_$option=y did not stick"; exit 1; }
+	done
+	make "${make_flags[@]}" -j"$(nproc)" CLIPPY=1 "$(basename "$image")" modules
+	grep -q 'rust_balloon/rust_balloon.ko' "$dir/obj/modules.builtin" ||
+		{ echo "the driver is not in modules.builtin"; exit 1; }
+	cp "$dir/obj/$image" "$final/builtin/"
+	cp "$dir/obj/.config" "$final/builtin/config"
+	make "${make_flags[@]}" rustfmtcheck
+	# rustdoc: no warning (broken intra-doc links included) in what it
+	# prints for the kernel crate.
+	make "${make_flags[@]}" -j"$(nproc)" rustdoc 2>&1 | tee "$dir/rustdoc.log"
+	[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "make rustdoc failed"; exit 1; }
+	if grep -E '^(warning|error)' "$dir/rustdoc.log"; then
+		echo "make rustdoc warned"
+		exit 1
+	fi
+	exit
+fi
+
 out=$(realpath -m "${1:-$RB_ROOT/build/patches-check}")
 [ "$(id -u)" -eq 0 ] || die "the build mounts an overlay: run it as root"
+# What it printed, in docs/ (RB_PATCHES_CHECK_OUT elsewhere); which sources
+# ran is taken before tee truncates the (tracked) file.
+doc=${RB_PATCHES_CHECK_OUT:-$RB_ROOT/docs/patches-check-output.txt}
+rev=$(git -C "$RB_ROOT" describe --always --dirty)
+exec > >(tee "$doc") 2>&1
+echo "# make patches-check, $(date -u '+%Y-%m-%d %H:%M UTC'), $rev"
+run_start=$SECONDS
+closing() {
+	local rc=$?
+	rm -rf "${RB_RUN_DIR:-}"
+	echo "# make patches-check took $((SECONDS - run_start)) s, exit status $rc"
+}
+trap closing EXIT
 if [ -e "$out" ] && [ -n "$(ls -A "$out")" ] && [ ! -d "$out/patches" ]; then
 	die "$out is not empty and not an earlier output: not removing it"
 fi
@@ -79,7 +133,33 @@ for commit in $(git -C "$tree" rev-parse "$base^{commit}") $(git -C "$tree" rev-
 		say "patch $((n - 1)) does not build; see $dir/build.log"
 		status=1
 	fi
-	# The kernel's build tree is large: keep the log, not the tree.
-	rm -rf "$dir/obj" "$dir/upper" "$dir/work"
+	last=$dir
+	# The kernel's build tree is large: keep the log, not the tree (but the
+	# last one's, for the final stage).
+	[ "$commit" = "$(git -C "$tree" rev-parse HEAD)" ] && [ $status -eq 0 ] ||
+		rm -rf "$dir/obj" "$dir/upper" "$dir/work"
 done
-exit $status
+[ $status -eq 0 ] || exit $status
+
+final=$out/final
+say "the full series: the driver built in, doctests, rustdoc, rustfmtcheck"
+start=$SECONDS
+if unshare --mount --propagation private "$0" --final-in-namespace "$src" "$last" "$last/files" \
+	"$final" > "$out/final.log" 2>&1; then
+	say "built ($((SECONDS - start)) s); log in $out/final.log"
+else
+	{ grep -E 'error|warning' "$out/final.log" || true; } | tail -n 20 >&2
+	rm -rf "$last/obj" "$last/upper" "$last/work"
+	die "the final stage failed; see $out/final.log"
+fi
+rm -rf "$last/obj" "$last/upper" "$last/work"
+
+say "booting the series' kernels (selftests/host/test_series.py)"
+"$RB_ROOT/scripts/build-module.sh" "$kdir" > "$out/build-module.log" 2>&1 ||
+	die "the module (for the test's initramfs) does not build; see $out/build-module.log"
+RB_RUN_DIR=$(mktemp -d)
+export RB_KDIR=$kdir RB_VENV RB_RUN_DIR RB_SERIES=$final
+cd "$RB_ROOT/selftests/host"
+"$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider --timeout=1800 -n 2 \
+	--junitxml="$out/series.xml" test_series.py 2>&1 | tee "$out/series.log"
+exit "${PIPESTATUS[0]}"

@@ -572,7 +572,24 @@ def main():
                   lambda _: body, text, flags=re.S)
     cover.write_text(text)
     say(f"{n} patch(es) and a cover letter in {out}")
+    recipients(args.src, out, tree)
     sys.exit(checkpatch(args.src, out))
+
+
+def recipients(src: Path, out: Path, tree: Path):
+    """OUT/recipients.txt: whom scripts/get_maintainer.pl names for the
+    series (maintainers, reviewers and lists of what it touches, by the
+    MAINTAINERS of the patched tree, without git history), for `git
+    send-email` (README, "Upstream series")."""
+    patches = sorted(str(p) for p in out.glob("[0-9][0-9][0-9][0-9]-*.patch")
+                     if not p.name.startswith("0000-"))
+    res = subprocess.run(
+        ["perl", str(src / "scripts" / "get_maintainer.pl"), "--no-tree",
+         "--mpath", str(tree / "MAINTAINERS"), "--no-git", "--no-git-fallback",
+         "--no-rolestats", *patches],
+        text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+    (out / "recipients.txt").write_text(res.stdout)
+    say(f"{len(res.stdout.splitlines())} recipients (get_maintainer.pl) in {out}/recipients.txt")
 
 
 def checkpatch(src: Path, out: Path):

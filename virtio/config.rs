@@ -42,11 +42,15 @@ impl Feature {
 /// `offset` is the offset of a 4-byte field of the config struct of
 /// devices of type `device`: built only by [`config_le32!`], which checks
 /// both at build time. A device of another type has another config space;
-/// the accessors refuse the field there.
+/// the accessors refuse the field there. A field that exists only with a
+/// feature ([`ConfigLe32::only_with`]) is refused unless it was negotiated:
+/// a device without it may have a shorter config space, and transports
+/// stop the kernel (`BUG_ON`) on an access beyond it.
 #[derive(Clone, Copy, Debug)]
 pub struct ConfigLe32 {
     device: u32,
     offset: u32,
+    feature: Option<Feature>,
 }
 
 impl ConfigLe32 {
@@ -60,7 +64,22 @@ impl ConfigLe32 {
         Self {
             device,
             offset: offset as u32,
+            feature: None,
         }
+    }
+
+    /// The same field, present only when `feature` was negotiated (the
+    /// spec's "only exists if VIRTIO_..._F_... is set").
+    pub const fn only_with(self, feature: Feature) -> Self {
+        Self {
+            feature: Some(feature),
+            ..self
+        }
+    }
+
+    /// The feature without which the field does not exist, if any.
+    pub(super) const fn feature(self) -> Option<Feature> {
+        self.feature
     }
 
     /// The device type whose config space holds the field.

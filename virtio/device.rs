@@ -892,7 +892,7 @@ impl BoundGuard<'_> {
     }
 
     /// Reads 32-bit config field `field`; `EINVAL` if it is a field of
-    /// another device type's config.
+    /// another device type's config, or of a feature not negotiated.
     pub fn read_config_le32(&self, field: ConfigLe32) -> Result<u32> {
         let mut bytes = [0u8; 4];
         let vdev = self.config_of(field)?;
@@ -907,7 +907,7 @@ impl BoundGuard<'_> {
     }
 
     /// Writes 32-bit config field `field`; `EINVAL` if it is a field of
-    /// another device type's config.
+    /// another device type's config, or of a feature not negotiated.
     pub fn write_config_le32(&self, field: ConfigLe32, value: u32) -> Result {
         let bytes = value.to_le_bytes();
         let vdev = self.config_of(field)?;
@@ -921,8 +921,13 @@ impl BoundGuard<'_> {
         Ok(())
     }
 
-    /// The device, if `field` is a field of its type's config space.
+    /// The device, if `field` is a field of its type's config space and
+    /// exists (its feature, if it needs one, was negotiated).
     fn config_of(&self, field: ConfigLe32) -> Result<*mut b::virtio_device> {
+        let negotiated = |feature| self.binding.has_feature(feature);
+        if field.feature().is_some_and(|f| !negotiated(f)) {
+            return Err(EINVAL);
+        }
         let vdev = self.vdev();
         // SAFETY: The device is alive; its ID is set before it is
         // registered and never changes.

@@ -173,6 +173,20 @@ def test_kconfig_entry_depends_on_what_the_driver_needs(kdir, tmp_path):
         "VIRTIO_BALLOON_RUST selected without VM_EVENT_COUNTERS"
 
 
+def test_the_driver_has_no_unsafe_code():
+    """The driver (the crate's files at the top, which the series puts in
+    drivers/virtio/) has no `unsafe` block, function, impl or trait: every
+    unsafe operation is the layer's (virtio/, mm/, workqueue/), where each
+    has its SAFETY comment. Comments may say the word."""
+    found = []
+    for path in sorted(ROOT.glob("*.rs")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("//", 1)[0]
+            if re.search(r"\bunsafe\b", code):
+                found.append(f"{path.name}:{number}: {line.strip()}")
+    assert not found, found
+
+
 def test_the_upstream_series_applies_and_passes_checkpatch(tmp_path):
     """`make patches` (issue 20): the series generated from these sources
     against the kernel source applies with `git am` to that source,
