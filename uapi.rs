@@ -9,7 +9,7 @@
 //! `rust/uapi/uapi_helper.h`).
 
 use crate::bindings as b;
-use crate::virtio::{config_le32, ConfigLe32, Feature};
+use crate::virtio::{config_le32, BalloonConfig, ConfigLe32, Feature};
 
 /// Virtio device ID of the memory balloon.
 pub(crate) const DEVICE_ID: u32 = b::VIRTIO_ID_BALLOON;
@@ -22,8 +22,7 @@ pub(crate) const F_DEFLATE_ON_OOM: Feature = Feature::new(b::VIRTIO_BALLOON_F_DE
 /// Free page hinting queue.
 pub(crate) const F_FREE_PAGE_HINT: Feature = Feature::new(b::VIRTIO_BALLOON_F_FREE_PAGE_HINT);
 /// Config space offset of `free_page_hint_cmd_id`.
-pub(crate) const CONFIG_HINT_CMD_ID: ConfigLe32 =
-    config_le32!(DEVICE_ID, b::virtio_balloon_config, __bindgen_anon_1).only_with(F_FREE_PAGE_HINT);
+pub(crate) const CONFIG_HINT_CMD_ID: ConfigLe32 = config_le32!(BalloonConfig, __bindgen_anon_1);
 /// Hint command: stop hinting.
 pub(crate) const CMD_ID_STOP: u32 = b::VIRTIO_BALLOON_CMD_ID_STOP;
 /// Hint command: the host is done with the hints; free the blocks.
@@ -49,14 +48,11 @@ pub(crate) const FEATURE_NAMES: [(Feature, &str); 6] = [
 ];
 
 /// Config space offset of `num_pages`, the host's target.
-pub(crate) const CONFIG_NUM_PAGES: ConfigLe32 =
-    config_le32!(DEVICE_ID, b::virtio_balloon_config, num_pages);
+pub(crate) const CONFIG_NUM_PAGES: ConfigLe32 = config_le32!(BalloonConfig, num_pages);
 /// Config space offset of `actual`, the balloon's size.
-pub(crate) const CONFIG_ACTUAL: ConfigLe32 =
-    config_le32!(DEVICE_ID, b::virtio_balloon_config, actual);
+pub(crate) const CONFIG_ACTUAL: ConfigLe32 = config_le32!(BalloonConfig, actual);
 /// Config space offset of `poison_val`.
-pub(crate) const CONFIG_POISON_VAL: ConfigLe32 =
-    config_le32!(DEVICE_ID, b::virtio_balloon_config, poison_val).only_with(F_PAGE_POISON);
+pub(crate) const CONFIG_POISON_VAL: ConfigLe32 = config_le32!(BalloonConfig, poison_val);
 
 /// PFNs in one inflate or deflate buffer of the C driver, and the most
 /// that Firecracker takes from one descriptor (`MAX_PAGES_IN_DESC`): it

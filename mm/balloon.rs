@@ -44,7 +44,7 @@ pub enum Mobility {
 }
 
 /// Order of the blocks inflation takes first: what the host maps with one
-/// PMD (2 MiB; see `BALLOON_HUGE_ORDER` in bindings.h). Ballooning a whole
+/// PMD (2 MiB; the bindings' `BALLOON_HUGE_ORDER`). Ballooning a whole
 /// such block lets the host free a whole transparent huge page, and costs
 /// one allocation instead of 512.
 pub const HUGE_ORDER: u32 = b::BALLOON_HUGE_ORDER;

@@ -11,6 +11,12 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 "$RB_ROOT/scripts/setup.sh"
+# Warm: the test kernel was built before this run (the cache of an earlier
+# one). Then there is time for a test that builds the kernel tree after the
+# upstream series (test_build.py); a cold run has built the kernel already.
+if [ -z "${KDIR:-}" ] && "$RB_ROOT/scripts/kernel.sh" test --print > /dev/null 2>&1; then
+	export RB_KERNEL_WARM=1
+fi
 kdir=${KDIR:-$("$RB_ROOT/scripts/kernel.sh" test)}
 "$RB_ROOT/scripts/build-module.sh" "$kdir"
 RB_RUN_DIR=$(mktemp -d)

@@ -19,8 +19,14 @@
 # driver's KUnit suite.
 #
 #   patches-check.sh [OUT]
+#   patches-check.sh --last OUT    only the tree after the last patch, with
+#                                  the driver as a module: no final stage,
+#                                  no guests, nothing in docs/ (make check,
+#                                  when the test kernel was cached)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
+# Set below, for the tests; never one inherited (the exit trap removes it).
+unset RB_RUN_DIR
 
 if [ "${1:-}" = --build-in-namespace ]; then
 	src=$2 dir=$3 files=$4
@@ -62,7 +68,7 @@ if [ "${1:-}" = --final-in-namespace ]; then
 	"$src/scripts/config" --file "$dir/obj/.config" --enable VIRTIO_BALLOON_RUST \
 		--enable RUST_KERNEL_DOCTESTS
 	make "${make_flags[@]}" olddefconfig
-	for option in VIRTIO_BALLOON_RUST RUST_KERNEL_DOCTESTS KUNIT; do
+	for option in VIRTIO_BALLOON_RUST RUST_KERNEL_DOCTESTS KUNIT KUNIT_DEBUGFS; do
 		grep -q "^CONFIG_$option=y" "$dir/obj/.config" ||
 			{ echo "CONFIG_$option=y did not stick"; exit 1; }
 	done
@@ -74,8 +80,12 @@ if [ "${1:-}" = --final-in-namespace ]; then
 	make "${make_flags[@]}" rustfmtcheck
 	# rustdoc: no warning (broken intra-doc links included) in what it
 	# prints for the kernel crate.
-	make "${make_flags[@]}" -j"$(nproc)" rustdoc 2>&1 | tee "$dir/rustdoc.log"
-	[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "make rustdoc failed"; exit 1; }
+	if ! make "${make_flags[@]}" -j"$(nproc)" rustdoc > "$dir/rustdoc.log" 2>&1; then
+		cat "$dir/rustdoc.log"
+		echo "make rustdoc failed"
+		exit 1
+	fi
+	cat "$dir/rustdoc.log"
 	if grep -E '^(warning|error)' "$dir/rustdoc.log"; then
 		echo "make rustdoc warned"
 		exit 1
@@ -83,19 +93,35 @@ if [ "${1:-}" = --final-in-namespace ]; then
 	exit
 fi
 
+only_last=
+if [ "${1:-}" = --last ]; then
+	only_last=1
+	[ -n "${2:-}" ] || die "usage: patches-check.sh --last OUT"
+	shift
+fi
 out=$(realpath -m "${1:-$RB_ROOT/build/patches-check}")
 [ "$(id -u)" -eq 0 ] || die "the build mounts an overlay: run it as root"
-# What it printed, in docs/ (RB_PATCHES_CHECK_OUT elsewhere); which sources
-# ran is taken before tee truncates the (tracked) file.
-doc=${RB_PATCHES_CHECK_OUT:-$RB_ROOT/docs/patches-check-output.txt}
-rev=$(git -C "$RB_ROOT" describe --always --dirty)
-exec > >(tee "$doc") 2>&1
-echo "# make patches-check, $(date -u '+%Y-%m-%d %H:%M UTC'), $rev"
+if [ -z "$only_last" ]; then
+	# What it printed, in docs/ (RB_PATCHES_CHECK_OUT elsewhere); which
+	# sources ran is taken before tee truncates the (tracked) file.
+	doc=${RB_PATCHES_CHECK_OUT:-$RB_ROOT/docs/patches-check-output.txt}
+	rev=$(git -C "$RB_ROOT" describe --always --dirty)
+	exec > >(tee "$doc") 2>&1
+	tee_pid=$!
+	echo "# make patches-check, $(date -u '+%Y-%m-%d %H:%M UTC'), $rev"
+fi
 run_start=$SECONDS
 closing() {
 	local rc=$?
 	rm -rf "${RB_RUN_DIR:-}"
+	# The kernel build trees (GBs each), if a build stopped half way.
+	rm -rf "$out"/[0-9]*/obj "$out"/[0-9]*/upper "$out"/[0-9]*/work
 	echo "# make patches-check took $((SECONDS - run_start)) s, exit status $rc"
+	if [ -n "${tee_pid:-}" ]; then
+		# All of it in the file before the script returns.
+		exec >&- 2>&-
+		wait "$tee_pid" || true
+	fi
 }
 trap closing EXIT
 if [ -e "$out" ] && [ -n "$(ls -A "$out")" ] && [ ! -d "$out/patches" ]; then
@@ -111,7 +137,9 @@ tree=$out/patches/linux
 base=v$RB_KVER
 status=0
 n=0
-for commit in $(git -C "$tree" rev-parse "$base^{commit}") $(git -C "$tree" rev-list --reverse "$base..HEAD"); do
+commits=$(git -C "$tree" rev-parse "$base^{commit}"; git -C "$tree" rev-list --reverse "$base..HEAD")
+[ -z "$only_last" ] || commits=$(git -C "$tree" rev-parse HEAD)
+for commit in $commits; do
 	dir=$out/$n
 	n=$((n + 1))
 	mkdir -p "$dir/files"
@@ -122,24 +150,27 @@ for commit in $(git -C "$tree" rev-parse "$base^{commit}") $(git -C "$tree" rev-
 		mkdir -p "$dir/files/$(dirname "$path")"
 		git -C "$tree" show "$commit:$path" > "$dir/files/$path"
 	done
-	say "patch $((n - 1)) ($subject): copying $kdir"
+	label="patch $((n - 1))"
+	[ -z "$only_last" ] || label="the full series"
+	say "$label ($subject): copying $kdir"
 	cp -a "$kdir" "$dir/obj"
 	start=$SECONDS
 	if unshare --mount --propagation private "$0" --build-in-namespace "$src" "$dir" "$dir/files" \
 		> "$dir/build.log" 2>&1; then
-		say "patch $((n - 1)) builds without a warning ($((SECONDS - start)) s); log in $dir/build.log"
+		say "$label builds without a warning ($((SECONDS - start)) s); log in $dir/build.log"
 	else
 		{ grep -E 'error|warning' "$dir/build.log" || true; } | tail -n 20 >&2
-		say "patch $((n - 1)) does not build; see $dir/build.log"
+		say "$label does not build; see $dir/build.log"
 		status=1
 	fi
 	last=$dir
 	# The kernel's build tree is large: keep the log, not the tree (but the
 	# last one's, for the final stage).
-	[ "$commit" = "$(git -C "$tree" rev-parse HEAD)" ] && [ $status -eq 0 ] ||
+	[ "$commit" = "$(git -C "$tree" rev-parse HEAD)" ] && [ $status -eq 0 ] && [ -z "$only_last" ] ||
 		rm -rf "$dir/obj" "$dir/upper" "$dir/work"
 done
 [ $status -eq 0 ] || exit $status
+[ -z "$only_last" ] || exit 0
 
 final=$out/final
 say "the full series: the driver built in, doctests, rustdoc, rustfmtcheck"

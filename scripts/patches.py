@@ -28,6 +28,7 @@ import argparse
 import textwrap
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -270,6 +271,31 @@ def module_lines(mod_rs: Path):
             if l and not l.startswith("//")]
 
 
+def mod_items(lines):
+    """`mod` items with the attribute lines above each, by module name."""
+    items, attrs = [], []
+    for line in lines:
+        if line.startswith("#["):
+            attrs.append(line)
+            continue
+        m = re.match(r"(?:pub(?:\([^)]*\))? )?mod (\w+);$", line)
+        if not m:
+            sys.exit(f"patches.py: not a mod item: {line!r}")
+        items.append((m.group(1), attrs + [line]))
+        attrs = []
+    return items
+
+
+def merge_mods(lines, anchor, new, what):
+    """`new`'s mod items merged with the one at line `anchor` in name
+    order, as rustfmt (reorder_modules) keeps a run of mod items."""
+    if anchor not in lines:
+        sys.exit(f"patches.py: no {anchor!r} in {what}")
+    at = lines.index(anchor)
+    items = sorted(mod_items([anchor]) + mod_items(new))
+    return lines[:at] + [l for _, item in items for l in item] + lines[at + 1:]
+
+
 def insert_after(lines, pattern, new, what):
     at = next((i for i, l in enumerate(lines) if re.match(pattern, l)), None)
     if at is None:
@@ -294,6 +320,18 @@ def copy_rs(root: Path, tree: Path, pairs, transform):
     return touched
 
 
+def rustfmt(src: Path, files):
+    """Formats a patch's Rust files as `make rustfmtcheck` wants them: the
+    rewritten paths sort otherwise among the imports."""
+    if not files:
+        return
+    rustfmt_bin = shutil.which("rustfmt")
+    if not rustfmt_bin:
+        sys.exit("patches.py: no rustfmt (scripts/setup.sh installs it)")
+    subprocess.run([rustfmt_bin, "--edition", "2021", "--config-path",
+                    str(src / ".rustfmt.toml"), *map(str, files)], check=True)
+
+
 def rs_files(root: Path, sub: str):
     return sorted(p.relative_to(root) for p in (root / sub).rglob("*.rs")
                   if p.name != "mod.rs")
@@ -304,8 +342,8 @@ def patch_mm(root: Path, src: Path, tree: Path):
     pairs += [(p, Path("rust/kernel") / p) for p in rs_files(root, "workqueue")]
     touched = copy_rs(root, tree, pairs, to_kernel_crate)
     mm = tree / "rust/kernel/mm.rs"
-    lines = insert_after(mm.read_text().splitlines(), r"pub mod virt;$",
-                         module_lines(root / "mm/mod.rs"), mm)
+    lines = merge_mods(mm.read_text().splitlines(), "pub mod virt;",
+                       module_lines(root / "mm/mod.rs"), mm)
     mm.write_text("\n".join(lines) + "\n")
     wq = tree / "rust/kernel/workqueue.rs"
     lines = wq.read_text().splitlines()
@@ -351,9 +389,10 @@ def patch_virtio(root: Path, src: Path, tree: Path):
     touched = copy_rs(root, tree, pairs, to_kernel_crate)
     lib = tree / "rust/kernel/lib.rs"
     # Built in only (the kernel crate cannot call into a virtio module), as
-    # usb is; and its queues carry mm::balloon page blocks.
+    # usb is; its queues carry mm::balloon page blocks, and hand the device
+    # their linear-map address (no highmem).
     lines = insert_before(lib.read_text().splitlines(), r"pub mod workqueue;$",
-                          ['#[cfg(all(CONFIG_VIRTIO = "y", CONFIG_BALLOON))]',
+                          ['#[cfg(all(CONFIG_VIRTIO = "y", CONFIG_BALLOON, not(CONFIG_HIGHMEM)))]',
                            "pub mod virtio;"], lib)
     lib.write_text("\n".join(lines) + "\n")
     touched.append(lib)
@@ -369,7 +408,9 @@ device may read them, so that safe code can neither free nor change a
 buffer the device still holds.
 
 It is built in only, as usb is: the kernel crate cannot call into a
-modular virtio core.
+modular virtio core. Its queues carry mm::balloon page blocks (free page
+hinting hands the host whole blocks) by their linear-map address, so it
+needs CONFIG_BALLOON and no highmem.
 
 These files are those of the rust-balloon out-of-tree module, where they
 are built and tested with the driver against QEMU; here the tree builds
@@ -381,6 +422,8 @@ with CLIPPY=1 and CONFIG_WERROR after this patch.
 def patch_driver(root: Path, src: Path, tree: Path):
     driver = Path("drivers/virtio/rust_balloon")
     pairs = [(p, driver / p) for p in sorted(Path(p.name) for p in root.glob("*.rs"))]
+    if len(OUT_OF_TREE.findall((root / "rust_balloon.rs").read_text())) != 1:
+        sys.exit("patches.py: rust_balloon.rs has not one out-of-tree block")
     touched = copy_rs(root, tree, pairs, to_driver)
     makefile = tree / driver / "Makefile"
     makefile.write_text("# SPDX-License-Identifier: GPL-2.0\n\n"
@@ -492,7 +535,10 @@ it), the device (config space and virtqueues; never held across an
 allocation with reclaim nor across anything that takes the CPU hotplug
 lock), and the hint blocks and the statistics buffer. The crate root's
 documentation (rust_balloon.rs) gives the reasons. Unsafe code is in
-rust/kernel/virtio/ and rust/kernel/mm/ only.
+rust/kernel/virtio/, rust/kernel/mm/ and rust/kernel/workqueue/ only.
+Config space fields are typed (config_le32!) against a DeviceConfig
+struct the bus knows (the balloon's), so a field is read only where it
+exists: on a device of that type, and with its feature if it needs one.
 
 Results. The driver is developed out of tree (the rust-balloon
 repository, from which this series is generated by scripts/patches.sh
@@ -500,24 +546,28 @@ against Linux {kver}; the base-commit below is that release imported as
 one commit, and a real submission would rebase onto rust-next). There it
 is tested against QEMU (TCG) on x86-64 and arm64, with a KASAN and
 lockdep kernel, and benchmarked against the C driver in the same runs
-(medians of interleaved rounds): inflating 1 GiB takes 0.63 of the C
-driver's time and deflating 0.50; with 2 MiB host pages it gives the
-host whole huge pages back, which the C driver does not. In this tree
-each patch builds with CLIPPY=1 and CONFIG_WERROR, the last with the
-driver as a module.
+(make bench, medians of interleaved rounds): inflating 1 GiB takes 0.63
+of the C driver's time and deflating 0.50; with 2 MiB host pages it
+gives the host whole huge pages back, which the C driver does not. In
+this tree (make patches-check) each patch builds with CLIPPY=1 and
+CONFIG_WERROR; after the last, make rustfmtcheck and make rustdoc are
+clean, and the kernels with the driver as a module and built in boot
+under QEMU and pass the driver's kselftest, inflate and deflate, rmmod
+while inflated, stats, deflate on OOM, the KUnit doctests and the
+driver's KUnit suite.
 
 Not done yet, and open questions:
- - the abstractions' doc comments have no # Examples, so there are no
-   KUnit doctests; the driver's KUnit suite has not been run from this
-   tree, nor has a kernel built from it been booted;
+ - doctests cover the simple parts (features, config fields, device
+   IDs, the frame arithmetic, vm counters, cancelling work); the bus's
+   Driver and the balloon page list have none, as they need a device;
  - mm::balloon speaks the virtio balloon's 4 KiB frames (pfn.rs): that
    arithmetic, the huge page order and the stats-shaped counters belong
    in the driver;
- - ConfigLe32 trusts the config struct it is given: a field that exists
-   only with a feature can be read on a device whose config space is
-   shorter, which transports refuse with a BUG_ON;
- - the virtio module needs CONFIG_BALLOON because the queues carry
-   mm::balloon page blocks; they should carry a plain page block type;
+ - the virtio module needs CONFIG_BALLOON and no highmem because the
+   queues carry mm::balloon page blocks by their linear-map address; a
+   plain page block type and sg_set_page() would lift both;
+ - the series is against the 7.2.13 release, not rust-next, and the
+   MAINTAINERS entry has no M: line yet;
  - an Adapter on driver::Registration, probe receiving its IdInfo as
    7.2's pci.rs does, one shrinker type shared with binder's, and GFP
    masks from kernel::alloc::flags rather than bindings_helper.h.
@@ -551,6 +601,7 @@ def main():
 
     for make_patch in SERIES:
         touched, msg = make_patch(args.root, args.src, tree)
+        rustfmt(args.src, [p for p in touched if p.suffix == ".rs"])
         touched += add_maintainers(tree, touched)
         git("add", "-f", "--sparse", "--", *[str(p.relative_to(tree)) for p in touched], cwd=tree)
         git("commit", "-q", "-F", "-", cwd=tree, input=msg)

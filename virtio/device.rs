@@ -665,6 +665,17 @@ impl BoundGuard<'_> {
         Ok(self.queue(queue)?.vq)
     }
 
+    /// `queue`, to hand the device a buffer or a notification: `EIO` once
+    /// the device is stopped (`stop_device`), even if the core has unbroken
+    /// its queues since (`virtio_device_ready()` does, with
+    /// `CONFIG_VIRTIO_HARDEN_NOTIFICATION`).
+    fn live_queue(&self, queue: QueueId) -> Result<Queue> {
+        if self.state.stopped {
+            return Err(EIO);
+        }
+        self.queue(queue)
+    }
+
     /// Queues `buf` for the device to read. The queue owns it until
     /// [`Self::get_buf`] hands it back; on failure it comes back at once.
     pub fn add_outbuf(
@@ -672,8 +683,8 @@ impl BoundGuard<'_> {
         queue: QueueId,
         buf: KBox<Buffer>,
     ) -> core::result::Result<(), (Error, KBox<Buffer>)> {
-        let vq = match self.vq(queue) {
-            Ok(vq) => vq,
+        let vq = match self.live_queue(queue) {
+            Ok(queue) => queue.vq,
             Err(e) => return Err((e, buf)),
         };
         let Ok(len) = u32::try_from(buf.len()) else {
@@ -704,7 +715,7 @@ impl BoundGuard<'_> {
         queue: QueueId,
         block: Page,
     ) -> core::result::Result<(), (Error, Page)> {
-        let Queue { vq, page_order } = match self.queue(queue) {
+        let Queue { vq, page_order } = match self.live_queue(queue) {
             Ok(queue) => queue,
             Err(e) => return Err((e, block)),
         };
@@ -732,7 +743,7 @@ impl BoundGuard<'_> {
 
     /// Tells the device there are new buffers in `queue`.
     pub fn kick(&mut self, queue: QueueId) -> Result {
-        let vq = self.vq(queue)?;
+        let vq = self.live_queue(queue)?.vq;
         // SAFETY: `vq` is live (guard invariant).
         if unsafe { b::virtqueue_kick(vq.as_ptr()) } {
             Ok(())
@@ -776,9 +787,12 @@ impl BoundGuard<'_> {
         }
     }
 
-    /// Whether the device marked `queue` broken (it will use no more
-    /// buffers).
+    /// Whether `queue` will use no more buffers: the device marked it
+    /// broken, or was stopped.
     fn broken(&self, queue: QueueId) -> bool {
+        if self.state.stopped {
+            return true;
+        }
         // SAFETY: `vq` is live (guard invariant).
         self.vq(queue)
             .map_or(true, |vq| unsafe { b::virtqueue_is_broken(vq.as_ptr()) })
@@ -857,13 +871,14 @@ impl BoundGuard<'_> {
     /// it may discard) and waits until it has processed them; `EIO` if the
     /// queue breaks meanwhile, after resetting the device.
     pub fn report_pages(&mut self, queue: QueueId, pages: &ReportedPages) -> Result {
-        let vq = self.vq(queue)?;
+        let vq = self.live_queue(queue)?.vq;
         let (sgl, nents) = pages.as_raw();
         // SAFETY: `vq` is live; `pages` is valid for the duration of the
         // report (its invariant), and this returns only once the device has
         // given the buffer back, or has been reset (below), after which it
-        // touches nothing. No allocation: indirect descriptors are turned
-        // off in `validate`, and the flags allow none with reclaim.
+        // touches nothing. GFP_NOWAIT: an indirect descriptor table, if
+        // the ring uses one, is allocated without reclaim (page reporting
+        // runs under memory pressure).
         let ret = unsafe {
             b::virtqueue_add_inbuf(
                 vq.as_ptr(),
@@ -941,7 +956,14 @@ impl BoundGuard<'_> {
 
     /// Sets DRIVER_OK: from now on the device may use the queues (and,
     /// with `CONFIG_VIRTIO_HARDEN_NOTIFICATION`, its interrupts reach them).
+    ///
+    /// Not on a device stopped during probe or restore (`stop_device`
+    /// reset it): the core still sets DRIVER_OK after the driver's probe,
+    /// but the queue operations stay refused (`live_queue`).
     pub(super) fn ready(&self) {
+        if self.state.stopped {
+            return;
+        }
         // SAFETY: The device is alive and bound (a guard exists), its queues
         // are set up, and the bus calls it once per probe or restore, as C
         // drivers call `virtio_device_ready()`.

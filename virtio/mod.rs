@@ -20,7 +20,7 @@ mod wait;
 
 pub use crate::{config_le32, virtio_device_table};
 pub use buffer::Buffer;
-pub use config::{ConfigLe32, Feature};
+pub use config::{BalloonConfig, ConfigLe32, DeviceConfig, Feature};
 pub use device::{Binding, BoundGuard, Device, QueueId, QueueInfo, Transport, Used, Validating};
 pub use driver::{Driver, Registration};
 pub use id::{DeviceId, IdTable};

@@ -173,13 +173,32 @@ def test_kconfig_entry_depends_on_what_the_driver_needs(kdir, tmp_path):
         "VIRTIO_BALLOON_RUST selected without VM_EVENT_COUNTERS"
 
 
+@pytest.mark.skipif(not os.environ.get("RB_KERNEL_WARM"),
+                    reason="a cold run has built the test kernel already: no time left "
+                    "in make check's budget (make patches-check builds every patch)")
+def test_the_kernel_tree_builds_after_the_whole_series(tmp_path):
+    """The tree after the last patch of `make patches` builds (kernel and
+    modules, CLIPPY=1, CONFIG_WERROR) with the driver as a module
+    (scripts/patches-check.sh --last, in a copy of the test kernel's build,
+    about 3 minutes): the part of `make patches-check` that fits make
+    check's budget."""
+    run = subprocess.run([str(ROOT / "scripts/patches-check.sh"), "--last", str(tmp_path / "pc")],
+                         capture_output=True, text=True, errors="replace", timeout=1800)
+    log = tmp_path / "pc/0/build.log"
+    assert run.returncode == 0, run.stderr[-3000:] + (log.read_text()[-3000:]
+                                                     if log.exists() else "")
+    assert "the full series builds without a warning" in run.stderr, run.stderr
+    assert "rust_balloon/rust_balloon.ko" in log.read_text()
+
+
 def test_the_driver_has_no_unsafe_code():
     """The driver (the crate's files at the top, which the series puts in
     drivers/virtio/) has no `unsafe` block, function, impl or trait: every
     unsafe operation is the layer's (virtio/, mm/, workqueue/), where each
     has its SAFETY comment. Comments may say the word."""
-    found = []
-    for path in sorted(ROOT.glob("*.rs")):
+    found, driver = [], sorted(ROOT.glob("*.rs"))
+    assert len(driver) >= 7, driver
+    for path in driver:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("//", 1)[0]
             if re.search(r"\bunsafe\b", code):
