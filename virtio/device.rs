@@ -216,7 +216,7 @@ impl Device<Bound> {
 }
 
 /// Identifies one of a device's virtqueues: its position in the list given to
-/// [`BoundGuard::find_vqs`], which is also its (dense) queue index.
+/// [`Binding::find_vqs`], which is also its (dense) queue index.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct QueueId(pub usize);
 
@@ -375,8 +375,8 @@ struct BindingState {
 /// While `state.alive`, `device` is bound and `state.vqs` are its live
 /// virtqueues, each holding only tokens made by
 /// `KBox::<Buffer>::into_raw`, page blocks of the queue's `page_order`
-/// (`struct page` pointers tagged with [`PAGES_TAG`], owned by the queue;
-/// only on a queue with a page order) or [`report_token`] (reported pages,
+/// (`struct page` pointers tagged with `PAGES_TAG`, owned by the queue;
+/// only on a queue with a page order) or `report_token()` (reported pages,
 /// which the queue never owns).
 #[pin_data]
 pub struct Binding {
