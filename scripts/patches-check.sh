@@ -177,7 +177,7 @@ say "the full series: the driver built in, doctests, rustdoc, rustfmtcheck"
 start=$SECONDS
 if unshare --mount --propagation private "$0" --final-in-namespace "$src" "$last" "$last/files" \
 	"$final" > "$out/final.log" 2>&1; then
-	say "built ($((SECONDS - start)) s); log in $out/final.log"
+	say "built, rustfmtcheck clean, rustdoc without a warning ($((SECONDS - start)) s); log in $out/final.log"
 else
 	{ grep -E 'error|warning' "$out/final.log" || true; } | tail -n 20 >&2
 	rm -rf "$last/obj" "$last/upper" "$last/work"
@@ -191,6 +191,8 @@ say "booting the series' kernels (selftests/host/test_series.py)"
 RB_RUN_DIR=$(mktemp -d)
 export RB_KDIR=$kdir RB_VENV RB_RUN_DIR RB_SERIES=$final
 cd "$RB_ROOT/selftests/host"
+rc=0
 "$RB_VENV/bin/python" -m pytest -v -ra -p no:cacheprovider --timeout=1800 -n 2 \
-	--junitxml="$out/series.xml" test_series.py 2>&1 | tee "$out/series.log"
-exit "${PIPESTATUS[0]}"
+	--junitxml="$out/series.xml" test_series.py 2>&1 | tee "$out/series.log" || rc=$?
+cat "$final"/doctests.txt "$final"/kunit.txt 2>/dev/null || true
+exit $rc

@@ -109,6 +109,10 @@ def test_series_doctests(series, boot):
     for f in DOCTEST_FILES:
         assert any(f in name for name in ours), (f, ours)
     assert len(ours) >= 8, ours
+    # For make patches-check's output (docs/).
+    (series / "doctests.txt").write_text(
+        f"KUnit doctests: {len(cases.passed)} of {cases.plan} passed, "
+        f"{len(cases.skipped)} skipped; the series' {len(ours)}: {' '.join(ours)}\n")
 
 
 def test_series_driver_kunit_suite(series, boot):
@@ -120,3 +124,5 @@ def test_series_driver_kunit_suite(series, boot):
     cases = ktap.parse(out, "    ")
     assert not cases.problems(), out
     assert cases.plan == len(cases.passed) == 14, out
+    (series / "kunit.txt").write_text(
+        f"the driver's KUnit suite (built in): {len(cases.passed)} of {cases.plan} passed\n")
