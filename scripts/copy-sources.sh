@@ -6,12 +6,14 @@
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 dest=${1:?usage: copy-sources.sh DEST}
-mkdir -p "$dest/virtio" "$dest/mm" "$dest/workqueue" "$dest/bindings/helpers"
+mkdir -p "$dest/bindings/helpers"
 cd "$RB_ROOT"
 cp Kbuild ./*.rs "$dest/"
-cp virtio/*.rs "$dest/virtio/"
-cp mm/*.rs "$dest/mm/"
-cp workqueue/*.rs "$dest/workqueue/"
+# The layer's modules, their submodules in subdirectories included.
+find virtio mm workqueue -name '*.rs' | while read -r f; do
+	mkdir -p "$dest/$(dirname "$f")"
+	cp "$f" "$dest/$f"
+done
 cp bindings/*.rs bindings/*.[ch] bindings/bindgen_parameters "$dest/bindings/"
 cp bindings/helpers/*.c "$dest/bindings/helpers/"
 rm -f "$dest/bindings/bindings_generated.rs"

@@ -191,6 +191,21 @@ def test_the_kernel_tree_builds_after_the_whole_series(tmp_path):
     assert "rust_balloon/rust_balloon.ko" in log.read_text()
 
 
+def test_copy_sources_copies_every_source_of_the_module(tmp_path):
+    """scripts/copy-sources.sh, the one list of what the module is made of
+    (the in-tree, bench and stress builds use it), copies every tracked
+    Rust, C and header file outside selftests/, subdirectories included:
+    it once missed mm/balloon/pfn.rs, which only the in-tree builds
+    noticed."""
+    subprocess.run([str(ROOT / "scripts/copy-sources.sh"), str(tmp_path / "src")], check=True)
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "*.rs", "*.c", "*.h"],
+                             text=True, capture_output=True, check=True).stdout.split()
+    wanted = [f for f in tracked if not f.startswith("selftests/")]
+    assert len(wanted) > 20, wanted
+    missing = [f for f in wanted if not (tmp_path / "src" / f).is_file()]
+    assert not missing, missing
+
+
 def test_the_driver_has_no_unsafe_code():
     """The driver (the crate's files at the top, which the series puts in
     drivers/virtio/) has no `unsafe` block, function, impl or trait: every
