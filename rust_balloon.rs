@@ -274,7 +274,7 @@ impl Balloon {
         };
         dev_info!(
             dev,
-            "stats {}, oom {}, hint {}, reporting {}, poison {}: {:?} with {} PFNs per buffer\n",
+            "bound: stats={} oom={} hint={} report={} poison={}, {:?} with {} PFNs per buffer\n",
             stats.is_some(),
             deflate_on_oom,
             hinting.is_some(),
