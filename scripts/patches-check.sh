@@ -28,13 +28,23 @@ set -euo pipefail
 # Set below, for the tests; never one inherited (the exit trap removes it).
 unset RB_RUN_DIR
 
-if [ "${1:-}" = --build-in-namespace ]; then
-	src=$2 dir=$3 files=$4
+# In the private mount namespace: the kernel source SRC overlaid at its
+# own path with FILES (the tree after a patch), writes going to DIR; sets
+# make_flags for the build in DIR/obj.
+overlay_tree() {
+	local src=$1 dir=$2 files=$3
 	mkdir -p "$dir/upper" "$dir/work"
 	mount -t overlay overlay -o "lowerdir=$src,upperdir=$dir/upper,workdir=$dir/work" "$src"
 	cp -a "$files/." "$src/"
 	make_flags=(-C "$src" O="$dir/obj")
-	grep -q '^CONFIG_CC_IS_CLANG=y' "$dir/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
+	if grep -q '^CONFIG_CC_IS_CLANG=y' "$dir/obj/.config"; then
+		make_flags+=("LLVM=$RB_LLVM")
+	fi
+}
+
+if [ "${1:-}" = --build-in-namespace ]; then
+	src=$2 dir=$3 files=$4
+	overlay_tree "$src" "$dir" "$files"
 	# The driver, once a patch adds it (a module: the test kernel's
 	# VIRTIO=y lets the kernel crate's virtio module exist).
 	"$src/scripts/config" --file "$dir/obj/.config" --module VIRTIO_BALLOON_RUST
@@ -57,10 +67,7 @@ fi
 
 if [ "${1:-}" = --final-in-namespace ]; then
 	src=$2 dir=$3 files=$4 final=$5
-	mount -t overlay overlay -o "lowerdir=$src,upperdir=$dir/upper,workdir=$dir/work" "$src"
-	cp -a "$files/." "$src/"
-	make_flags=(-C "$src" O="$dir/obj")
-	grep -q '^CONFIG_CC_IS_CLANG=y' "$dir/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
+	overlay_tree "$src" "$dir" "$files"
 	image=$(make -s "${make_flags[@]}" image_name)
 	mkdir -p "$final/module" "$final/builtin"
 	cp "$dir/obj/$image" "$dir/obj/drivers/virtio/rust_balloon/rust_balloon.ko" "$final/module/"

@@ -296,13 +296,6 @@ def merge_mods(lines, anchor, new, what):
     return lines[:at] + [l for _, item in items for l in item] + lines[at + 1:]
 
 
-def insert_after(lines, pattern, new, what):
-    at = next((i for i, l in enumerate(lines) if re.match(pattern, l)), None)
-    if at is None:
-        sys.exit(f"patches.py: no line matching {pattern!r} in {what}")
-    return lines[:at + 1] + new + lines[at + 1:]
-
-
 def insert_before(lines, pattern, new, what):
     at = next((i for i, l in enumerate(lines) if re.match(pattern, l)), None)
     if at is None:
