@@ -209,7 +209,7 @@ struct Balloon {
     /// The statistics queue, if negotiated.
     stats: Option<Arc<Stats>>,
     /// Registrations that call into the features: dropped (unregistered)
-    /// in `remove` and `shutdown`, while the device still answers.
+    /// in `unbind` and `shutdown`, while the device still answers.
     #[pin]
     hooks: Mutex<Hooks>,
 }
@@ -320,7 +320,7 @@ impl Balloon {
     }
 
     /// Gives every page back and resets the device: the end of a binding
-    /// (remove) or of its first half (freeze). Hinted blocks are free once
+    /// (unbind) or of its first half (freeze). Hinted blocks are free once
     /// the device is reset. Returns the pages the balloon held.
     fn deflate_and_reset(&self) -> u32 {
         let pages = self.resizer.pages.lock().num_pages;
@@ -371,7 +371,7 @@ fn run_once(stopping: &Atomic<bool>, what: &str, work: impl FnOnce() -> Result) 
 /// Stops a feature's work item: with `stopping` set none queues itself
 /// again, and none is queued or running when this returns. A caller that
 /// read `stopping` before it was set may still queue one afterwards: that
-/// run only sees `stopping` and returns, and `remove` stops the work again
+/// run only sees `stopping` and returns, and `unbind` stops the work again
 /// once the device is reset and no callback can queue any more.
 ///
 /// A queued instance is cancelled, not waited for: from the hibernation
@@ -417,8 +417,8 @@ virtio::virtio_device_table!(
 
 #[vtable]
 impl virtio::Driver for Balloon {
-    const NAME: &'static CStr = c"rust_balloon";
     type IdInfo = ();
+    type Data<'bound> = Self;
     const ID_TABLE: virtio::IdTable<()> = &VIRTIO_ID_TABLE;
     const FEATURES: &'static [Feature] = &[
         uapi::F_MUST_TELL_HOST,
@@ -447,11 +447,12 @@ impl virtio::Driver for Balloon {
         Ok(())
     }
 
-    fn probe(
-        dev: &Device<Core<'_>>,
+    fn probe<'bound>(
+        dev: &'bound Device<Core<'_>>,
+        _id_info: &'bound (),
         binding: Arc<Binding>,
-        debugfs: &Dir,
-    ) -> impl PinInit<Self, Error> {
+        debugfs: &'bound Dir,
+    ) -> impl PinInit<Self, Error> + 'bound {
         let balloon = Balloon::new(dev, binding, debugfs);
         pin_init::pin_init_scope(move || balloon)
     }
@@ -513,7 +514,7 @@ impl virtio::Driver for Balloon {
     /// Reset the device here (the bus would right after): once no queue
     /// interrupt can come, no stats work can be queued either, and a last
     /// flush leaves nothing behind to run after unload.
-    fn remove(dev: &Device<Core<'_>>, this: Pin<&Self>) {
+    fn unbind(dev: &Device<Core<'_>>, this: Pin<&Self>) {
         this.quiesce();
         let pages = this.deflate_and_reset();
         this.stop_works();
@@ -547,7 +548,7 @@ impl kernel::InPlaceModule for BalloonModule {
         try_pin_init!(Self {
             registration <- {
                 check_parameters()?;
-                virtio::Registration::new(module)
+                virtio::Registration::new(<Self as kernel::ModuleMetadata>::NAME, module)
             },
         })
     }

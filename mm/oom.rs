@@ -18,7 +18,7 @@ pub trait OomHandler: Send + Sync + 'static {
 /// A registered OOM notifier; unregistered on drop.
 ///
 /// It holds a reference on its handler, so the handler must not own this
-/// registration past its own teardown (drop it in `remove`).
+/// registration past its own teardown (drop it in the driver's `unbind`).
 ///
 /// # Invariants
 ///

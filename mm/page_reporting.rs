@@ -36,7 +36,7 @@ pub trait ReportHandler: Send + Sync + 'static {
 }
 
 /// A registration with the kernel's free page reporting; unregistered on
-/// drop. Holds a reference on its handler: drop it in `remove`.
+/// drop. Holds a reference on its handler: drop it in the driver's `unbind`.
 ///
 /// # Invariants
 ///

@@ -17,7 +17,7 @@ pub trait ShrinkHandler: Send + Sync + 'static {
 }
 
 /// A registered shrinker; freed (unregistered) on drop. Holds a reference
-/// on its handler: drop it in `remove`.
+/// on its handler: drop it in the driver's `unbind`.
 ///
 /// # Invariants
 ///

@@ -392,8 +392,10 @@ def patch_virtio(root: Path, src: Path, tree: Path):
     msg = """rust: virtio: add the bus abstraction
 
 Add a virtio bus abstraction in the shape of pci.rs and platform.rs: a
-Driver trait with its ID table (virtio_device_table!), registration, and
-Device<Ctx> for the bus callbacks (probe, remove, config_changed, freeze
+Driver trait with its ID table (virtio_device_table!), whose probe gets
+the matched entry's IdInfo and returns the driver's Data<'bound>, and an
+optional unbind; an Adapter registered through driver::Registration; and
+Device<Ctx> for the bus callbacks (probe, unbind, config_changed, freeze
 and restore); feature bits and 32-bit config space fields checked at
 build time (config_le32!); and the virtqueues of a bound device behind a
 lock (Binding, BoundGuard), with buffers that a queue owns while the
@@ -512,8 +514,9 @@ unsafe operation of the abstractions has its SAFETY comment.
  1. rust: bindings, helpers: the headers and static inline helpers
  2. rust: mm: balloon pages, the OOM notifier, page reporting, shrinkers,
     vmstat, and workqueue::cancel
- 3. rust: virtio: the bus abstraction (Driver, Device<Ctx>, the ID table,
-    feature bits, config space, virtqueues and their buffers)
+ 3. rust: virtio: the bus abstraction (Driver and its Adapter on
+    driver::Registration, Device<Ctx>, the ID table, feature bits,
+    config space, virtqueues and their buffers)
  4. virtio: the driver in drivers/virtio/rust_balloon/, its Kconfig
     entry (VIRTIO_BALLOON_RUST) and a MAINTAINERS entry
 
@@ -551,8 +554,9 @@ driver's KUnit suite.
 
 Not done yet, and open questions:
  - doctests cover the simple parts (features, config fields, device
-   IDs, the frame arithmetic, vm counters, cancelling work); the bus's
-   Driver and the balloon page list have none, as they need a device;
+   IDs, the frame arithmetic, vm counters, cancelling work) and a Driver
+   with its registration, which compiles but binds nothing; the balloon
+   page list has none, as it needs a device;
  - mm::balloon speaks the virtio balloon's 4 KiB frames (pfn.rs): that
    arithmetic, the huge page order and the stats-shaped counters belong
    in the driver;
@@ -561,9 +565,8 @@ Not done yet, and open questions:
    plain page block type and sg_set_page() would lift both;
  - the series is against the 7.2.13 release, not rust-next, and the
    MAINTAINERS entry has no M: line yet;
- - an Adapter on driver::Registration, probe receiving its IdInfo as
-   7.2's pci.rs does, one shrinker type shared with binder's, and GFP
-   masks from kernel::alloc::flags rather than bindings_helper.h.
+ - one shrinker type shared with binder's, and GFP masks from
+   kernel::alloc::flags rather than bindings_helper.h.
 
 There is no Signed-off-by in the patches: it certifies the Developer's
 Certificate of Origin and must come from whoever submits them.

@@ -69,6 +69,13 @@ impl<Ctx: DeviceContext> Device<Ctx> {
         unsafe { addr_of_mut!((*self.as_raw()).dev) }
     }
 
+    /// The device's ID (type and vendor), as the bus matches it.
+    pub(super) fn id(&self) -> b::virtio_device_id {
+        // SAFETY: The device is valid (type invariant); the transport sets
+        // `id` before it registers the device and never changes it.
+        unsafe { (*self.as_raw()).id }
+    }
+
     /// Whether `feature` was negotiated (or, in `validate`, offered).
     pub fn has_feature(&self, feature: Feature) -> bool {
         let (word, mask) = feature.word_and_mask();
