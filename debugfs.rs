@@ -125,7 +125,7 @@ impl Counters {
     }
 }
 
-/// The balloon's debugfs directory; removed when dropped (in `remove`,
+/// The balloon's debugfs directory; removed when dropped (in `unbind`,
 /// `shutdown` or a failed probe, before the balloon goes).
 pub(crate) type View = Scope<Arc<Resizer>>;
 

@@ -66,7 +66,8 @@ def import_base(src: Path, base: Path, kver: str):
     """The kernel source as one commit, tagged v<kver>, in bare repository
     BASE (once; later runs reuse it)."""
     if subprocess.run(["git", "--git-dir", str(base), "rev-parse", "-q", "--verify",
-                       f"refs/tags/v{kver}"], stdout=subprocess.DEVNULL).returncode == 0:
+                       f"refs/tags/v{kver}"], stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL).returncode == 0:
         return
     say(f"importing {src} into {base} (once, about two minutes)")
     tmp = base.with_name(base.name + ".tmp")

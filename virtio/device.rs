@@ -371,7 +371,7 @@ struct BindingState {
 /// `Devres` is: once the device is removed (or [`Binding::teardown`] ran),
 /// every operation fails with `ENODEV` instead of touching a device that is
 /// gone. The bus adapter makes it before `probe` (from the `Device<Core>`)
-/// and revokes it after `remove`. All operations are serialised by one
+/// and revokes it after the driver's `unbind`. All operations are serialised by one
 /// lock, which a waiter keeps while the host processes its buffer. Setting
 /// the queues up and tearing them down take a second lock first (`setup`),
 /// so that finding the queues, which allocates memory, never holds the

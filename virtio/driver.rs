@@ -105,7 +105,7 @@ pub trait Driver {
     /// [`Driver::ID_TABLE`] entry the device matches, as the bus matched
     /// it. The device is made ready (DRIVER_OK) afterwards. `debugfs` is
     /// the driver's directory (`/sys/kernel/debug/<name>`, the name given
-    /// to [`Registration::new`]), for per-device entries; it outlives every
+    /// to `Registration::new`), for per-device entries; it outlives every
     /// bound device.
     fn probe<'bound>(
         dev: &'bound Device<Core<'_>>,
@@ -213,7 +213,7 @@ unsafe impl<T: Driver> driver::RegistrationOps for Adapter<T> {
         let reg = reg.get();
         // SAFETY: `reg` is valid and pinned until `unregister`, and not
         // registered yet: its fields may be written. Everything it points
-        // to is static (or the name, for the registration's lifetime).
+        // to is static.
         unsafe {
             let drv = addr_of_mut!((*reg).drv);
             (*drv).driver.name = name.as_char_ptr();
@@ -327,8 +327,9 @@ unsafe fn take_binding(vdev: *mut b::virtio_device) -> Arc<Binding> {
 ///
 /// # Safety
 ///
-/// `vdev` is a valid device bound to a driver registered as `T`, which the
-/// bus does not unbind for `'a` (it is in a callback for it).
+/// `vdev` is a valid device bound to a driver registered through
+/// `Adapter<T>`, which the bus does not unbind for `'a` (it is in a
+/// callback for it).
 unsafe fn driver_data<'a, T: Driver>(vdev: *mut b::virtio_device) -> Option<Pin<&'a T::Data<'a>>> {
     // SAFETY: The device is valid (caller's guarantee).
     let ptr = unsafe { kernel::bindings::dev_get_drvdata(addr_of_mut!((*vdev).dev)) };
@@ -376,13 +377,19 @@ impl<T: Driver> Adapter<T> {
         // SAFETY: The bus passes a valid device, being bound, for the call.
         let dev = unsafe { Device::<CoreInternal<'_>>::from_raw(vdev) };
         from_result(|| {
+            // The bus offers a device only to a driver whose table it
+            // matches (virtio has no driver_override or dynamic IDs): the
+            // `ENODEV` is for a table that would not say what it matched.
             let index = matching_id::<T>(dev.id()).ok_or(ENODEV)?;
             let id_info = T::ID_TABLE.info(index);
             let binding = Binding::new(dev, Self::vq_callback)?;
             // SAFETY: Published before any virtqueue exists, so their callbacks
             // always find it; taken back after teardown, below or in `remove_callback`.
             unsafe { (*vdev).priv_ = binding.clone().into_foreign() };
-            // SAFETY: The bus is binding `vdev` to our driver, for the call.
+            // SAFETY: The bus is binding `vdev` to our driver. The directory
+            // may end up in the driver's data, which lives until the device
+            // is unbound: `unregister` unbinds every device (and the data
+            // is dropped) before it drops the directory.
             let debugfs = unsafe { driver_debugfs(vdev) };
             let data = T::probe(dev, id_info, binding.clone(), debugfs);
             let dev_core: &device::Device<CoreInternal<'_>> = dev.as_ref();
