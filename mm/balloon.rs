@@ -474,6 +474,42 @@ pub trait Migrate: Send + Unpin {
 /// calls [`Migrate::migrate`] on the locked state (or retries later if it is
 /// busy, as the C driver does).
 ///
+/// # Examples
+///
+/// Four pages into a balloon and out again, with no host to tell:
+///
+/// ```
+/// use kernel::{
+///     mm::balloon::{BalloonPages, Migrate, Page, PageList},
+///     new_mutex,
+///     prelude::*,
+/// };
+///
+/// struct NoHost;
+///
+/// impl Migrate for NoHost {
+///     fn migrate(&mut self, _new_pfn: u64, _old_pfn: u64) -> Result {
+///         // Compaction may try to move a ballooned page: with no host to
+///         // tell, the page stays where it is.
+///         Err(EBUSY)
+///     }
+/// }
+///
+/// let balloon = KBox::pin_init(BalloonPages::new(false, new_mutex!(NoHost)), GFP_KERNEL)?;
+/// let mut list = PageList::new()?;
+/// for _ in 0..4 {
+///     list.push(Page::alloc().ok_or(ENOMEM)?);
+/// }
+/// assert_eq!(balloon.enqueue(&mut list), 4);
+/// assert!(list.is_empty());
+/// assert_eq!(balloon.len(), 4);
+/// assert_eq!(balloon.dequeue(&mut list, 4), 4);
+/// assert!(balloon.is_empty());
+/// assert_eq!(list.len(), 4);
+/// // Dropping the list frees its pages.
+/// # Ok::<(), Error>(())
+/// ```
+///
 /// # Invariants
 ///
 /// `info` is initialised, pinned and the first field (`repr(C)`): the list

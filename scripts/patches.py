@@ -555,9 +555,9 @@ driver's KUnit suite.
 
 Not done yet, and open questions:
  - doctests cover the simple parts (features, config fields, device
-   IDs, the frame arithmetic, vm counters, cancelling work) and a Driver
-   with its registration, which compiles but binds nothing; the balloon
-   page list has none, as it needs a device;
+   IDs, the frame arithmetic, vm counters, cancelling work), pages into a
+   balloon and out again, and a Driver with its registration, which
+   compiles but binds nothing (binding needs a device);
  - mm::balloon speaks the virtio balloon's 4 KiB frames (pfn.rs): that
    arithmetic, the huge page order and the stats-shaped counters belong
    in the driver;
