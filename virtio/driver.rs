@@ -204,6 +204,12 @@ unsafe impl<T: Driver> driver::DriverLayout for Adapter<T> {
 // SAFETY: `unregister` undoes a successful `register` (its only caller,
 // `driver::Registration`, calls it only after one).
 unsafe impl<T: Driver> driver::RegistrationOps for Adapter<T> {
+    /// Fills in the `virtio_driver` and the directory, and registers it.
+    ///
+    /// # Safety
+    ///
+    /// As [`driver::RegistrationOps::register`]: `reg` is a fresh
+    /// `BusDriver` (`Default`), pinned until `unregister`.
     unsafe fn register(
         reg: &Opaque<BusDriver>,
         name: &'static CStr,
@@ -240,6 +246,12 @@ unsafe impl<T: Driver> driver::RegistrationOps for Adapter<T> {
         }
     }
 
+    /// Unregisters the driver, then drops the directory.
+    ///
+    /// # Safety
+    ///
+    /// As [`driver::RegistrationOps::unregister`]: `register` succeeded on
+    /// `reg`, and it has not been unregistered since.
     unsafe fn unregister(reg: &Opaque<BusDriver>) {
         let reg = reg.get();
         // SAFETY: `drv` is registered (the caller's guarantee: `register`
