@@ -10,7 +10,7 @@ use super::module_parameters;
 use crate::mm::balloon::{self, BalloonPages, Migrate, Mobility, Page, PageList, PFNS_PER_PAGE};
 use crate::mm::oom::OomHandler;
 use crate::mm::vmstat::{
-    available_pages as guest_available_pages, reclaim_counters, ReclaimCounters,
+    available_pages as guest_available_pages, cpu_contended, reclaim_counters, ReclaimCounters,
 };
 use crate::virtio::{Binding, BoundGuard, Buffer, QueueId};
 use crate::{debugfs::Counters, uapi};
@@ -330,6 +330,20 @@ pub(super) const PRESSED_LOOKS: u32 = 6;
 /// for the host does not make the next wait as long again.
 pub(super) const PACE_REST_MAX_MS: u64 = 100;
 
+/// The most a step takes after one that needed reclaim (4 MiB in 4 KiB
+/// pages, a quarter of a full step).
+pub(super) const PACED_STEP_PFNS: usize = 1024;
+
+/// The rest after a step that took free memory while another task waited
+/// for the CPU, in percent of the step's time (at least 1 ms, at most
+/// [`PACE_REST_MAX_MS`]). The work then takes at most about two thirds of
+/// a CPU a workload wants (less: the scheduler shares it during the step),
+/// where without it the busy bench's workload ran at 0.35 to 0.47 of its
+/// rate while the balloon took free memory (three rounds at 0.86 s to the
+/// target); with it, 0.44 to 0.67 (1.02 to 1.07 s). An idle guest, or one
+/// whose workload runs on other CPUs, inflates without it.
+pub(super) const CONTENDED_REST_PCT: u64 = 50;
+
 /// Working-set refaults one step or look may see without the guest being
 /// pressed: the larger of this (1 MiB, in guest pages: 256 with 4 KiB pages,
 /// 16 with 64 KiB ones) and 1/16 of the step's pages. Counters lag by
@@ -392,6 +406,9 @@ pub(super) struct Pacing {
     /// still pressed, ended, with the reclaim counters then (none after a
     /// stop).
     last: Option<(Instant<Monotonic>, ReclaimCounters)>,
+    /// The last step needed reclaim: the next is a small one (see
+    /// [`PACED_STEP_PFNS`]).
+    reclaiming: bool,
 }
 
 /// What to do before the next inflate step (see [`Pacing::before_step`]).
@@ -412,6 +429,16 @@ pub(super) enum Look {
 }
 
 impl Pacing {
+    /// The most 4 KiB pages the next step takes: `full`, or
+    /// [`PACED_STEP_PFNS`] if the last step needed reclaim.
+    pub(super) fn step_pfns(&self, full: usize) -> usize {
+        if self.reclaiming {
+            full.min(PACED_STEP_PFNS)
+        } else {
+            full
+        }
+    }
+
     /// Before a step, at `now` with the reclaim counters `counters`: after
     /// a pressed step, look at what reclaim did while the balloon stood
     /// still. Only right after a rest: a look long after (the work was
@@ -448,13 +475,16 @@ impl Pacing {
     /// counters then): what the work does next (see [`pace`]). The cost is
     /// counted since the last step or pressed look (see `last`) if that
     /// ended at most [`PACE_WINDOW_MS`] before: what one step evicts comes
-    /// back while the work rests or backs off.
+    /// back while the work rests or backs off. A step that cost no reclaim
+    /// rests all the same if `contended` (another task waited for the CPU:
+    /// see [`CONTENDED_REST_PCT`]).
     pub(super) fn after_step(
         &mut self,
         step: Step,
         step_pfns: usize,
         began: (Instant<Monotonic>, ReclaimCounters),
         ended: (Instant<Monotonic>, ReclaimCounters),
+        contended: bool,
     ) -> Step {
         let (now, counters) = ended;
         let since = match self.last {
@@ -463,10 +493,9 @@ impl Pacing {
         };
         self.last = Some(ended);
         let step_ms = (now - began.0).as_millis().max(0) as u64;
-        match (
-            step,
-            pace(&counters.since(&since), step_pfns / PFNS_PER_PAGE, step_ms),
-        ) {
+        let pace = pace(&counters.since(&since), step_pfns / PFNS_PER_PAGE, step_ms);
+        self.reclaiming = pace != Pace::Go;
+        match (step, pace) {
             (step, Pace::Pressed) => {
                 self.pressed = Some((step_pfns, 0));
                 match step {
@@ -475,6 +504,14 @@ impl Pacing {
                 }
             }
             (Step::Moved, Pace::Rest(ms)) => Step::Paced(ms),
+            (Step::Moved, Pace::Go) if contended => {
+                let step_us = (now - began.0).as_micros_ceil().max(0) as u64;
+                Step::Paced(
+                    (step_us * CONTENDED_REST_PCT)
+                        .div_ceil(100 * 1000)
+                        .clamp(1, PACE_REST_MAX_MS),
+                )
+            }
             (step, _) => step,
         }
     }
@@ -1148,6 +1185,7 @@ impl Resizer {
                 rested_for,
             } => return Ok(self.stop_for_pressure(target, pressed_pfns, &rested, rested_for)),
         }
+        let wanted = self.inflating.lock().pacing.step_pfns(wanted);
         let inflated = self.counters.inflated.load(Relaxed);
         let step = self.inflate(target, wanted, notifications)?;
         if !matches!(step, Step::Moved | Step::Stalled) {
@@ -1159,11 +1197,16 @@ impl Resizer {
             .load(Relaxed)
             .saturating_sub(inflated) as usize;
         let ended = (Instant::<Monotonic>::now(), reclaim_counters());
-        Ok(self
-            .inflating
-            .lock()
-            .pacing
-            .after_step(step, step_pfns, (start, at_start), ended))
+        // Sampled at the step's end: a workload that wants this CPU is on
+        // its run queue then (a hint: the work may run elsewhere next).
+        let contended = cpu_contended();
+        Ok(self.inflating.lock().pacing.after_step(
+            step,
+            step_pfns,
+            (start, at_start),
+            ended,
+            contended,
+        ))
     }
 
     /// Stops inflation for the guest's pressure (see

@@ -562,8 +562,9 @@ mod tests {
     use super::resize::{
         deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, pace, push_page_pfns,
         Look, Pace, Pacing, Pressure, Rescue, Step, Told, BACKOFF_MAX_MS, BACKOFF_MIN_MS,
-        HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS, OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS,
-        PACE_REST_MAX_MS, PACE_WINDOW_MS, PRESSED_LOOKS, PRESSED_REST_MS, PRESSURE_MIN_PAGES,
+        CONTENDED_REST_PCT, HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS, OOM_RELEASE_MAX_PFNS,
+        OOM_RELEASE_PFNS, PACED_STEP_PFNS, PACE_REST_MAX_MS, PACE_WINDOW_MS, PRESSED_LOOKS,
+        PRESSED_REST_MS, PRESSURE_MIN_PAGES,
     };
     use super::*;
     use kernel::time::{Delta, Instant, Monotonic};
@@ -743,6 +744,7 @@ mod tests {
                     step,
                     (at(began.0), began.1),
                     (at(ended.0), ended.1),
+                    false,
                 )
             };
         let stays_pressed = |pacing: &mut Pacing| {
@@ -820,11 +822,15 @@ mod tests {
 
         // Refaults between a step and the next (while the work rested)
         // count against the next: what the one before evicted comes back.
+        // A step that needed reclaim makes the next a small one.
         let mut pacing = Pacing::default();
+        assert_eq!(pacing.step_pfns(step), step);
         assert!(matches!(
             moved(&mut pacing, (0, seen(0, 0)), (20, seen(burst, 0))),
             Step::Paced(10)
         ));
+        assert_eq!(pacing.step_pfns(step), PACED_STEP_PFNS);
+        assert_eq!(pacing.step_pfns(PACED_STEP_PFNS / 2), PACED_STEP_PFNS / 2);
         assert!(matches!(
             moved(
                 &mut pacing,
@@ -833,6 +839,15 @@ mod tests {
             ),
             Step::Paced(PRESSED_REST_MS)
         ));
+
+        // A step reclaim had no part in: full steps again.
+        let mut pacing = Pacing::default();
+        moved(&mut pacing, (0, seen(0, 0)), (20, seen(burst, 0)));
+        assert!(matches!(
+            moved(&mut pacing, (1100, seen(burst, 0)), (1120, seen(burst, 0))),
+            Step::Moved
+        ));
+        assert_eq!(pacing.step_pfns(step), step);
 
         // A look long after its step (the work was held): what reclaim did
         // meanwhile is not the balloon's doing.
@@ -851,6 +866,47 @@ mod tests {
             Look::Again(_)
         ));
 
+        // A step that cost no reclaim goes on at once, unless another task
+        // waited for the CPU: then it rests CONTENDED_REST_PCT of its time
+        // (at least 1 ms, at most PACE_REST_MAX_MS); one that needed
+        // reclaim rests as without contention.
+        let quiet = |pacing: &mut Pacing, ms: i64, contended: bool| {
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (at(0), seen(0, 0)),
+                (at(ms), seen(0, 0)),
+                contended,
+            )
+        };
+        assert!(matches!(
+            quiet(&mut Pacing::default(), 20, false),
+            Step::Moved
+        ));
+        assert!(matches!(
+            quiet(&mut Pacing::default(), 20, true),
+            Step::Paced(ms) if ms == 20 * CONTENDED_REST_PCT / 100
+        ));
+        assert!(matches!(
+            quiet(&mut Pacing::default(), 0, true),
+            Step::Paced(1)
+        ));
+        assert!(matches!(
+            quiet(&mut Pacing::default(), 10_000, true),
+            Step::Paced(PACE_REST_MAX_MS)
+        ));
+        let mut pacing = Pacing::default();
+        assert!(matches!(
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (at(0), seen(0, 0)),
+                (at(20), seen(burst, 0)),
+                true,
+            ),
+            Step::Paced(10)
+        ));
+
         // A step that found nothing to spare while the guest refaulted:
         // it looks again before trying.
         let mut pacing = Pacing::default();
@@ -859,7 +915,8 @@ mod tests {
                 Step::Stalled,
                 0,
                 (at(0), seen(0, 0)),
-                (at(5), seen(0, burst))
+                (at(5), seen(0, burst)),
+                false,
             ),
             Step::Looking(PRESSED_REST_MS)
         ));

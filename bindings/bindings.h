@@ -17,6 +17,7 @@
 #include <linux/page_reporting.h>
 #include <linux/pm_wakeup.h>
 #include <linux/sched.h>
+#include <linux/sched/stat.h>
 #include <linux/scatterlist.h>
 #include <linux/shrinker.h>
 #include <linux/virtio.h>

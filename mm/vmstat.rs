@@ -180,3 +180,11 @@ pub fn free_page_fill() -> Option<u8> {
         None
     }
 }
+
+/// Whether another task waits for this CPU (a hint: the caller may move to
+/// another CPU right after).
+pub fn cpu_contended() -> bool {
+    // SAFETY: FFI call without preconditions (it reads this CPU's run
+    // queue length without locks).
+    !unsafe { b::single_task_running() }
+}

@@ -159,6 +159,8 @@ METRICS = {
         ("inflate_s", "time to the target, or to where it stops (s)", "lower"),
         ("worst_sample_over_before", "workload's worst 100 ms in the 12 s / before", "higher"),
         ("longest_stall_ms", "workload's longest stall in the 12 s (ms)", "lower"),
+        ("worst_sample_at_ms", "  the worst 100 ms ended at (ms from the change)", "info"),
+        ("longest_stall_at_ms", "  the longest stall's sample ended at (ms)", "info"),
         ("major_faults", "guest major faults in the 12 s", "lower"),
         ("thp_split", "guest huge pages split in the 12 s", "info"),
         ("pages_migrated", "guest pages migrated in the 12 s", "info"),
@@ -363,6 +365,21 @@ def hugetlbfs_run(g, balloon_mib):
 # The busy guest: an anonymous working set and a hot part of a file that
 # its workload keeps touching, beside a page cache of the whole file
 # (cold), on an ext4 virtio disk.
+#
+# The workload reads every cache line of each page it touches. Until
+# 2026-12-06 it touched one byte per page, and under TCG its rate then
+# depended on the emulator more than on the guest: with nothing else
+# happening, the rate before the target change was 18,000 to 47,000 rounds
+# a second from one boot to the next, and about 185,000 in every round once
+# the balloon had stopped (four rounds, C and Rust; `rate before` in the
+# bench's stderr). A rate after 4 to 10 times the rate before hid any loss,
+# and one that fell the other way (one C round of three) counted 4.4 s lost
+# after the balloon had stopped. Consistent with QEMU's softmmu TLB
+# (accel/tcg/cputlb.c), which is resized only when it is flushed: one
+# access per page is a TLB lookup per access. With 64 accesses per page the
+# rate before was 1,958 to 2,087 rounds a second in 8 rounds of 9, and the
+# rate after the balloon stopped 1.0 to 1.6 times it (2.9 once: the
+# residue, which the 9-round medians carry).
 BUSY_ANON_MIB = 256
 BUSY_HOT_MIB = 128
 
@@ -494,7 +511,16 @@ def busy_run(g, balloon_mib):
     window = [r for r in spans if r[1] > t0 and r[0] < end]
     # The workload's rate each second of the window, for reading a round.
     per_s = [1 - lost_s(t0 + i * 1000, t0 + (i + 1) * 1000) for i in range(BUSY_WINDOW_MS // 1000)]
-    print("    rate/before each s:", " ".join(f"{x:.2f}" for x in per_s), file=sys.stderr)
+    print(f"    rate before {base * 1000:.0f} rounds/s; rate/before each s:",
+          " ".join(f"{x:.2f}" for x in per_s), file=sys.stderr)
+    # Where in the window the worst sample and the longest stall fall
+    # (their ends, ms from the change), and the rate each 100 ms until a
+    # second after the target: whether they come from taking free memory,
+    # from reclaim, or after the balloon stopped.
+    worst = min(window, key=rate) if window else None
+    stalled = max(window, key=lambda r: r[3]) if window else None
+    first = [f"{rate(r) / base:.2f}" for r in window if r[0] < t1 + 1000]
+    print("    rate/before each 100 ms to 1 s after the target:", " ".join(first), file=sys.stderr)
     inflating = min(t1, end)
     return {
         "work_lost_s": lost_s(t0, end),
@@ -505,6 +531,8 @@ def busy_run(g, balloon_mib):
                                      if window and not workload_killed else 0.0),
         "longest_stall_ms": max([r[3] / 1000 for r in window]
                                 + [BUSY_WINDOW_MS if workload_killed else 0]),
+        "worst_sample_at_ms": worst[1] - t0 if worst else 0,
+        "longest_stall_at_ms": stalled[1] - t0 if stalled else 0,
         "major_faults": vm2["pgmajfault"] - vm0["pgmajfault"],
         # How the workload's memory changed under it: suspects, not causes,
         # for a round whose workload runs slowly after the balloon stops.
