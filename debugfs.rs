@@ -52,7 +52,8 @@ pub(crate) struct Counters {
     /// waits for, in 4 KiB pages; else 0. Written by the resize work.
     pub(crate) oom_hold_pages: Atomic<u64>,
     /// Inflation paced by the guest's pressure (see `resize::Pace`): the
-    /// time the resize work rested after steps that needed reclaim
+    /// time the resize work rested after steps that needed reclaim or
+    /// took free memory while another task waited for the CPU
     /// (milliseconds), the stops for pressure, and while stopped for this
     /// target the available memory inflation waits for (4 KiB pages; else
     /// 0).

@@ -55,7 +55,8 @@ const LIST_BATCH_PAGES: usize = HUGE_BLOCK_PAGES;
 const MIN_STEP_PFNS: usize = 1024;
 
 /// Steps one work run may take before it yields the worker, so a large
-/// target does not hold up the freezer or other work (16 steps of 8 MiB).
+/// target does not hold up the freezer or other work (16 steps of up to
+/// 16 MiB).
 const STEPS_PER_RUN: usize = 16;
 
 /// Pause after a step that moved nothing: short at first (an allocation
@@ -281,12 +282,15 @@ impl Rescue {
 /// workload more than it gives the host. So after each inflate step, by what reclaim did
 /// during it (see [`pace`]):
 /// - nothing: the next step follows at once (an idle guest inflates as fast
-///   as without pacing);
+///   as without pacing), unless another task waited for the CPU at the
+///   step's start and end: then the work rests half as long as the step
+///   took (see [`CONTENDED_REST_PCT`]);
 /// - it reclaimed what it scanned (cold page cache): the work rests half
-///   as long as the step took (at most [`PACE_REST_MAX_MS`]), so the
-///   balloon takes at most about two thirds of a CPU the workload wants
-///   (resting as long as the step made the busy guest's balloon slower to
-///   its target than C's, for little less work lost);
+///   as long as the step took (at least 1 ms, at most
+///   [`PACE_REST_MAX_MS`]), so the balloon takes at most about two thirds
+///   of a CPU the workload wants (resting as long as the step made the
+///   busy guest's balloon slower to its target than C's, for little less
+///   work lost), and the next step takes at most [`PACED_STEP_PFNS`];
 /// - the working set refaulted: the guest is pressed. The work
 ///   stands still and looks again, and stops inflation if the pressure goes
 ///   on (see [`Resizer::inflate_paced`] and [`Pressure`]).
@@ -331,8 +335,10 @@ pub(super) const PRESSED_LOOKS: u32 = 6;
 pub(super) const PACE_REST_MAX_MS: u64 = 100;
 
 /// The most a step takes after one that needed reclaim (4 MiB in 4 KiB
-/// pages, a quarter of a full step).
+/// pages; a full step is 8 or 16 MiB, by transport): reclaim's cost comes
+/// in smaller pieces, with a rest after each.
 pub(super) const PACED_STEP_PFNS: usize = 1024;
+const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 
 /// The rest after a step that took free memory while another task waited
 /// for the CPU, in percent of the step's time (at least 1 ms, at most
@@ -407,7 +413,8 @@ pub(super) struct Pacing {
     /// stop).
     last: Option<(Instant<Monotonic>, ReclaimCounters)>,
     /// The last step needed reclaim: the next is a small one (see
-    /// [`PACED_STEP_PFNS`]).
+    /// [`PACED_STEP_PFNS`]). Until a step needs none, or a new target
+    /// (`forget`).
     reclaiming: bool,
 }
 
@@ -475,9 +482,9 @@ impl Pacing {
     /// counters then): what the work does next (see [`pace`]). The cost is
     /// counted since the last step or pressed look (see `last`) if that
     /// ended at most [`PACE_WINDOW_MS`] before: what one step evicts comes
-    /// back while the work rests or backs off. A step that cost no reclaim
-    /// rests all the same if `contended` (another task waited for the CPU:
-    /// see [`CONTENDED_REST_PCT`]).
+    /// back while the work rests or backs off. A step rests at least
+    /// [`CONTENDED_REST_PCT`] of its time if `contended` (another task
+    /// waited for the CPU), whether or not it cost reclaim.
     pub(super) fn after_step(
         &mut self,
         step: Step,
@@ -492,9 +499,20 @@ impl Pacing {
             _ => began.1,
         };
         self.last = Some(ended);
-        let step_ms = (now - began.0).as_millis().max(0) as u64;
-        let pace = pace(&counters.since(&since), step_pfns / PFNS_PER_PAGE, step_ms);
+        let step_us = (now - began.0).as_micros_ceil().max(0) as u64;
+        let pace = pace(
+            &counters.since(&since),
+            step_pfns / PFNS_PER_PAGE,
+            step_us.div_ceil(1000),
+        );
         self.reclaiming = pace != Pace::Go;
+        let contended_ms = if contended {
+            (step_us * CONTENDED_REST_PCT)
+                .div_ceil(100 * 1000)
+                .clamp(1, PACE_REST_MAX_MS)
+        } else {
+            0
+        };
         match (step, pace) {
             (step, Pace::Pressed) => {
                 self.pressed = Some((step_pfns, 0));
@@ -503,15 +521,8 @@ impl Pacing {
                     _ => Step::Looking(PRESSED_REST_MS),
                 }
             }
-            (Step::Moved, Pace::Rest(ms)) => Step::Paced(ms),
-            (Step::Moved, Pace::Go) if contended => {
-                let step_us = (now - began.0).as_micros_ceil().max(0) as u64;
-                Step::Paced(
-                    (step_us * CONTENDED_REST_PCT)
-                        .div_ceil(100 * 1000)
-                        .clamp(1, PACE_REST_MAX_MS),
-                )
-            }
+            (Step::Moved, Pace::Rest(ms)) => Step::Paced(ms.max(contended_ms).max(1)),
+            (Step::Moved, Pace::Go) if contended => Step::Paced(contended_ms),
             (step, _) => step,
         }
     }
@@ -523,8 +534,9 @@ pub(super) enum Step {
     Done,
     /// Moved pages; maybe more to do.
     Moved,
-    /// Moved pages, at a cost to the guest: rest this many milliseconds
-    /// before the next step (see [`Pace`]).
+    /// Moved pages, at a cost to the guest (reclaim, or the CPU a waiting
+    /// task wanted): rest this many milliseconds before the next step (see
+    /// [`Pace`]).
     Paced(u64),
     /// Moved nothing, the guest being pressed: look again in this many
     /// milliseconds (see [`Resizer::inflate_paced`]).
@@ -1173,6 +1185,7 @@ impl Resizer {
         }
         let start = Instant::<Monotonic>::now();
         let at_start = reclaim_counters();
+        let contended_at_start = cpu_contended();
         // Bound first: a guard in the scrutinee would be held through the
         // arms, and stop_for_pressure takes this lock to set the floor.
         let look = self.inflating.lock().pacing.before_step(start, at_start);
@@ -1197,9 +1210,9 @@ impl Resizer {
             .load(Relaxed)
             .saturating_sub(inflated) as usize;
         let ended = (Instant::<Monotonic>::now(), reclaim_counters());
-        // Sampled at the step's end: a workload that wants this CPU is on
-        // its run queue then (a hint: the work may run elsewhere next).
-        let contended = cpu_contended();
+        // A workload that wants this CPU is on its run queue at both ends of
+        // the step; a kernel thread woken for a moment is at one at most.
+        let contended = contended_at_start && cpu_contended();
         Ok(self.inflating.lock().pacing.after_step(
             step,
             step_pfns,

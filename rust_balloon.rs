@@ -109,7 +109,7 @@ module! {
         },
         pace_inflation: u32 {
             default: 1,
-            description: "1: pace inflation by reclaim, stop if it evicts the working set; 0: no",
+            description: "1: pace inflation by reclaim and CPU use, stop on thrashing; 0: no",
         },
         buffer_pfns: u32 {
             default: 0,
@@ -885,7 +885,7 @@ mod tests {
         ));
         assert!(matches!(
             quiet(&mut Pacing::default(), 20, true),
-            Step::Paced(ms) if ms == 20 * CONTENDED_REST_PCT / 100
+            Step::Paced(ms) if ms == (20 * CONTENDED_REST_PCT).div_ceil(100)
         ));
         assert!(matches!(
             quiet(&mut Pacing::default(), 0, true),
@@ -895,17 +895,54 @@ mod tests {
             quiet(&mut Pacing::default(), 10_000, true),
             Step::Paced(PACE_REST_MAX_MS)
         ));
-        let mut pacing = Pacing::default();
-        assert!(matches!(
+        // A 3 ms step that needed reclaim: 1 ms alone (half of it, rounded
+        // down), 2 ms (CONTENDED_REST_PCT of it, rounded up) contended.
+        let reclaimed = |pacing: &mut Pacing, contended: bool| {
             pacing.after_step(
                 Step::Moved,
                 step,
                 (at(0), seen(0, 0)),
-                (at(20), seen(burst, 0)),
+                (at(3), seen(burst, 0)),
+                contended,
+            )
+        };
+        assert_eq!(CONTENDED_REST_PCT, 50);
+        assert!(matches!(
+            reclaimed(&mut Pacing::default(), false),
+            Step::Paced(1)
+        ));
+        assert!(matches!(
+            reclaimed(&mut Pacing::default(), true),
+            Step::Paced(2)
+        ));
+        // A contended step that needed no reclaim ends the small steps; a
+        // stalled one that saw reclaim starts them.
+        let mut pacing = Pacing::default();
+        reclaimed(&mut pacing, true);
+        assert_eq!(pacing.step_pfns(step), PACED_STEP_PFNS);
+        assert!(matches!(
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (at(1100), seen(burst, 0)),
+                (at(1120), seen(burst, 0)),
                 true,
             ),
             Step::Paced(10)
         ));
+        assert_eq!(pacing.step_pfns(step), step);
+        let mut pacing = Pacing::default();
+        assert!(matches!(
+            pacing.after_step(
+                Step::Stalled,
+                0,
+                (at(0), seen(0, 0)),
+                (at(5), seen(burst, 0)),
+                false,
+            ),
+            Step::Stalled
+        ));
+        assert_eq!(pacing.step_pfns(step), PACED_STEP_PFNS);
 
         // A step that found nothing to spare while the guest refaulted:
         // it looks again before trying.

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Guest memory figures, read from the kernel's counters the way
-//! `/proc/meminfo` and `/proc/vmstat` read them.
+//! `/proc/meminfo` and `/proc/vmstat` read them, and whether the CPU is
+//! contended (what inflation paces itself by besides reclaim).
 
 use crate::bindings as b;
 
@@ -181,10 +182,23 @@ pub fn free_page_fill() -> Option<u8> {
     }
 }
 
-/// Whether another task waits for this CPU (a hint: the caller may move to
-/// another CPU right after).
+/// Whether another task is runnable on the CPU the caller runs on
+/// (`!single_task_running()`): a workload the caller's work takes the CPU
+/// from. For task context (in an interrupt on an idle CPU it says true); a
+/// hint, read without locks: the caller may be moved to another CPU right
+/// after.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::mm::vmstat::cpu_contended;
+///
+/// // Whatever it says, it says it without blocking.
+/// let _ = cpu_contended();
+/// ```
 pub fn cpu_contended() -> bool {
-    // SAFETY: FFI call without preconditions (it reads this CPU's run
-    // queue length without locks).
+    // SAFETY: FFI call without preconditions: it reads the run queue
+    // length of whatever CPU the caller is on, with no lock and no
+    // reference kept.
     !unsafe { b::single_task_running() }
 }

@@ -360,7 +360,8 @@ side, each where the kernel crate keeps its kind:
   mm::oom             an OOM notifier (register_oom_notifier())
   mm::page_reporting  free page reporting (CONFIG_PAGE_REPORTING)
   mm::shrinker        a shrinker (shrinker_alloc())
-  mm::vmstat          the vm event and node counters /proc/vmstat reads
+  mm::vmstat          the vm event and node counters /proc/vmstat reads,
+                      and whether another task waits for this CPU
   workqueue::cancel   cancel_work_sync() for an Arc work item, which a
                       driver that must quiesce on freeze needs:
                       flush_work() on a frozen workqueue never returns

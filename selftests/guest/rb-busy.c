@@ -3,7 +3,8 @@
  * A busy guest's workload, for the bench: keeps writing an anonymous
  * working set and reading a hot part of a file through a mapping (page
  * cache that reclaim could drop: touching a dropped page again is a major
- * fault), one MiB of each per round, every cache line of it, and every 100 ms appends to OUT
+ * fault), one MiB of each per round, every cache line of it, and every
+ * 100 ms appends to OUT
  *
  *   <CLOCK_BOOTTIME ms> <rounds in the interval> <longest gap between two
  *   rounds in the interval, us>
@@ -23,9 +24,6 @@
 #include <unistd.h>
 
 #define MIB (1ul << 20)
-
-/* Where the file's bytes go, so that reading them is not optimised away. */
-volatile char rb_busy_sink;
 
 static uint64_t now_us(void)
 {

@@ -309,7 +309,8 @@ def test_dropping_clean_page_cache_keeps_the_balloon(boot, tmp_path):
 def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     """Pacing (`pace_inflation=1`, the default), from the driver's debugfs
     and the guest's log. 1: from free memory inflation needs no reclaim
-    and never rests (an idle guest inflates as fast as before). 2: a
+    and never rests (an idle guest inflates as fast as before), unless
+    another task waits for the CPU (a hog on every vCPU). 2: a
     target that takes page cache makes reclaim run: the work rests
     (`paced_ms` grows) and still reaches the target, with no stop for
     pressure (a cache read once is no working set). 3: with a workload
@@ -330,16 +331,30 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     view = g.balloon_view()
     assert view["paced_ms"] == 0 and view["pressure_stops"] == 0, view
 
+    # 1b: another 128 MiB of free memory with a CPU hog on every vCPU:
+    # the steps rest (CONTENDED_REST_PCT) although reclaim does nothing.
+    g.sh("for i in $(seq $(nproc)); do "
+         "(while :; do :; done) </dev/null >/dev/null 2>&1 & echo $! >> /tmp/hogs; done")
+    vm0 = g.vmstat()
+    g.set_balloon_pages(256 * MIB // PAGE)
+    g.wait_balloon(256 * MIB // PAGE)
+    g.sh("kill $(cat /tmp/hogs)")
+    vm = g.vmstat()
+    view = g.balloon_view()
+    assert view["paced_ms"] > 0 and view["pressure_stops"] == 0, view
+    assert all(vm.get(k, 0) == vm0.get(k, 0) for k in ("pgscan_kswapd", "pgscan_direct")), (vm0, vm)
+    paced_free = view["paced_ms"]
+
     # 2: into the page cache of the whole disk, 128 MiB past free memory.
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
     info = g.meminfo()
     assert info["Cached"] > 400 * MIB, info
-    pages = (128 * MIB + info["MemFree"] + 128 * MIB) // PAGE
+    pages = g.balloon_pages() + (info["MemFree"] + 128 * MIB) // PAGE
     mark = g.console_size()
     g.set_balloon_pages(pages)
     g.wait_balloon(pages, timeout=300)
     view = g.balloon_view()
-    assert view["paced_ms"] > 0, view
+    assert view["paced_ms"] > paced_free, view
     assert view["pressure_stops"] == 0, (view, g.console(mark))
     assert g.vmstat()["pgsteal_kswapd"] + g.vmstat()["pgsteal_direct"] > 0
 
