@@ -532,6 +532,9 @@ def busy_run(g, balloon_mib):
         "longest_stall_ms": max([r[3] / 1000 for r in window]
                                 + [BUSY_WINDOW_MS if workload_killed else 0]),
         "worst_sample_at_ms": worst[1] - t0 if worst else 0,
+        # Each sample's end (s from the change) and rate over the rate
+        # before, for the plot (busy.png); not in results.json.
+        "timeline": [((r[1] - t0) / 1000, rate(r) / base) for r in window],
         "longest_stall_at_ms": stalled[1] - t0 if stalled else 0,
         "major_faults": vm2["pgmajfault"] - vm0["pgmajfault"],
         # How the workload's memory changed under it: suspects, not causes,
@@ -705,6 +708,32 @@ def plot(results, path, scenario):
     fig.savefig(path, dpi=100)
 
 
+def plot_busy(results, path, scenario):
+    """The workload's rate (over its rate before) in each 100 ms sample of
+    the first 3 s from the target change, in each driver's median round by
+    work lost, with the time that round took to the target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for driver, colour in (("c", "tab:blue"), ("rust", "tab:orange")):
+        runs = sorted(results[driver], key=lambda r: r["work_lost_s"])
+        run = runs[len(runs) // 2]
+        t, rate = zip(*[(x, y) for x, y in run["timeline"] if x <= 3])
+        ax.step(t, rate, where="post", color=colour,
+                label=f"{driver} driver (work lost {run['work_lost_s']:.2f} s)")
+        ax.axvline(run["inflate_s"], color=colour, linestyle=":")
+    ax.axhline(0.5, color="grey", linewidth=0.5)
+    ax.set_ylim(0, 1.5)
+    ax.set_xlabel("seconds from the target change (dotted: at the target)")
+    ax.set_ylabel("workload rate / rate before")
+    ax.set_title(f"{scenario['mib']} MiB taken from a busy {scenario['mem_mib']} MiB guest, "
+                 "one vCPU (median round by work lost)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def plot_growth(summary, scenarios, path):
     """Inflate and deflate time per GiB against the guest's size: medians,
     with bars from the fastest to the slowest round."""
@@ -778,6 +807,9 @@ def main():
     if first:
         plot(results[first], out / "timeline.png", scenarios[first])
         wrote.append(out / "timeline.png")
+    if "busy" in scenarios:
+        plot_busy(results["busy"], out / "busy.png", scenarios["busy"])
+        wrote.append(out / "busy.png")
     grow = {n: s for n, s in scenarios.items() if s["kind"] == "grow"}
     if grow:
         plot_growth(summary, grow, out / "growth.png")
