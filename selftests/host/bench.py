@@ -377,9 +377,9 @@ def hugetlbfs_run(g, balloon_mib):
 # after the balloon had stopped. Consistent with QEMU's softmmu TLB
 # (accel/tcg/cputlb.c), which is resized only when it is flushed: one
 # access per page is a TLB lookup per access. With 64 accesses per page the
-# rate before was 1,958 to 2,087 rounds a second in 8 rounds of 9, and the
-# rate after the balloon stopped 1.0 to 1.6 times it (2.9 once: the
-# residue, which the 9-round medians carry).
+# spread is narrower, not gone: 1,311 to 5,427 rounds a second before the
+# change over 46 rounds (28 between 1,860 and 2,100; docs/benchmark.md,
+# "Issue 19: pacing by CPU contention"), a residue the medians carry.
 BUSY_ANON_MIB = 256
 BUSY_HOT_MIB = 128
 
