@@ -931,15 +931,19 @@ mod tests {
             Step::Paced(10)
         ));
         assert_eq!(pacing.step_pfns(step), step);
-        let mut pacing = Pacing::default();
-        assert!(matches!(
+        // A step that moved nothing in 5 ms, while reclaim reached `reached`.
+        let stalled = |pacing: &mut Pacing, reached: ReclaimCounters| {
             pacing.after_step(
                 Step::Stalled,
                 0,
                 (at(0), seen(0, 0)),
-                (at(5), seen(burst, 0)),
+                (at(5), reached),
                 false,
-            ),
+            )
+        };
+        let mut pacing = Pacing::default();
+        assert!(matches!(
+            stalled(&mut pacing, seen(burst, 0)),
             Step::Stalled
         ));
         assert_eq!(pacing.step_pfns(step), PACED_STEP_PFNS);
@@ -948,13 +952,7 @@ mod tests {
         // it looks again before trying.
         let mut pacing = Pacing::default();
         assert!(matches!(
-            pacing.after_step(
-                Step::Stalled,
-                0,
-                (at(0), seen(0, 0)),
-                (at(5), seen(0, burst)),
-                false,
-            ),
+            stalled(&mut pacing, seen(0, burst)),
             Step::Looking(PRESSED_REST_MS)
         ));
         assert!(matches!(

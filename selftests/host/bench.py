@@ -527,15 +527,15 @@ def busy_run(g, balloon_mib):
         "work_lost_inflating_s": lost_s(t0, inflating),
         "work_lost_after_s": lost_s(inflating, end),
         "inflate_s": inflate,
-        "worst_sample_over_before": (min(rate(r) for r in window) / base
-                                     if window and not workload_killed else 0.0),
+        "worst_sample_over_before": (rate(worst) / base
+                                     if worst and not workload_killed else 0.0),
         "longest_stall_ms": max([r[3] / 1000 for r in window]
                                 + [BUSY_WINDOW_MS if workload_killed else 0]),
         "worst_sample_at_ms": worst[1] - t0 if worst else 0,
+        "longest_stall_at_ms": stalled[1] - t0 if stalled else 0,
         # Each sample's end (s from the change) and rate over the rate
         # before, for the plot (busy.png); not in results.json.
         "timeline": [((r[1] - t0) / 1000, rate(r) / base) for r in window],
-        "longest_stall_at_ms": stalled[1] - t0 if stalled else 0,
         "major_faults": vm2["pgmajfault"] - vm0["pgmajfault"],
         # How the workload's memory changed under it: suspects, not causes,
         # for a round whose workload runs slowly after the balloon stops.
