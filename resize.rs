@@ -321,22 +321,26 @@ pub(super) const PRESSURE_GIVE_BACK_PFNS: usize = 4096;
 /// burst (the bench's busy guest: 8192 pages refaulted within 0.2 s, then
 /// none, in a probe of /proc/vmstat every 0.1 s) and is active from then
 /// on. A guest thrashing below the balloon goes on refaulting while the
-/// balloon stands still.
-pub(super) const PRESSED_REST_MS: u64 = 150;
+/// balloon stands still. Short, so that inflation goes on soon after such
+/// a burst: with 150 ms the balloon stood still for 300 ms in the busy
+/// bench (two looks), a quarter of its time to the target.
+pub(super) const PRESSED_REST_MS: u64 = 50;
 
 /// Looks, [`PRESSED_REST_MS`] apart with the balloon standing still, that
 /// must all find the guest pressed to stop inflation (0.9 s): the busy
 /// guest's burst went on through one look of 250 ms (16 to 79 MiB
-/// refaulted) in three runs of three, and was over within three.
-pub(super) const PRESSED_LOOKS: u32 = 6;
+/// refaulted) in three runs of three, and was over within three of 250 ms.
+pub(super) const PRESSED_LOOKS: u32 = 18;
 
 /// The longest rest after a step (milliseconds): a step that waited long
 /// for the host does not make the next wait as long again.
 pub(super) const PACE_REST_MAX_MS: u64 = 100;
 
-/// The most a step takes after one that needed reclaim (4 MiB in 4 KiB
-/// pages; a full step is 8 or 16 MiB, by transport): reclaim's cost comes
-/// in smaller pieces, with a rest after each.
+/// The most a step takes after one that needed reclaim, and the most single
+/// pages any paced step takes once free huge blocks have run out (4 MiB in
+/// 4 KiB pages; a full step is 8 or 16 MiB, by transport): reclaim's cost
+/// comes in smaller pieces, with a rest after each. The first step that
+/// had to reclaim took 16 MiB in 29 ms in the busy bench.
 pub(super) const PACED_STEP_PFNS: usize = 1024;
 const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 
@@ -1188,17 +1192,25 @@ impl Resizer {
         let contended_at_start = cpu_contended();
         // Bound first: a guard in the scrutinee would be held through the
         // arms, and stop_for_pressure takes this lock to set the floor.
-        let look = self.inflating.lock().pacing.before_step(start, at_start);
-        match look {
-            Look::Step => {}
-            Look::Again(ms) => return Ok(Step::Looking(ms)),
-            Look::Stop {
-                pressed_pfns,
-                rested,
-                rested_for,
-            } => return Ok(self.stop_for_pressure(target, pressed_pfns, &rested, rested_for)),
-        }
-        let wanted = self.inflating.lock().pacing.step_pfns(wanted);
+        let look = {
+            let pacing = &mut self.inflating.lock().pacing;
+            (
+                pacing.before_step(start, at_start),
+                pacing.step_pfns(wanted),
+            )
+        };
+        let wanted = match look {
+            (Look::Step, wanted) => wanted,
+            (Look::Again(ms), _) => return Ok(Step::Looking(ms)),
+            (
+                Look::Stop {
+                    pressed_pfns,
+                    rested,
+                    rested_for,
+                },
+                _,
+            ) => return Ok(self.stop_for_pressure(target, pressed_pfns, &rested, rested_for)),
+        };
         let inflated = self.counters.inflated.load(Relaxed);
         let step = self.inflate(target, wanted, notifications)?;
         if !matches!(step, Step::Moved | Step::Stalled) {
@@ -1312,8 +1324,9 @@ impl Resizer {
         };
         let pages = balloon::whole_pages(wanted, balloon::PAGE_SHIFT);
         let mut huge = pages >= HUGE_BLOCK_PAGES;
-        let (got, blocks) = alloc_balloon_pages(&mut new.pages, pages, &mut huge);
-        if got < pages {
+        let paced = *module_parameters::pace_inflation.value() != 0;
+        let (blocks, short) = alloc_balloon_pages(&mut new.pages, pages, &mut huge, paced);
+        if short {
             Counters::count(&self.counters.alloc_failures, 1);
         }
         if new.pages.is_empty() {
@@ -1577,9 +1590,23 @@ impl OomHandler for Resizer {
 /// single pages, each block's pages together and in ascending order at the
 /// front of the list, so that a buffer taken from the front holds whole
 /// blocks; it clears `huge` when none is left. The rest comes one page at a
-/// time from [`Page::alloc`], which may reclaim, and goes to the back: in
-/// front it would shift every block across two buffers.
-fn alloc_balloon_pages(list: &mut PageList, n: usize, huge: &mut bool) -> (usize, usize) {
+/// time, and goes to the back: in front it would shift every block across
+/// two buffers. Returns the blocks it took, and whether an allocation
+/// failed.
+///
+/// If `paced`, at most [`PACED_STEP_PFNS`] come as single pages, from
+/// [`Page::alloc_direct`]: reclaim, if needed, runs in this step, whose
+/// time the pacing rests after, and not in kswapd beside it. With one CPU,
+/// kswapd, the work and the workload shared it three ways where reclaim
+/// began, and the busy bench's workload fell to 0.21 to 0.38 of its rate
+/// there (nine rounds; 0.45 to 0.62 without kswapd, in five). Otherwise
+/// from [`Page::alloc`], as the C driver does.
+fn alloc_balloon_pages(
+    list: &mut PageList,
+    n: usize,
+    huge: &mut bool,
+    paced: bool,
+) -> (usize, bool) {
     let mut got = 0;
     while *huge && n - got >= HUGE_BLOCK_PAGES {
         let Some(block) = Page::alloc_free_block(balloon::HUGE_ORDER, Mobility::Movable) else {
@@ -1592,14 +1619,24 @@ fn alloc_balloon_pages(list: &mut PageList, n: usize, huge: &mut bool) -> (usize
         got += HUGE_BLOCK_PAGES;
     }
     let blocks = got / HUGE_BLOCK_PAGES;
+    let n = if paced {
+        n.min(got + balloon::whole_pages(PACED_STEP_PFNS, balloon::PAGE_SHIFT))
+    } else {
+        n
+    };
     while got < n {
-        let Some(page) = Page::alloc() else {
-            break;
+        let page = if paced {
+            Page::alloc_direct()
+        } else {
+            Page::alloc()
+        };
+        let Some(page) = page else {
+            return (blocks, true);
         };
         list.push_back(page);
         got += 1;
     }
-    (got, blocks)
+    (blocks, false)
 }
 
 /// Guest pages inflation leaves to the guest (`min_available_mib`).

@@ -53,6 +53,13 @@ const gfp_t RUST_CONST_HELPER_BALLOON_FREE_GFP = __GFP_NORETRY | __GFP_NOWARN | 
 #endif
 const gfp_t RUST_CONST_HELPER_BALLOON_FREE_MOVABLE_GFP = (RB_BALLOON_GFP & ~__GFP_RECLAIM) |
 				  __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
+/*
+ * Paced inflation's single pages: balloon_page_alloc()'s flags without
+ * waking kswapd, so that what reclaim the balloon causes runs in its own
+ * paced steps and not in a thread beside them.
+ */
+const gfp_t RUST_CONST_HELPER_BALLOON_PACED_GFP = (RB_BALLOON_GFP & ~__GFP_KSWAPD_RECLAIM) |
+				  __GFP_NORETRY | __GFP_NOWARN | __GFP_NOMEMALLOC;
 #define RB_HUGE_SHIFT (PMD_SHIFT < 21 ? PMD_SHIFT : 21)
 const unsigned int RUST_CONST_HELPER_BALLOON_HUGE_ORDER =
 	RB_HUGE_SHIFT - PAGE_SHIFT < MAX_PAGE_ORDER ? RB_HUGE_SHIFT - PAGE_SHIFT : MAX_PAGE_ORDER;

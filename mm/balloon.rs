@@ -80,6 +80,14 @@ impl Page {
         NonNull::new(page).map(|page| Self { page, order: 0 })
     }
 
+    /// Like [`Page::alloc`], but without waking kswapd: reclaim, if any, is
+    /// direct, in the caller's time.
+    pub fn alloc_direct() -> Option<Self> {
+        let page = NonNull::new(alloc_pages(b::BALLOON_PACED_GFP, 0))?;
+        // INVARIANT: A fresh single page with one reference, on no list.
+        Some(Self { page, order: 0 })
+    }
+
     /// Allocates a block of `1 << order` pages, only if one is free right
     /// now: no reclaim, compaction or kswapd, no warning, no emergency
     /// reserves. `None` otherwise. Movable blocks get the migrate type

@@ -170,7 +170,7 @@ METRICS = {
         ("oom_kills", "OOM kills", "lower"),
         ("workload_killed", "workload OOM-killed (1 = yes)", "lower"),
         ("reached_mib", "balloon reached (MiB)", "info"),
-        ("cache_dropped_mib", "page cache dropped while inflating (MiB)", "info"),
+        ("cache_dropped_mib", "page cache dropped in the 12 s (MiB)", "info"),
         ("floor_lines", "\"out of puff\" lines", "info"),
         ("pressure_lines", "\"memory pressure\" lines (stops for pressure)", "info"),
     ],
@@ -448,23 +448,37 @@ def busy_run(g, balloon_mib):
         if time.monotonic() > deadline:
             raise RuntimeError("rb-busy did not go through its working set twice in 120 s")
         time.sleep(0.5)
+    # The guest's clock against the host's (under TCG it follows the
+    # host's), so that the window's start and end are taken without running
+    # anything in the guest.
+    h0 = time.monotonic()
+    uptime = guest_uptime_ms(g)
+    guest_minus_host_ms = uptime - (h0 + time.monotonic()) / 2 * 1000
     time.sleep(4)
+    # The rate before is taken before the probes below: each is a process
+    # in the guest, on the workload's CPU.
+    t_before = int(time.monotonic() * 1000 + guest_minus_host_ms)
     vm0, cached0 = g.vmstat(), g.meminfo()["Cached"]
     mark = g.console_size()
     pages = balloon_mib * MIB // PAGE
     cpu0, sys0 = guest_cpu_ticks(g), qemu_sys_s(g)
     others0 = host_cpu_s() - qemu_cpu_s(g)
-    t0 = guest_uptime_ms(g)  # the last guest round trip before the change
+    # And the workload's 100 ms sample that holds them ends before the
+    # change: until 2026-12-06 it was the window's first, and the workload
+    # ran at 0.24 to 0.48 of its rate in it with either driver.
+    time.sleep(0.3)
+    t0 = int(time.monotonic() * 1000 + guest_minus_host_ms)
     # A driver that pauses for 2 s counts as stopped there (none did in
     # 715d788's runs); one that creeps on afterwards is in the window.
     inflate, reached = move_or_stop(g, pages)
     t1 = t0 + int(inflate * 1000)
-    cached1 = g.meminfo()["Cached"]
-    # The rest of the window, then the workload's log.
-    rest = (t0 + BUSY_WINDOW_MS + 300 - guest_uptime_ms(g)) / 1000
+    # The rest of the window, then the guest's figures and the workload's
+    # log (a probe in the window would count as work lost).
+    rest = (t0 + BUSY_WINDOW_MS + 300 - (time.monotonic() * 1000 + guest_minus_host_ms)) / 1000
     if rest > 0:
         time.sleep(rest)
     cpu2, sys2, vm2 = guest_cpu_ticks(g), qemu_sys_s(g), g.vmstat()
+    cached1 = g.meminfo()["Cached"]
     # What else ran on the host meanwhile (this runner, a helper, the
     # hypervisor under this machine): it takes CPU from the vCPUs under
     # TCG, and the workload's rate with it. Compare rounds only: /proc/stat
@@ -484,7 +498,7 @@ def busy_run(g, balloon_mib):
     # Each row covers the time since the row before it (100 ms, or more
     # when a round stalled), so rates are rounds over that time.
     spans = [(prev[0], row[0], row[1], row[2]) for prev, row in zip(rows, rows[1:])]
-    before = [r for r in spans if t0 - 3000 < r[1] <= t0]
+    before = [r for r in spans if t_before - 3000 < r[1] <= t_before]
     if len(before) < 10:
         raise RuntimeError(f"rb-busy wrote too little before the target change: "
                            f"{len(before)} rows (of {len(rows)}); is it running?")
