@@ -321,16 +321,21 @@ pub(super) const PRESSURE_GIVE_BACK_PFNS: usize = 4096;
 /// burst (the bench's busy guest: 8192 pages refaulted within 0.2 s, then
 /// none, in a probe of /proc/vmstat every 0.1 s) and is active from then
 /// on. A guest thrashing below the balloon goes on refaulting while the
-/// balloon stands still. Short, so that inflation goes on soon after such
-/// a burst: with 150 ms the balloon stood still for 300 ms in the busy
-/// bench (two looks), a quarter of its time to the target.
+/// balloon stands still. Short, so that inflation goes on soon after such a
+/// burst: with 150 ms the balloon stood still 300 ms (two looks) in a busy
+/// bench round, a quarter of its time to the target. A look asks for the
+/// refault rate a 150 ms one did (see [`still_pressed`]).
 pub(super) const PRESSED_REST_MS: u64 = 50;
 
 /// Looks, [`PRESSED_REST_MS`] apart with the balloon standing still, that
 /// must all find the guest pressed to stop inflation (0.9 s): the busy
 /// guest's burst went on through one look of 250 ms (16 to 79 MiB
-/// refaulted) in three runs of three, and was over within three of 250 ms.
+/// refaulted) in three runs of three, and was over within 750 ms.
 pub(super) const PRESSED_LOOKS: u32 = 18;
+
+/// The look length [`PRESSURE_MIN_PAGES`] is the noise of (milliseconds):
+/// a look of another length scales it (see [`still_pressed`]).
+pub(super) const PRESSURE_NOISE_MS: u64 = 150;
 
 /// The longest rest after a step (milliseconds): a step that waited long
 /// for the host does not make the next wait as long again.
@@ -378,6 +383,19 @@ pub(super) fn pace(cost: &ReclaimCounters, step_pages: usize, step_ms: u64) -> P
     } else {
         Pace::Go
     }
+}
+
+/// A look `rested_ms` after the one before (or after the pressed step)
+/// finds the guest still pressed: refaults above the noise and above a
+/// quarter of what reclaim freed, as [`pace`] asks of a step, with the
+/// noise ([`PRESSURE_MIN_PAGES`] per [`PRESSURE_NOISE_MS`]) scaled to the
+/// look's length: a review found that 50 ms looks held to the whole of it
+/// asked three times the refault rate 150 ms ones had.
+pub(super) fn still_pressed(rested: &ReclaimCounters, rested_ms: u64) -> bool {
+    let noise = (PRESSURE_MIN_PAGES * rested_ms)
+        .div_ceil(PRESSURE_NOISE_MS)
+        .max(1);
+    rested.refaults > noise && rested.refaults.saturating_mul(4) > rested.stolen
 }
 
 /// Where inflation stopped for the guest's pressure: while the host's
@@ -464,7 +482,8 @@ impl Pacing {
         {
             let rested_for = now - at;
             let rested = counters.since(&before);
-            if rested_for.as_millis() <= PACE_WINDOW_MS && pace(&rested, 0, 0) == Pace::Pressed {
+            let rested_ms = rested_for.as_millis();
+            if rested_ms <= PACE_WINDOW_MS && still_pressed(&rested, rested_ms.max(0) as u64) {
                 if looks + 1 >= PRESSED_LOOKS {
                     self.last = None;
                     return Look::Stop {
@@ -1582,8 +1601,9 @@ impl OomHandler for Resizer {
     }
 }
 
-/// Allocates up to `n` balloon pages onto `list` (of single pages); returns
-/// how many it got, and how many of them came as whole huge blocks.
+/// Allocates up to `n` balloon pages onto `list` (of single pages);
+/// returns how many whole huge blocks it took, and whether an allocation
+/// failed.
 ///
 /// While `huge` is set and a whole block is wanted, it takes free
 /// [`balloon::HUGE_ORDER`] blocks (without reclaim) and splits them into
@@ -1591,17 +1611,18 @@ impl OomHandler for Resizer {
 /// front of the list, so that a buffer taken from the front holds whole
 /// blocks; it clears `huge` when none is left. The rest comes one page at a
 /// time, and goes to the back: in front it would shift every block across
-/// two buffers. Returns the blocks it took, and whether an allocation
-/// failed.
+/// two buffers.
 ///
-/// If `paced`, at most [`PACED_STEP_PFNS`] come as single pages, from
-/// [`Page::alloc_direct`]: reclaim, if needed, runs in this step, whose
-/// time the pacing rests after, and not in kswapd beside it. With one CPU,
-/// kswapd, the work and the workload shared it three ways where reclaim
-/// began, and the busy bench's workload fell to 0.21 to 0.38 of its rate
-/// there (nine rounds; 0.45 to 0.62 without kswapd, in five). Otherwise
-/// from [`Page::alloc`], as the C driver does.
-fn alloc_balloon_pages(
+/// Unless `paced`, the single pages come from [`Page::alloc`], as the C
+/// driver's do: below the low watermark it wakes kswapd, and below the min
+/// it reclaims. If `paced`, free single pages first, as many as are free
+/// above the low watermark (no reclaim, no kswapd), then at most
+/// [`PACED_STEP_PFNS`] from [`Page::alloc_direct`], which reclaims in this
+/// step, whose time the pacing rests after, and does not wake kswapd. With
+/// one vCPU, kswapd, the work and the workload had shared it three ways
+/// where reclaim began (see docs/benchmark.md, "Issue 19: reclaim in the
+/// step"). Other allocations below the low watermark still wake kswapd.
+pub(super) fn alloc_balloon_pages(
     list: &mut PageList,
     n: usize,
     huge: &mut bool,
@@ -1619,18 +1640,26 @@ fn alloc_balloon_pages(
         got += HUGE_BLOCK_PAGES;
     }
     let blocks = got / HUGE_BLOCK_PAGES;
-    let n = if paced {
-        n.min(got + balloon::whole_pages(PACED_STEP_PFNS, balloon::PAGE_SHIFT))
-    } else {
-        n
-    };
+    if !paced {
+        while got < n {
+            let Some(page) = Page::alloc() else {
+                return (blocks, true);
+            };
+            list.push_back(page);
+            got += 1;
+        }
+        return (blocks, false);
+    }
     while got < n {
-        let page = if paced {
-            Page::alloc_direct()
-        } else {
-            Page::alloc()
+        let Some(page) = Page::alloc_free_block(0, Mobility::Movable) else {
+            break;
         };
-        let Some(page) = page else {
+        list.push_back(page);
+        got += 1;
+    }
+    let n = n.min(got + balloon::whole_pages(PACED_STEP_PFNS, balloon::PAGE_SHIFT));
+    while got < n {
+        let Some(page) = Page::alloc_direct() else {
             return (blocks, true);
         };
         list.push_back(page);

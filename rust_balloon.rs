@@ -560,11 +560,11 @@ impl kernel::InPlaceModule for BalloonModule {
 #[kunit_tests(rust_balloon)]
 mod tests {
     use super::resize::{
-        deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, pace, push_page_pfns,
-        Look, Pace, Pacing, Pressure, Rescue, Step, Told, BACKOFF_MAX_MS, BACKOFF_MIN_MS,
-        CONTENDED_REST_PCT, HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS, OOM_RELEASE_MAX_PFNS,
-        OOM_RELEASE_PFNS, PACED_STEP_PFNS, PACE_REST_MAX_MS, PACE_WINDOW_MS, PRESSED_LOOKS,
-        PRESSED_REST_MS, PRESSURE_MIN_PAGES,
+        alloc_balloon_pages, deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, pace,
+        push_page_pfns, still_pressed, Look, Pace, Pacing, Pressure, Rescue, Step, Told,
+        BACKOFF_MAX_MS, BACKOFF_MIN_MS, CONTENDED_REST_PCT, HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS,
+        OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS, PACED_STEP_PFNS, PACE_REST_MAX_MS, PACE_WINDOW_MS,
+        PRESSED_LOOKS, PRESSED_REST_MS, PRESSURE_MIN_PAGES, PRESSURE_NOISE_MS,
     };
     use super::*;
     use kernel::time::{Delta, Instant, Monotonic};
@@ -753,6 +753,23 @@ mod tests {
                 Step::Paced(PRESSED_REST_MS)
             ));
         };
+
+        // A look asks for the refault rate a step does, whatever its
+        // length: PRESSURE_MIN_PAGES per PRESSURE_NOISE_MS, pro rata.
+        let look_noise = (PRESSURE_MIN_PAGES * PRESSED_REST_MS).div_ceil(PRESSURE_NOISE_MS);
+        assert!(look_noise < PRESSURE_MIN_PAGES);
+        assert!(still_pressed(&seen(0, look_noise + 1), PRESSED_REST_MS));
+        assert!(!still_pressed(&seen(0, look_noise), PRESSED_REST_MS));
+        assert!(still_pressed(
+            &seen(0, PRESSURE_MIN_PAGES + 1),
+            PRESSURE_NOISE_MS
+        ));
+        assert!(!still_pressed(
+            &seen(0, PRESSURE_MIN_PAGES),
+            PRESSURE_NOISE_MS
+        ));
+        // Refaults below a quarter of what reclaim freed are not pressure.
+        assert!(!still_pressed(&seen(4000, 1000), PRESSED_REST_MS));
 
         // A burst of refaults that is over at the first look: inflation
         // goes on (a quiet look leaves the last step's counters, so the
@@ -1104,6 +1121,26 @@ mod tests {
         }
         assert!(deflated_may_be_freed(true, Told::Acked));
         assert!(deflated_may_be_freed(false, Told::Acked));
+    }
+
+    /// With memory free, a paced step takes all it is asked for, as an
+    /// unpaced one does: its cap ([`PACED_STEP_PFNS`]) is on the pages
+    /// that need reclaim, not on free ones (a review found the cap on all
+    /// single pages, which made steps 4 MiB where free memory is in holes).
+    /// From the page allocator of the KUnit guest, which has that much free.
+    #[test]
+    fn paced_steps_take_free_single_pages_uncapped() -> Result {
+        let wanted = 3 * balloon::whole_pages(PACED_STEP_PFNS, balloon::PAGE_SHIFT);
+        for paced in [true, false] {
+            let mut pages = balloon::PageList::new()?;
+            let mut huge = false;
+            assert_eq!(
+                alloc_balloon_pages(&mut pages, wanted, &mut huge, paced),
+                (0, false)
+            );
+            assert_eq!(pages.len(), wanted);
+        }
+        Ok(())
     }
 
     /// Inflated pages the host may have taken stay in the balloon, even

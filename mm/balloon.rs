@@ -390,9 +390,9 @@ impl PageList {
         /// whole aligned huge blocks they held.
         fn free_run(first: u64, len: u64) -> usize {
             // SAFETY: Each page of the run is a single page (order 0, not
-            // part of a compound page: `split_page()` or
-            // `balloon_page_alloc()` made it) that this list owned, with the
-            // one reference that it hands over here.
+            // part of a compound page: the `Page` invariant, and `link`
+            // lists only this list's order, 0 here) that this list owned,
+            // with the one reference that it hands over here.
             unsafe { b::free_contig_range(first as usize, len as usize) };
             let block = 1u64 << HUGE_ORDER;
             ((first + len) / block).saturating_sub(first.div_ceil(block)) as usize

@@ -108,6 +108,9 @@ SCENARIOS = {
     # A balloon that protects its guest stops short instead of making the
     # workload thrash; "out of puff" lines count how often it says so.
     "busy-ws": scenario("busy", 2048, 1792, smp=1),
+    # The busy scenario with its workload stopped: what the inflation
+    # itself costs the one vCPU (issue 19's floor under the work lost).
+    "busy-alone": scenario("busy-alone", 2048, 1024, smp=1),
     # Deflate on OOM as a workload sees it (issue 19): a target of 200 MiB
     # in a 1 GiB guest, then a 500 MiB write into a tmpfs; and 3.5 of
     # 4 GiB ballooned, then 2 GiB written.
@@ -162,6 +165,8 @@ METRICS = {
         ("worst_sample_at_ms", "  the worst 100 ms ended at (ms from the change)", "info"),
         ("longest_stall_at_ms", "  the longest stall's sample ended at (ms)", "info"),
         ("major_faults", "guest major faults in the 12 s", "lower"),
+        ("stolen_direct_mib", "page cache reclaimed by allocating tasks (MiB)", "info"),
+        ("stolen_kswapd_mib", "page cache reclaimed by kswapd (MiB)", "info"),
         ("thp_split", "guest huge pages split in the 12 s", "info"),
         ("pages_migrated", "guest pages migrated in the 12 s", "info"),
         ("guest_sys_s", "guest kernel CPU in the 12 s (s)", "info"),
@@ -173,6 +178,14 @@ METRICS = {
         ("cache_dropped_mib", "page cache dropped in the 12 s (MiB)", "info"),
         ("floor_lines", "\"out of puff\" lines", "info"),
         ("pressure_lines", "\"memory pressure\" lines (stops for pressure)", "info"),
+    ],
+    "busy-alone": [
+        ("inflate_s", "time to the target, workload stopped (s)", "lower"),
+        ("busy_s", "vCPU not idle meanwhile (s): the least work lost", "lower"),
+        ("guest_sys_s", "guest kernel CPU meanwhile (s)", "info"),
+        ("host_sys_s", "QEMU host kernel CPU meanwhile (s)", "info"),
+        ("reached_mib", "balloon reached (MiB)", "info"),
+        ("cache_dropped_mib", "page cache dropped (MiB)", "info"),
     ],
     "rescue": [
         ("write_over_unballooned", "write time / the same with no balloon", "lower"),
@@ -425,6 +438,76 @@ def move_or_stop(g, pages, stable_s=2.0, timeout=600):
     return moved - start, prev
 
 
+def start_busy(g):
+    """Caches the disk's file and starts rb-busy; returns once it has
+    touched all its working set twice: the first pass faults it in, and is
+    slower (a rate before taken then made the work lost negative: the rate
+    after was higher)."""
+    g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
+    g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log "
+         "</dev/null >/dev/null 2>&1 &")
+    deadline = time.monotonic() + 120
+    while int(g.sh("cat /tmp/busy.log 2>/dev/null | awk '{n += $2} END {print n + 0}'")) < 2 * BUSY_ANON_MIB:
+        if time.monotonic() > deadline:
+            raise RuntimeError("rb-busy did not go through its working set twice in 120 s")
+        time.sleep(0.5)
+
+
+def guest_clock_offset_ms(g, tries=5):
+    """The guest's uptime (ms) minus the host's monotonic clock, from the
+    quickest of `tries` round trips (/proc/uptime has 10 ms steps; the
+    guest reads it at some point of the round trip)."""
+    best = None
+    for _ in range(tries):
+        h0 = time.monotonic()
+        uptime = guest_uptime_ms(g)
+        h1 = time.monotonic()
+        if best is None or h1 - h0 < best[0]:
+            best = (h1 - h0, uptime - (h0 + h1) / 2 * 1000)
+    return best[1]
+
+
+def guest_idle_ticks(g):
+    """Idle and iowait ticks of all guest CPUs (/proc/stat)."""
+    fields = g.sh("head -n1 /proc/stat").split()
+    return int(fields[4]) + int(fields[5])
+
+
+def busy_alone_run(g, balloon_mib):
+    """The busy scenario's inflation with its workload stopped (SIGSTOP
+    once it has been through its working set twice: the same memory and
+    page cache, nothing else wanting the CPU): the time to the target and
+    the guest's kernel CPU meanwhile. With one vCPU, the CPU a driver takes
+    for this is CPU a running workload cannot have: about the least work
+    it loses in the busy scenario. Not quite the same path: with nothing
+    else runnable there are no contended rests, and nothing refaults.
+    The CPU is the time to the target less the guest's idle time
+    meanwhile: under TCG QEMU's madvise() of each frame runs on the vCPU's
+    thread, time the guest is neither idle nor sure to account as system
+    time (a tick is accounted once however late it comes)."""
+    start_busy(g)
+    g.sh("kill -STOP $(pidof rb-busy)")
+    time.sleep(2)
+    cached0 = g.meminfo()["Cached"]
+    cpu0, sys0, idle0 = guest_cpu_ticks(g), qemu_sys_s(g), guest_idle_ticks(g)
+    start = time.monotonic()
+    inflate, reached = move_or_stop(g, balloon_mib * MIB // PAGE)
+    idle1 = guest_idle_ticks(g)
+    # From the first probe's end to the last one's start, or so.
+    elapsed = time.monotonic() - start
+    cpu1, sys1 = guest_cpu_ticks(g), qemu_sys_s(g)
+    cached1 = g.meminfo()["Cached"]
+    g.sh("kill -CONT $(pidof rb-busy); killall rb-busy; true")
+    return {
+        "inflate_s": inflate,
+        "busy_s": elapsed - (idle1 - idle0) / 100,
+        "guest_sys_s": (cpu1 - cpu0) / 100,
+        "host_sys_s": sys1 - sys0,
+        "reached_mib": reached * PAGE / MIB,
+        "cache_dropped_mib": (cached0 - cached1) / MIB,
+    }
+
+
 def busy_run(g, balloon_mib):
     """Inflates while the workload (rb-busy) runs, with a target that
     takes all free memory and then page cache (busy-ws: some of the
@@ -437,23 +520,11 @@ def busy_run(g, balloon_mib):
     sample and the longest stall; the guest's major faults, its kernel CPU
     and QEMU's host kernel CPU. Besides: the time to the target (or to
     where the driver stops) and the page cache dropped meanwhile."""
-    g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
-    g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log "
-         "</dev/null >/dev/null 2>&1 &")
-    # Its rate before is taken once it has touched all its working set
-    # twice: the first pass faults it in, and is slower (a rate before
-    # taken then made the work lost negative: the rate after was higher).
-    deadline = time.monotonic() + 120
-    while int(g.sh("cat /tmp/busy.log 2>/dev/null | awk '{n += $2} END {print n + 0}'")) < 2 * BUSY_ANON_MIB:
-        if time.monotonic() > deadline:
-            raise RuntimeError("rb-busy did not go through its working set twice in 120 s")
-        time.sleep(0.5)
+    start_busy(g)
     # The guest's clock against the host's (under TCG it follows the
     # host's), so that the window's start and end are taken without running
     # anything in the guest.
-    h0 = time.monotonic()
-    uptime = guest_uptime_ms(g)
-    guest_minus_host_ms = uptime - (h0 + time.monotonic()) / 2 * 1000
+    guest_minus_host_ms = guest_clock_offset_ms(g)
     time.sleep(4)
     # The rate before is taken before the probes below: each is a process
     # in the guest, on the workload's CPU.
@@ -498,7 +569,8 @@ def busy_run(g, balloon_mib):
     # Each row covers the time since the row before it (100 ms, or more
     # when a round stalled), so rates are rounds over that time.
     spans = [(prev[0], row[0], row[1], row[2]) for prev, row in zip(rows, rows[1:])]
-    before = [r for r in spans if t_before - 3000 < r[1] <= t_before]
+    # (Less a sample: the clocks agree to about 10 ms, /proc/uptime's step.)
+    before = [r for r in spans if t_before - 3100 < r[1] <= t_before - 100]
     if len(before) < 10:
         raise RuntimeError(f"rb-busy wrote too little before the target change: "
                            f"{len(before)} rows (of {len(rows)}); is it running?")
@@ -551,6 +623,12 @@ def busy_run(g, balloon_mib):
         # before, for the plot (busy.png); not in results.json.
         "timeline": [((r[1] - t0) / 1000, rate(r) / base) for r in window],
         "major_faults": vm2["pgmajfault"] - vm0["pgmajfault"],
+        # Who reclaimed: the allocating tasks (the driver's work among them)
+        # or kswapd, a thread beside them.
+        "stolen_direct_mib": (vm2.get("pgsteal_direct", 0) - vm0.get("pgsteal_direct", 0))
+        * PAGE / MIB,
+        "stolen_kswapd_mib": (vm2.get("pgsteal_kswapd", 0) - vm0.get("pgsteal_kswapd", 0))
+        * PAGE / MIB,
         # How the workload's memory changed under it: suspects, not causes,
         # for a round whose workload runs slowly after the balloon stops.
         "thp_split": vm2.get("thp_split_pmd", 0) - vm0.get("thp_split_pmd", 0),
@@ -630,7 +708,7 @@ def one_run(kernel, initramfs, workdir, accel, driver, sc):
     extra = []
     if sc["hugetlb"]:
         extra += hugetlb_backing(sc["mem_mib"])
-    if kind == "busy":
+    if kind in ("busy", "busy-alone"):
         img = busy_disk(workdir, sc["mem_mib"] // 2)
         extra += ["-drive", f"file={img},format=raw,if=none,id=disk0",
                   "-device", "virtio-blk-pci,drive=disk0"]
@@ -650,6 +728,7 @@ def one_run(kernel, initramfs, workdir, accel, driver, sc):
                 "report": lambda: report_run(g, mib, cycles=sc["cycles"]),
                 "hugetlbfs": lambda: hugetlbfs_run(g, mib),
                 "busy": lambda: busy_run(g, mib),
+                "busy-alone": lambda: busy_alone_run(g, mib),
                 "grow": lambda: grow_run(g, mib),
                 "rescue": lambda: rescue_run(g, mib, sc["write_mib"]),
             }[kind]()
@@ -685,9 +764,11 @@ def print_table(summary, scenarios, rounds, accel):
                 else f"{mib} of {mem_mib} MiB")
         if sc["holes_mib"]:
             what += f", {sc['holes_mib']} MiB of it free in 1 MiB holes"
-        if kind == "busy":
+        if kind in ("busy", "busy-alone"):
             what += (f", workload: {BUSY_ANON_MIB} MiB anonymous + {BUSY_HOT_MIB} MiB of a"
                      f" {mem_mib // 2} MiB cached file")
+        if kind == "busy-alone":
+            what += ", stopped"
         backing = ("host hugetlbfs" if sc["hugetlb"]
                    else f"host THP {'on' if sc['thp'] else 'off'}")
         print(f"{name} ({what}, {backing})")
@@ -734,7 +815,8 @@ def plot_busy(results, path, scenario):
         runs = sorted(results[driver], key=lambda r: r["work_lost_s"])
         run = runs[len(runs) // 2]
         t, rate = zip(*[(x, y) for x, y in run["timeline"] if x <= 3])
-        ax.step(t, rate, where="post", color=colour,
+        # Each point is a sample's end: it holds for the time before it.
+        ax.step(t, rate, where="pre", color=colour,
                 label=f"{driver} driver (work lost {run['work_lost_s']:.2f} s)")
         ax.axvline(run["inflate_s"], color=colour, linestyle=":")
     ax.axhline(0.5, color="grey", linewidth=0.5)
