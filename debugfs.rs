@@ -70,7 +70,7 @@ pub(crate) struct Counters {
     pub(crate) hint_held_pages: Atomic<usize>,
     /// Free blocks reported (page reporting), each at least a pageblock.
     pub(crate) reported_blocks: Atomic<u64>,
-    /// Inflate steps that got fewer pages from the allocator than wanted.
+    /// Inflate steps in which the page allocator failed.
     pub(crate) alloc_failures: Atomic<u64>,
     /// Resize steps that moved nothing (and backed off), but those that
     /// waited after deflate on OOM.

@@ -1288,7 +1288,8 @@ impl Resizer {
         let mib = |pfns: usize| pfns >> (20 - 12);
         dev_info!(
             self.binding.device(),
-            "memory pressure: with the balloon still for {} ms, reclaim refaulted {} MiB, scanned {} MiB and freed {} MiB; gave back {} MiB and holding with {} MiB available until the guest has more or the host sets a new target\n",
+            "memory pressure: pressed at {} looks in a row with the balloon still; in the last {} ms reclaim refaulted {} MiB, scanned {} MiB and freed {} MiB; gave back {} MiB and holding with {} MiB available until the guest has more or the host sets a new target\n",
+            PRESSED_LOOKS,
             rested_for.as_millis().max(0),
             mib(rested.refaults as usize * PFNS_PER_PAGE),
             mib(rested.scanned as usize * PFNS_PER_PAGE),
