@@ -47,7 +47,10 @@ sample covers counts whole), split into while inflating and after; the
 worst 100 ms and the longest stall; the guest's major faults, its kernel
 CPU and QEMU's. Besides: the time to the target (or to where the driver
 stops) and OOM kills. The rate before is taken once the workload has been
-through its working set twice.
+through its working set twice. busy-alone: the busy guest with its
+workload stopped (SIGSTOP) once it has been through its working set
+twice, the same target: the time the one vCPU is not idle while the
+balloon inflates, a floor under the busy scenario's work lost.
 
 The rescue (deflate on OOM, as a workload sees it): a guest with
 deflate-on-oom writes a file into a tmpfs, then the balloon takes most of
