@@ -341,11 +341,12 @@ pub(super) const PRESSURE_NOISE_MS: u64 = 150;
 /// for the host does not make the next wait as long again.
 pub(super) const PACE_REST_MAX_MS: u64 = 100;
 
-/// The most a step takes after one that needed reclaim, and the most single
-/// pages any paced step takes once free huge blocks have run out (4 MiB in
-/// 4 KiB pages; a full step is 8 or 16 MiB, by transport): reclaim's cost
-/// comes in smaller pieces, with a rest after each. The first step that
-/// had to reclaim took 16 MiB in 29 ms in the busy bench.
+/// The most a step takes after one that needed reclaim, and the most pages
+/// that may need reclaim a paced step takes after the free ones (see
+/// `alloc_balloon_pages`) (4 MiB in 4 KiB pages; a full step is 8 or
+/// 16 MiB, by transport): reclaim's cost comes in smaller pieces, with a
+/// rest after each. Without the second, the first step that had to reclaim
+/// took 16 MiB in 29 ms in a busy bench round with a debug log.
 pub(super) const PACED_STEP_PFNS: usize = 1024;
 const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 
