@@ -778,14 +778,14 @@ mod tests {
         assert!(matches!(pacing.before_step(at(0), seen(0, 0)), Look::Step));
         stays_pressed(&mut pacing);
         assert!(matches!(
-            pacing.before_step(at(170), seen(burst, burst)),
+            pacing.before_step(at(20 + PRESSED_REST_MS as i64), seen(burst, burst)),
             Look::Step
         ));
         assert!(matches!(
             moved(
                 &mut pacing,
-                (170, seen(burst, burst)),
-                (190, seen(2 * burst, burst))
+                (20 + PRESSED_REST_MS as i64, seen(burst, burst)),
+                (40 + PRESSED_REST_MS as i64, seen(2 * burst, burst))
             ),
             Step::Paced(10)
         ));
@@ -973,7 +973,7 @@ mod tests {
             Step::Looking(PRESSED_REST_MS)
         ));
         assert!(matches!(
-            pacing.before_step(at(155), seen(0, 2 * burst)),
+            pacing.before_step(at(5 + PRESSED_REST_MS as i64), seen(0, 2 * burst)),
             Look::Again(_)
         ));
     }
