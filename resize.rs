@@ -376,8 +376,7 @@ pub(super) const PRESSURE_MIN_PAGES: u64 = (256 / PFNS_PER_PAGE) as u64;
 /// itself: dirty and writeback pages are scanned and not freed, and
 /// MGLRU counts scans differently.
 pub(super) fn pace(cost: &ReclaimCounters, step_pages: usize, step_ms: u64) -> Pace {
-    let noise = PRESSURE_MIN_PAGES.max(step_pages as u64 / 16);
-    if cost.refaults > noise && cost.refaults.saturating_mul(4) > cost.stolen {
+    if refaulting(cost, PRESSURE_MIN_PAGES.max(step_pages as u64 / 16)) {
         Pace::Pressed
     } else if cost.scanned > 0 {
         Pace::Rest((step_ms / 2).min(PACE_REST_MAX_MS))
@@ -393,10 +392,18 @@ pub(super) fn pace(cost: &ReclaimCounters, step_pages: usize, step_ms: u64) -> P
 /// look's length: a review found that 50 ms looks held to the whole of it
 /// asked three times the refault rate 150 ms ones had.
 pub(super) fn still_pressed(rested: &ReclaimCounters, rested_ms: u64) -> bool {
-    let noise = (PRESSURE_MIN_PAGES * rested_ms)
-        .div_ceil(PRESSURE_NOISE_MS)
-        .max(1);
-    rested.refaults > noise && rested.refaults.saturating_mul(4) > rested.stolen
+    refaulting(
+        rested,
+        (PRESSURE_MIN_PAGES * rested_ms)
+            .div_ceil(PRESSURE_NOISE_MS)
+            .max(1),
+    )
+}
+
+/// Working-set refaults beyond `noise` and more than a quarter of what
+/// reclaim freed meanwhile: what reclaim evicts comes back.
+fn refaulting(cost: &ReclaimCounters, noise: u64) -> bool {
+    cost.refaults > noise && cost.refaults.saturating_mul(4) > cost.stolen
 }
 
 /// Where inflation stopped for the guest's pressure: while the host's
@@ -1205,7 +1212,7 @@ impl Resizer {
     /// once brings, and inflation goes on.
     fn inflate_paced(&self, target: u32, wanted: usize, notifications: u64) -> Result<Step> {
         if *module_parameters::pace_inflation.value() == 0 {
-            return self.inflate(target, wanted, notifications);
+            return self.inflate(target, wanted, notifications, false);
         }
         let start = Instant::<Monotonic>::now();
         let at_start = reclaim_counters();
@@ -1232,7 +1239,7 @@ impl Resizer {
             ) => return Ok(self.stop_for_pressure(target, pressed_pfns, &rested, rested_for)),
         };
         let inflated = self.counters.inflated.load(Relaxed);
-        let step = self.inflate(target, wanted, notifications)?;
+        let step = self.inflate(target, wanted, notifications, true)?;
         if !matches!(step, Step::Moved | Step::Stalled) {
             return Ok(step);
         }
@@ -1320,7 +1327,10 @@ impl Resizer {
     /// allocated may be what it released, so they go back and the step
     /// waits (a release frees pages under the balloon's lock, so one that
     /// freed pages before this step took the lock is seen).
-    fn inflate(&self, target: u32, wanted: usize, notifications: u64) -> Result<Step> {
+    ///
+    /// `paced`: single pages come as [`alloc_balloon_pages`] takes them
+    /// for paced inflation.
+    fn inflate(&self, target: u32, wanted: usize, notifications: u64, paced: bool) -> Result<Step> {
         let mut guard = self.inflating.lock();
         let new = &mut *guard;
         let reserve = reserve_pages();
@@ -1345,7 +1355,6 @@ impl Resizer {
         };
         let pages = balloon::whole_pages(wanted, balloon::PAGE_SHIFT);
         let mut huge = pages >= HUGE_BLOCK_PAGES;
-        let paced = *module_parameters::pace_inflation.value() != 0;
         let (blocks, short) = alloc_balloon_pages(&mut new.pages, pages, &mut huge, paced);
         if short {
             Counters::count(&self.counters.alloc_failures, 1);
@@ -1642,32 +1651,25 @@ pub(super) fn alloc_balloon_pages(
         got += HUGE_BLOCK_PAGES;
     }
     let blocks = got / HUGE_BLOCK_PAGES;
-    if !paced {
-        while got < n {
-            let Some(page) = Page::alloc() else {
-                return (blocks, true);
+    // Up to `max` more single pages from `alloc` to the back of the list,
+    // `n` in all at most; whether `alloc` failed first.
+    let mut singles = |max: usize, alloc: fn() -> Option<Page>| {
+        let end = n.min(got + max);
+        while got < end {
+            let Some(page) = alloc() else {
+                return true;
             };
             list.push_back(page);
             got += 1;
         }
-        return (blocks, false);
+        false
+    };
+    if !paced {
+        return (blocks, singles(n, Page::alloc));
     }
-    while got < n {
-        let Some(page) = Page::alloc_free_block(0, Mobility::Movable) else {
-            break;
-        };
-        list.push_back(page);
-        got += 1;
-    }
-    let n = n.min(got + balloon::whole_pages(PACED_STEP_PFNS, balloon::PAGE_SHIFT));
-    while got < n {
-        let Some(page) = Page::alloc_direct() else {
-            return (blocks, true);
-        };
-        list.push_back(page);
-        got += 1;
-    }
-    (blocks, false)
+    singles(n, || Page::alloc_free_block(0, Mobility::Movable));
+    let reclaimable = balloon::whole_pages(PACED_STEP_PFNS, balloon::PAGE_SHIFT);
+    (blocks, singles(reclaimable, Page::alloc_direct))
 }
 
 /// Guest pages inflation leaves to the guest (`min_available_mib`).

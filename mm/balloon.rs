@@ -83,9 +83,7 @@ impl Page {
     /// Like [`Page::alloc`], but without waking kswapd: reclaim, if any, is
     /// direct, in the caller's time.
     pub fn alloc_direct() -> Option<Self> {
-        let page = NonNull::new(alloc_pages(b::BALLOON_PACED_GFP, 0))?;
-        // INVARIANT: A fresh single page with one reference, on no list.
-        Some(Self { page, order: 0 })
+        Self::alloc_gfp(b::BALLOON_PACED_GFP, 0)
     }
 
     /// Allocates a block of `1 << order` pages, only if one is free right
@@ -97,9 +95,15 @@ impl Page {
             Mobility::Movable => b::BALLOON_FREE_MOVABLE_GFP,
             Mobility::Unmovable => b::BALLOON_FREE_GFP,
         };
-        let page = NonNull::new(alloc_pages(flags, order))?;
+        Self::alloc_gfp(flags, order)
+    }
+
+    /// A block of `1 << order` pages from `alloc_pages()` with `gfp`, which
+    /// holds no `__GFP_COMP` (the flags above).
+    fn alloc_gfp(gfp: b::gfp_t, order: u32) -> Option<Self> {
+        let page = NonNull::new(alloc_pages(gfp, order))?;
         // INVARIANT: A fresh, non-compound block of `order` with one
-        // reference, on no list.
+        // reference, on no list (the callers' flags have no `__GFP_COMP`).
         Some(Self { page, order })
     }
 

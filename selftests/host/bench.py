@@ -207,10 +207,16 @@ METRICS = {
 }
 
 
+def guest_ticks(g, columns):
+    """The sum of the given columns of /proc/stat's "cpu" line (all guest
+    CPUs), in ticks."""
+    fields = g.sh("head -n1 /proc/stat").split()
+    return sum(int(fields[i]) for i in columns)
+
+
 def guest_cpu_ticks(g):
     """System, irq and softirq ticks of all guest CPUs (/proc/stat)."""
-    fields = g.sh("head -n1 /proc/stat").split()
-    return sum(int(fields[i]) for i in (3, 6, 7))
+    return guest_ticks(g, (3, 6, 7))
 
 
 def host_free():
@@ -472,8 +478,7 @@ def guest_clock_offset_ms(g, tries=5):
 
 def guest_idle_ticks(g):
     """Idle and iowait ticks of all guest CPUs (/proc/stat)."""
-    fields = g.sh("head -n1 /proc/stat").split()
-    return int(fields[4]) + int(fields[5])
+    return guest_ticks(g, (4, 5))
 
 
 def busy_alone_run(g, balloon_mib):
