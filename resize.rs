@@ -284,9 +284,11 @@ impl Rescue {
 /// - nothing: the next step follows at once (an idle guest inflates as fast
 ///   as without pacing), unless another task waited for the CPU at the
 ///   step's start and end: then the work rests half as long as the step
-///   took (see [`CONTENDED_REST_PCT`]);
+///   took, less its wait for the host (see [`CONTENDED_REST_PCT`] and
+///   [`Pacing::after_step`]);
 /// - it reclaimed what it scanned (cold page cache): the work rests half
-///   as long as the step took (at least 1 ms, at most
+///   as long as the step took, less its wait for the host (at least 1 ms,
+///   at most
 ///   [`PACE_REST_MAX_MS`]), so the balloon takes at most about two thirds
 ///   of a CPU the workload wants (resting as long as the step made the
 ///   busy guest's balloon slower to its target than C's, for little less
@@ -337,8 +339,8 @@ pub(super) const PRESSED_LOOKS: u32 = 18;
 /// a look of another length scales it (see [`still_pressed`]).
 pub(super) const PRESSURE_NOISE_MS: u64 = 150;
 
-/// The longest rest after a step (milliseconds): a step that waited long
-/// for the host does not make the next wait as long again.
+/// The longest rest after a step (milliseconds): a long step (a slow
+/// reclaim, a preempted work) does not stop inflation for as long again.
 pub(super) const PACE_REST_MAX_MS: u64 = 100;
 
 /// The most a step takes after one that needed reclaim, and the most pages
@@ -351,7 +353,8 @@ pub(super) const PACED_STEP_PFNS: usize = 1024;
 const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 
 /// The rest after a step that took free memory while another task waited
-/// for the CPU, in percent of the step's time (at least 1 ms, at most
+/// for the CPU, in percent of the step's time less its wait for the host
+/// (at least 1 ms, at most
 /// [`PACE_REST_MAX_MS`]). The work then takes at most about two thirds of
 /// a CPU a workload wants (less: the scheduler shares it during the step),
 /// where without it the busy bench's workload ran at 0.35 to 0.47 of its
@@ -368,7 +371,8 @@ pub(super) const CONTENDED_REST_PCT: u64 = 50;
 pub(super) const PRESSURE_MIN_PAGES: u64 = (256 / PFNS_PER_PAGE) as u64;
 
 /// How inflation goes on after a step of `step_pages` guest pages that
-/// took `step_ms`, during which reclaim did `cost`.
+/// took `step_ms` (less its wait for the host), during which reclaim did
+/// `cost`.
 ///
 /// Pressed: working-set refaults beyond the noise and more than a quarter
 /// of what reclaim freed meanwhile (what it evicts comes back; a few come
@@ -510,7 +514,14 @@ impl Pacing {
 
     /// After `step` (`Moved` or `Stalled`) took `step_pfns` 4 KiB pages
     /// between `began` and `ended` (each an instant and the reclaim
-    /// counters then): what the work does next (see [`pace`]). The cost is
+    /// counters then), of which it spent `host_wait` waiting for the host:
+    /// what the work does next (see [`pace`]). The step's time, which the
+    /// rests are a share of, leaves the wait out: the CPU was free for the
+    /// workload meanwhile if the host works on the buffers in a thread of
+    /// its own (ioeventfd: QEMU's current virtio-balloon-pci has an
+    /// `ioeventfd` property, on by default). QEMU 7.2's has none (`-device
+    /// virtio-balloon-pci,help`): the kick runs the device in the vCPU's
+    /// thread, and the wait is short. The cost is
     /// counted since the last step or pressed look (see `last`) if that
     /// ended at most [`PACE_WINDOW_MS`] before: what one step evicts comes
     /// back while the work rests or backs off. A step rests at least
@@ -522,6 +533,7 @@ impl Pacing {
         step_pfns: usize,
         began: (Instant<Monotonic>, ReclaimCounters),
         ended: (Instant<Monotonic>, ReclaimCounters),
+        host_wait: Delta,
         contended: bool,
     ) -> Step {
         let (now, counters) = ended;
@@ -530,7 +542,7 @@ impl Pacing {
             _ => began.1,
         };
         self.last = Some(ended);
-        let step_us = (now - began.0).as_micros_ceil().max(0) as u64;
+        let step_us = (now - began.0 - host_wait).as_micros_ceil().max(0) as u64;
         let pace = pace(
             &counters.since(&since),
             step_pfns / PFNS_PER_PAGE,
@@ -618,10 +630,10 @@ impl State {
     }
 
     /// Kicks `queue` and waits until the host has handed back the `count`
-    /// buffers sent on it in this step.
-    fn wait_sent(&mut self, queue: QueueId, count: usize) -> Result {
+    /// buffers sent on it in this step. Returns how long it waited.
+    fn wait_sent(&mut self, queue: QueueId, count: usize) -> Result<Delta> {
         if count == 0 {
-            return Ok(());
+            return Ok(Delta::ZERO);
         }
         let mut device = self.binding.lock()?;
         device.kick(queue)?;
@@ -630,8 +642,9 @@ impl State {
             let buf = device.wait_buf(queue)?;
             give_back(&mut self.pfns, buf);
         }
-        self.counters.host_waited(start.elapsed());
-        Ok(())
+        let waited = start.elapsed();
+        self.counters.host_waited(waited);
+        Ok(waited)
     }
 }
 
@@ -1212,7 +1225,7 @@ impl Resizer {
     /// once brings, and inflation goes on.
     fn inflate_paced(&self, target: u32, wanted: usize, notifications: u64) -> Result<Step> {
         if *module_parameters::pace_inflation.value() == 0 {
-            return self.inflate(target, wanted, notifications, false);
+            return Ok(self.inflate(target, wanted, notifications, false)?.0);
         }
         let start = Instant::<Monotonic>::now();
         let at_start = reclaim_counters();
@@ -1239,7 +1252,7 @@ impl Resizer {
             ) => return Ok(self.stop_for_pressure(target, pressed_pfns, &rested, rested_for)),
         };
         let inflated = self.counters.inflated.load(Relaxed);
-        let step = self.inflate(target, wanted, notifications, true)?;
+        let (step, host_wait) = self.inflate(target, wanted, notifications, true)?;
         if !matches!(step, Step::Moved | Step::Stalled) {
             return Ok(step);
         }
@@ -1257,6 +1270,7 @@ impl Resizer {
             step_pfns,
             (start, at_start),
             ended,
+            host_wait,
             contended,
         ))
     }
@@ -1330,7 +1344,15 @@ impl Resizer {
     ///
     /// `paced`: single pages come as [`alloc_balloon_pages`] takes them
     /// for paced inflation.
-    fn inflate(&self, target: u32, wanted: usize, notifications: u64, paced: bool) -> Result<Step> {
+    ///
+    /// Returns the step, and how long it waited for the host's answer.
+    fn inflate(
+        &self,
+        target: u32,
+        wanted: usize,
+        notifications: u64,
+        paced: bool,
+    ) -> Result<(Step, Delta)> {
         let mut guard = self.inflating.lock();
         let new = &mut *guard;
         let reserve = reserve_pages();
@@ -1363,7 +1385,7 @@ impl Resizer {
             if floor > reserve && pages == 0 {
                 // Stopped for the guest's pressure, which `inflate_paced`
                 // logged: waiting for room, not out of puff.
-                return Ok(Step::Held);
+                return Ok((Step::Held, Delta::ZERO));
             }
             if new.out_of_puff != Some(target) {
                 dev_info!(
@@ -1373,14 +1395,14 @@ impl Resizer {
                 );
                 new.out_of_puff = Some(target);
             }
-            return Ok(Step::Stalled);
+            return Ok((Step::Stalled, Delta::ZERO));
         }
 
         let mut state = self.pages.lock();
         let state = &mut *state;
         if self.counters.oom_notifications.load(Relaxed) != notifications {
             new.pages.clear();
-            return Ok(Step::Held);
+            return Ok((Step::Held, Delta::ZERO));
         }
         // As many buffers as the pool has: short only while a broken queue
         // holds some (see `refill_pfn_buffers`).
@@ -1414,7 +1436,7 @@ impl Resizer {
         drop(guard);
         let acked = state.wait_sent(INFLATE_QUEUE, in_flight);
         let told = match acked {
-            Ok(()) => Told::Acked,
+            Ok(_) => Told::Acked,
             Err(_) => Told::Unanswered,
         };
         let mut moved = 0;
@@ -1428,12 +1450,12 @@ impl Resizer {
         }
         // A broken queue: the pages sent stay ballooned (see
         // `inflated_stay_ballooned`); `step` still reports `actual`.
-        acked?;
+        let waited = acked?;
         if moved == 0 {
             sent?;
-            return Ok(Step::Stalled);
+            return Ok((Step::Stalled, waited));
         }
-        Ok(Step::Moved)
+        Ok((Step::Moved, waited))
     }
 
     /// Gives back up to [`BUFFERS_IN_FLIGHT`] buffers' worth of the `wanted`
@@ -1514,7 +1536,7 @@ impl Resizer {
         let freed = freed * PFNS_PER_PAGE;
         Counters::count(&self.counters.deflated, freed);
         Counters::count(&self.counters.blocks_deflated, blocks);
-        (freed, sent.and(acked).map(|()| Step::Moved))
+        (freed, sent.and(acked).map(|_| Step::Moved))
     }
 
     /// Frees what is still in the balloon once the device has been reset,

@@ -744,6 +744,7 @@ mod tests {
                     step,
                     (at(began.0), began.1),
                     (at(ended.0), ended.1),
+                    Delta::ZERO,
                     false,
                 )
             };
@@ -893,6 +894,7 @@ mod tests {
                 step,
                 (at(0), seen(0, 0)),
                 (at(ms), seen(0, 0)),
+                Delta::ZERO,
                 contended,
             )
         };
@@ -912,6 +914,47 @@ mod tests {
             quiet(&mut Pacing::default(), 10_000, true),
             Step::Paced(PACE_REST_MAX_MS)
         ));
+        // The time the step waited for the host is not the step's: the
+        // workload had the CPU meanwhile. A 20 ms step that waited 16 ms
+        // rests as a 4 ms one, contended or after reclaim, and goes on at
+        // once otherwise.
+        let waited = |pacing: &mut Pacing, reclaim: ReclaimCounters, contended: bool| {
+            pacing.after_step(
+                Step::Moved,
+                step,
+                (at(0), seen(0, 0)),
+                (at(20), reclaim),
+                Delta::from_millis(16),
+                contended,
+            )
+        };
+        assert!(matches!(
+            waited(&mut Pacing::default(), seen(0, 0), true),
+            Step::Paced(ms) if ms == (4 * CONTENDED_REST_PCT).div_ceil(100)
+        ));
+        assert!(matches!(
+            waited(&mut Pacing::default(), seen(burst, 0), false),
+            Step::Paced(2)
+        ));
+        assert!(matches!(
+            waited(&mut Pacing::default(), seen(0, 0), false),
+            Step::Moved
+        ));
+        // A wait longer than the step (clocks read apart) leaves the least
+        // rest, not a negative one.
+        for (reclaim, contended) in [(seen(0, 0), true), (seen(burst, 0), false)] {
+            assert!(matches!(
+                Pacing::default().after_step(
+                    Step::Moved,
+                    step,
+                    (at(0), seen(0, 0)),
+                    (at(20), reclaim),
+                    Delta::from_millis(25),
+                    contended,
+                ),
+                Step::Paced(1)
+            ));
+        }
         // A 3 ms step that needed reclaim: 1 ms alone (half of it, rounded
         // down), 2 ms (CONTENDED_REST_PCT of it, rounded up) contended.
         let reclaimed = |pacing: &mut Pacing, contended: bool| {
@@ -920,6 +963,7 @@ mod tests {
                 step,
                 (at(0), seen(0, 0)),
                 (at(3), seen(burst, 0)),
+                Delta::ZERO,
                 contended,
             )
         };
@@ -943,6 +987,7 @@ mod tests {
                 step,
                 (at(1100), seen(burst, 0)),
                 (at(1120), seen(burst, 0)),
+                Delta::ZERO,
                 true,
             ),
             Step::Paced(10)
@@ -955,6 +1000,7 @@ mod tests {
                 0,
                 (at(0), seen(0, 0)),
                 (at(5), reached),
+                Delta::ZERO,
                 false,
             )
         };
