@@ -32,8 +32,8 @@ pub(super) const DEFLATE_QUEUE: QueueId = QueueId(1);
 
 /// PFN buffers one step keeps in flight on a queue. The C driver waits for
 /// the host after each buffer; here the next buffer is filled while the
-/// host works on the previous ones (with a host that handles notifications
-/// asynchronously, as KVM's ioeventfd does).
+/// host works on the previous ones (with a host that handles the queue in
+/// a thread of its own, through an ioeventfd).
 pub(super) const BUFFERS_IN_FLIGHT: usize = 8;
 
 /// Guest pages in one huge block (512 on x86-64).
@@ -349,9 +349,9 @@ pub(super) const PACE_REST_MAX_MS: u64 = 100;
 /// 16 MiB, by transport): reclaim's cost comes in smaller pieces, with a
 /// rest after each. Without the second, the first step that had to reclaim
 /// took 16 MiB in 29 ms in a busy bench round with a debug log. Without
-/// the first, the busy bench's workload stalled longer: its longest stall
-/// 0.66 of C's against 0.46 with it (nine rounds each, docs/benchmark.md,
-/// "the 4 MiB cap after reclaim measured apart").
+/// the first, the busy bench's longest stall had a worse median (0.66 of
+/// C's against 0.46), in nine rounds each that do not separate the two
+/// (docs/benchmark.md, "the 4 MiB cap after reclaim measured apart").
 pub(super) const PACED_STEP_PFNS: usize = 1024;
 const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 
