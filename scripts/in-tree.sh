@@ -21,8 +21,12 @@
 #
 # KDIR stays as it is: the build directory is copied, and the sources are
 # placed into an overlay mounted on KDIR's source tree, at the same path, in
-# a private mount namespace (root). At the same path every compiler command
-# line stays the same, so Kbuild rebuilds only what the new option changes.
+# a private mount namespace (root), where the copy is also mounted on KDIR
+# itself. At the same paths every compiler command line stays the same
+# (Rust's hold the build directory's, OBJTREE=), so Kbuild rebuilds only
+# what the new option changes: no Rust crate but the driver (from a copy at
+# its own path every crate rebuilt: 70 s for the module against 27 s, on
+# 2026-12-07's machine).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -90,12 +94,15 @@ if [ "${1:-}" = --config ]; then
 fi
 
 if [ "${1:-}" = --build-in-namespace ]; then
-	# Inside the private mount namespace: the overlay, then the build.
-	src=$2 out=$3 mode=$4
+	# Inside the private mount namespace: the overlay, the copy of the
+	# build directory mounted on KDIR (so that the build writes to the
+	# copy), then the build.
+	src=$2 out=$3 mode=$4 kdir=$5
 	mkdir -p "$out/upper" "$out/work"
 	mount -t overlay overlay -o "lowerdir=$src,upperdir=$out/upper,workdir=$out/work" "$src"
+	mount --bind "$out/obj" "$kdir"
 	place "$src"
-	make_flags=(-C "$src" O="$out/obj")
+	make_flags=(-C "$src" O="$kdir")
 	grep -q '^CONFIG_CC_IS_CLANG=y' "$out/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
 	"$src/scripts/config" --file "$out/obj/.config" --set-val VIRTIO_BALLOON_RUST "$mode"
 	make "${make_flags[@]}" olddefconfig
@@ -130,7 +137,8 @@ say "copying $kdir to $out/obj"
 cp -a "$kdir" "$out/obj"
 log=$out/build.log
 say "building in tree (sources in $src/drivers/virtio/rust_balloon, overlaid); log in $log"
-if ! unshare --mount --propagation private "$0" --build-in-namespace "$src" "$out" "$mode" > "$log" 2>&1; then
+if ! unshare --mount --propagation private "$0" --build-in-namespace "$src" "$out" "$mode" "$kdir" \
+	> "$log" 2>&1; then
 	grep -E 'error|Error' "$log" | tail -n 20 >&2
 	die "in-tree build failed; see $log"
 fi

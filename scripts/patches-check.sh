@@ -7,8 +7,10 @@
 # the cached test kernel's build builds the kernel and its modules with
 # CLIPPY=1; the test kernel has CONFIG_WERROR, which makes every C and Rust
 # warning an error. Then the series' C helpers again with W=1. C objects
-# the patch does not touch do not rebuild; Rust ones all do (their command
-# lines hold the build directory's path). Logs in OUT (default
+# the patch does not touch do not rebuild; Rust ones all do (CLIPPY=1
+# changes their command lines). The copy is built where the test kernel was
+# (mounted on its directory in the namespace): Rust command lines hold the
+# build directory's path (OBJTREE=). Logs in OUT (default
 # build/patches-check).
 #
 # Then, in the last patch's build: its kernel and rust_balloon.ko are kept
@@ -20,8 +22,12 @@
 #
 #   patches-check.sh [OUT]
 #   patches-check.sh --last OUT    only the tree after the last patch, with
-#                                  the driver as a module: no final stage,
-#                                  no guests, nothing in docs/ (make check,
+#                                  the driver as a module, without CLIPPY=1
+#                                  and W=1, so that only the crates the
+#                                  series changes rebuild, once (the
+#                                  driver's and layer's files get clippy in
+#                                  build-module.sh): no final stage, no
+#                                  guests, nothing in docs/ (make check,
 #                                  when the test kernel was cached)
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
@@ -29,22 +35,24 @@ set -euo pipefail
 unset RB_RUN_DIR
 
 # In the private mount namespace: the kernel source SRC overlaid at its
-# own path with FILES (the tree after a patch), writes going to DIR; sets
-# make_flags for the build in DIR/obj.
+# own path with FILES (the tree after a patch), writes going to DIR, and
+# DIR/obj (a copy of the test kernel's build) mounted on KDIR; sets
+# make_flags for the build there.
 overlay_tree() {
-	local src=$1 dir=$2 files=$3
+	local src=$1 dir=$2 files=$3 kdir=$4
 	mkdir -p "$dir/upper" "$dir/work"
 	mount -t overlay overlay -o "lowerdir=$src,upperdir=$dir/upper,workdir=$dir/work" "$src"
 	cp -a "$files/." "$src/"
-	make_flags=(-C "$src" O="$dir/obj")
+	mount --bind "$dir/obj" "$kdir"
+	make_flags=(-C "$src" O="$kdir")
 	if grep -q '^CONFIG_CC_IS_CLANG=y' "$dir/obj/.config"; then
 		make_flags+=("LLVM=$RB_LLVM")
 	fi
 }
 
 if [ "${1:-}" = --build-in-namespace ]; then
-	src=$2 dir=$3 files=$4
-	overlay_tree "$src" "$dir" "$files"
+	src=$2 dir=$3 files=$4 kdir=$5 full=$6
+	overlay_tree "$src" "$dir" "$files" "$kdir"
 	# The driver, once a patch adds it (a module: the test kernel's
 	# VIRTIO=y lets the kernel crate's virtio module exist).
 	"$src/scripts/config" --file "$dir/obj/.config" --module VIRTIO_BALLOON_RUST
@@ -56,18 +64,19 @@ if [ "${1:-}" = --build-in-namespace ]; then
 			{ echo "CONFIG_VIRTIO_BALLOON_RUST=m did not stick (its dependencies)"; exit 1; }
 		driver=$dir/obj/drivers/virtio/rust_balloon/rust_balloon.ko
 	fi
-	make "${make_flags[@]}" -j"$(nproc)" CLIPPY=1 bzImage modules
+	make "${make_flags[@]}" -j"$(nproc)" CLIPPY="$full" bzImage modules
 	if [ -n "$driver" ]; then
 		[ -f "$driver" ] || { echo "no $driver after the build"; exit 1; }
 		echo "built $driver"
 	fi
-	make "${make_flags[@]}" W=1 rust/helpers/helpers.o
+	# W=1 changes Rust's flags too: the kernel crate builds again.
+	[ "$full" = 0 ] || make "${make_flags[@]}" W=1 rust/helpers/helpers.o
 	exit
 fi
 
 if [ "${1:-}" = --final-in-namespace ]; then
-	src=$2 dir=$3 files=$4 final=$5
-	overlay_tree "$src" "$dir" "$files"
+	src=$2 dir=$3 files=$4 kdir=$5 final=$6
+	overlay_tree "$src" "$dir" "$files" "$kdir"
 	image=$(make -s "${make_flags[@]}" image_name)
 	mkdir -p "$final/module" "$final/builtin"
 	cp "$dir/obj/$image" "$dir/obj/drivers/virtio/rust_balloon/rust_balloon.ko" "$final/module/"
@@ -100,9 +109,9 @@ if [ "${1:-}" = --final-in-namespace ]; then
 	exit
 fi
 
-only_last=
+only_last= full=1
 if [ "${1:-}" = --last ]; then
-	only_last=1
+	only_last=1 full=0
 	[ -n "${2:-}" ] || die "usage: patches-check.sh --last OUT"
 	shift
 fi
@@ -162,7 +171,8 @@ for commit in $commits; do
 	say "$label ($subject): copying $kdir"
 	cp -a "$kdir" "$dir/obj"
 	start=$SECONDS
-	if unshare --mount --propagation private "$0" --build-in-namespace "$src" "$dir" "$dir/files" \
+	if unshare --mount --propagation private "$0" --build-in-namespace "$src" "$dir" "$dir/files" "$kdir" \
+		"$full" \
 		> "$dir/build.log" 2>&1; then
 		say "$label builds without a warning ($((SECONDS - start)) s); log in $dir/build.log"
 	else
@@ -182,7 +192,7 @@ done
 final=$out/final
 say "the full series: the driver built in, doctests, rustdoc, rustfmtcheck"
 start=$SECONDS
-if unshare --mount --propagation private "$0" --final-in-namespace "$src" "$last" "$last/files" \
+if unshare --mount --propagation private "$0" --final-in-namespace "$src" "$last" "$last/files" "$kdir" \
 	"$final" > "$out/final.log" 2>&1; then
 	say "built, rustfmtcheck clean, rustdoc without a warning ($((SECONDS - start)) s); log in $out/final.log"
 else

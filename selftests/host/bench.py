@@ -134,7 +134,7 @@ SCENARIOS = {
 SMOKE = {
     "report": scenario("report", 512, 128, cycles=1),
     "grow-1": scenario("grow", 512, 256),
-    "rescue-1": scenario("rescue", 512, 400, write_mib=256),
+    "rescue-1": scenario("rescue", 512, 400, write_mib=128),
 }
 
 METRICS = {

@@ -178,10 +178,12 @@ def test_kconfig_entry_depends_on_what_the_driver_needs(kdir, tmp_path):
                     "in make check's budget (make patches-check builds every patch)")
 def test_the_kernel_tree_builds_after_the_whole_series(tmp_path):
     """The tree after the last patch of `make patches` builds (kernel and
-    modules, CLIPPY=1, CONFIG_WERROR) with the driver as a module
+    modules, CONFIG_WERROR) with the driver as a module
     (scripts/patches-check.sh --last, in a copy of the test kernel's build,
-    about 3 minutes): the part of `make patches-check` that fits make
-    check's budget."""
+    where only the crates the series changes rebuild: 60 s, against 3
+    minutes with CLIPPY=1 and W=1, which rebuild every crate, on
+    2026-12-07's machine): the part of `make patches-check` that fits make
+    check's budget. Clippy sees the same Rust in build-module.sh."""
     run = subprocess.run([str(ROOT / "scripts/patches-check.sh"), "--last", str(tmp_path / "pc")],
                          capture_output=True, text=True, errors="replace", timeout=1800)
     log = tmp_path / "pc/0/build.log"

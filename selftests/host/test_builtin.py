@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """The driver built into the kernel (VIRTIO_BALLOON_RUST=y), in tree: the
 test kernel's image built again with it, from a copy of its tree (about
-90 s: only what the option changes is rebuilt)."""
+50 s: only what the option changes is rebuilt)."""
 
 import subprocess
 

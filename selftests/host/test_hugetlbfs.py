@@ -40,7 +40,7 @@ def hugetlb_guest(boot, mib):
 
 
 # Cycles of the memory-intact test: the full 20 with RB_STRESS=1.
-CYCLES = 20 if os.environ.get("RB_STRESS") == "1" else 6
+CYCLES = 20 if os.environ.get("RB_STRESS") == "1" else 4
 
 # vm.nr_hugepages is the host's: one test at a time changes it.
 pytestmark = pytest.mark.xdist_group("host")
@@ -85,7 +85,7 @@ def test_hugetlbfs_pages_go_back_to_the_host(boot):
 
 def test_hugetlbfs_guest_memory_intact_across_cycles(boot):
     """A 128 MiB file of known words in the RAM of a 1 GiB guest reads
-    back unchanged after 20 cycles (6 in `make check`, 20 with RB_STRESS=1) of inflating by 512 MiB, which gives
+    back unchanged after 20 cycles (4 in `make check`, 20 with RB_STRESS=1) of inflating by 512 MiB, which gives
     host huge pages back, and deflating: no page the guest still uses is
     ever discarded.
 
