@@ -24,9 +24,11 @@
 #   patches-check.sh --last OUT    only the tree after the last patch, with
 #                                  the driver as a module, without CLIPPY=1
 #                                  and W=1, so that only the crates the
-#                                  series changes rebuild, once (the
-#                                  driver's and layer's files get clippy in
-#                                  build-module.sh): no final stage, no
+#                                  series changes rebuild, once
+#                                  (build-module.sh runs clippy on the same
+#                                  files, before the series moves the layer
+#                                  into the kernel crate; the helpers get
+#                                  W=1 only in the full run): no final stage, no
 #                                  guests, nothing in docs/ (make check,
 #                                  when the test kernel was cached)
 set -euo pipefail

@@ -183,7 +183,9 @@ def test_the_kernel_tree_builds_after_the_whole_series(tmp_path):
     where only the crates the series changes rebuild: 60 s, against 3
     minutes with CLIPPY=1 and W=1, which rebuild every crate, on
     2026-12-07's machine): the part of `make patches-check` that fits make
-    check's budget. Clippy sees the same Rust in build-module.sh."""
+    check's budget. build-module.sh runs clippy on the same files, before
+    the series moves the layer into the kernel crate; the helpers' W=1 is
+    the full run's."""
     run = subprocess.run([str(ROOT / "scripts/patches-check.sh"), "--last", str(tmp_path / "pc")],
                          capture_output=True, text=True, errors="replace", timeout=1800)
     log = tmp_path / "pc/0/build.log"
