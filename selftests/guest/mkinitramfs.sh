@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test guest's initramfs: busybox, the init and agent above, the
 # kselftest scripts, the two balloon drivers, a kexec loader, a memory
-# integrity checker and the bench's busy workload.
+# integrity checker, the bench's busy workload and a memory toucher.
 #   mkinitramfs.sh OUT.cpio.gz RUST_KO C_KO KSFT_DIR
 # KSFT_DIR: the kernel's tools/testing/selftests/kselftest, whose KTAP
 # helpers the kselftest script sources (/selftests/kselftest/, as in an
@@ -26,7 +26,7 @@ install -m 755 "$here/rb-agent" "$root/bin/rb-agent"
 # The static helpers are built once per source and compiler, not per
 # initramfs (a make check builds dozens of initramfs).
 helpers=$RB_CACHE/guest-helpers/$(cat "$here"/rb-*.c <("$cc" --version) | sha256sum | cut -c1-12)
-progs="rb-kexec rb-pattern rb-busy rb-offline"
+progs="rb-kexec rb-pattern rb-busy rb-offline rb-touch"
 if [ ! -d "$helpers" ]; then
 	mkdir -p "$helpers.tmp.$$"
 	for prog in $progs; do

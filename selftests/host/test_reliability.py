@@ -394,9 +394,9 @@ def test_poison_value_survives_resume(boot):
     # Half the guest's memory, written, freed and reported (in 2 s rounds),
     # then taken again: the reported pages among it.
     for _ in range(2):
-        g.sh("dd if=/dev/zero of=/mem/f bs=1M count=512 2>/dev/null; rm /mem/f", timeout=600)
+        g.dirty(512)
         time.sleep(8)
-    g.sh("dd if=/dev/zero of=/mem/f bs=1M count=512 2>/dev/null; rm /mem/f", timeout=600)
+    g.dirty(512)
     assert "memory corruption" not in g.console(g.mark)
     g.unload_and_check()
 
