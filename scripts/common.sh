@@ -39,3 +39,29 @@ kmake() {
 		-e 's/^CONFIG_ARM64=y$/ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-/p' \
 		"$kdir/.config" 2>/dev/null) "$@"
 }
+
+# In a private mount namespace (unshare --mount --propagation private; root):
+# kernel source $1 overlaid at its own path, writes going to $2/upper; and,
+# if $3 (a kernel's build directory) is given, $3 overlaid at its own path
+# too, writes going to $2/obj-upper. Nothing is copied and neither is ever
+# written, and at the same paths every compiler command line stays the same
+# (Rust's hold the build directory's path, OBJTREE=), so that Kbuild
+# rebuilds only what the change touches. What a build there makes is gone
+# with the namespace but for the files in $2/obj-upper: copy the results out
+# before leaving. Sets make_flags for a build in $3 (without $3: in $2/obj,
+# where the caller put a .config).
+overlay_kernel_tree() {
+	local src=$1 dir=$2 kdir=${3:-} obj=$2/obj
+	mkdir -p "$dir/upper" "$dir/work"
+	mount -t overlay overlay -o "lowerdir=$src,upperdir=$dir/upper,workdir=$dir/work" "$src"
+	if [ -n "$kdir" ]; then
+		mkdir -p "$dir/obj-upper" "$dir/obj-work"
+		mount -t overlay overlay \
+			-o "lowerdir=$kdir,upperdir=$dir/obj-upper,workdir=$dir/obj-work" "$kdir"
+		obj=$kdir
+	fi
+	make_flags=(-C "$src" O="$obj")
+	if grep -q '^CONFIG_CC_IS_CLANG=y' "$obj/.config"; then
+		make_flags+=("LLVM=$RB_LLVM")
+	fi
+}

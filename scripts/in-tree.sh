@@ -4,13 +4,14 @@
 # (VIRTIO_BALLOON_RUST) and Makefile line, the option set to m, and the
 # kernel's own build making the module.
 #
-#   in-tree.sh KDIR [OUT]     build against a copy of KDIR (an O= build of
-#                             an unmodified tree); the module ends up in OUT
-#                             (default build/in-tree), with the build log
+#   in-tree.sh KDIR [OUT]     build in KDIR (an O= build of an unmodified
+#                             tree), overlaid; the module and the .config
+#                             end up in OUT (default build/in-tree), with
+#                             the build log
 #   in-tree.sh --builtin KDIR [OUT]
 #                             the same with the option set to y: OUT gets
-#                             the kernel image with the driver built in and
-#                             its modules.builtin
+#                             the kernel image (bzImage) with the driver
+#                             built in, and its modules.builtin
 #   in-tree.sh --place SRC    place the sources into kernel tree SRC (edits
 #                             drivers/virtio/Kconfig and Makefile once)
 #   in-tree.sh --config KDIR OUT [OPTION...]
@@ -19,14 +20,15 @@
 #                             --module VIRTIO_BALLOON_RUST) and olddefconfig
 #                             run, in OUT/.config; what Kconfig makes of it
 #
-# KDIR stays as it is: the build directory is copied, and the sources are
-# placed into an overlay mounted on KDIR's source tree, at the same path, in
-# a private mount namespace (root), where the copy is also mounted on KDIR
-# itself. At the same paths every compiler command line stays the same
-# (Rust's hold the build directory's, OBJTREE=), so Kbuild rebuilds only
-# what the new option changes: no Rust crate but the driver (from a copy at
-# its own path every crate rebuilt: 70 s for the module against 27 s, on
-# 2026-12-07's machine).
+# KDIR stays as it is: in a private mount namespace (root), the sources are
+# placed into an overlay mounted on KDIR's source tree, at the same path,
+# and the build writes to an overlay mounted on KDIR itself (OUT/obj-upper
+# gets what it changes; OUT the results). At the same paths every compiler
+# command line stays the same (Rust's hold the build directory's,
+# OBJTREE=), so Kbuild rebuilds only what the new option changes: no Rust
+# crate but the driver (from a copy at its own path every crate rebuilt:
+# 70 s for the module against 27 s, on 2026-12-07's machine; the copy itself
+# took 8 s).
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
@@ -64,11 +66,8 @@ fi
 if [ "${1:-}" = --config-in-namespace ]; then
 	src=$2 out=$3
 	shift 3
-	mkdir -p "$out/upper" "$out/work"
-	mount -t overlay overlay -o "lowerdir=$src,upperdir=$out/upper,workdir=$out/work" "$src"
+	overlay_kernel_tree "$src" "$out"
 	place "$src"
-	make_flags=(-C "$src" O="$out/obj")
-	grep -q '^CONFIG_CC_IS_CLANG=y' "$out/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
 	[ $# -eq 0 ] || "$src/scripts/config" --file "$out/obj/.config" "$@"
 	make "${make_flags[@]}" olddefconfig
 	exit
@@ -94,24 +93,27 @@ if [ "${1:-}" = --config ]; then
 fi
 
 if [ "${1:-}" = --build-in-namespace ]; then
-	# Inside the private mount namespace: the overlay, the copy of the
-	# build directory mounted on KDIR (so that the build writes to the
-	# copy), then the build.
+	# Inside the private mount namespace: the overlays on the source and
+	# on KDIR (so that the build writes to OUT), the build, and its
+	# results copied to OUT.
 	src=$2 out=$3 mode=$4 kdir=$5
-	mkdir -p "$out/upper" "$out/work"
-	mount -t overlay overlay -o "lowerdir=$src,upperdir=$out/upper,workdir=$out/work" "$src"
-	mount --bind "$out/obj" "$kdir"
+	overlay_kernel_tree "$src" "$out" "$kdir"
 	place "$src"
-	make_flags=(-C "$src" O="$kdir")
-	grep -q '^CONFIG_CC_IS_CLANG=y' "$out/obj/.config" && make_flags+=("LLVM=$RB_LLVM")
-	"$src/scripts/config" --file "$out/obj/.config" --set-val VIRTIO_BALLOON_RUST "$mode"
+	"$src/scripts/config" --file "$kdir/.config" --set-val VIRTIO_BALLOON_RUST "$mode"
 	make "${make_flags[@]}" olddefconfig
-	grep -qx "CONFIG_VIRTIO_BALLOON_RUST=$mode" "$out/obj/.config" ||
+	grep -qx "CONFIG_VIRTIO_BALLOON_RUST=$mode" "$kdir/.config" ||
 		die "CONFIG_VIRTIO_BALLOON_RUST=$mode did not stick"
+	cp "$kdir/.config" "$out/"
 	if [ "$mode" = m ]; then
 		make "${make_flags[@]}" -j"$(nproc)" modules
+		ko=$kdir/drivers/virtio/rust_balloon/rust_balloon.ko
+		[ -f "$ko" ] || die "no $ko after the build"
+		cp "$ko" "$out/"
 	else
 		make "${make_flags[@]}" -j"$(nproc)" bzImage
+		image=$kdir/arch/x86/boot/bzImage
+		[ -f "$image" ] || die "no $image after the build"
+		cp "$image" "$kdir/modules.builtin" "$out/"
 	fi
 	exit
 fi
@@ -133,26 +135,17 @@ need_space "$(dirname "$out")" 3
 rm -rf "$out"
 mkdir -p "$out"
 start=$SECONDS
-say "copying $kdir to $out/obj"
-cp -a "$kdir" "$out/obj"
 log=$out/build.log
-say "building in tree (sources in $src/drivers/virtio/rust_balloon, overlaid); log in $log"
+say "building in tree (sources in $src/drivers/virtio/rust_balloon, $src and $kdir overlaid); log in $log"
 if ! unshare --mount --propagation private "$0" --build-in-namespace "$src" "$out" "$mode" "$kdir" \
 	> "$log" 2>&1; then
 	grep -E 'error|Error' "$log" | tail -n 20 >&2
 	die "in-tree build failed; see $log"
 fi
 if [ "$mode" = y ]; then
-	image=$out/obj/arch/x86/boot/bzImage
-	[ -f "$image" ] || die "no $image after the build"
-	cp "$image" "$out/$(basename "$image")"
-	cp "$out/obj/modules.builtin" "$out/obj/.config" "$out/"
-	say "built in tree, built in, in $((SECONDS - start)) s: $out/$(basename "$image")"
-	echo "$out/$(basename "$image")"
+	say "built in tree, built in, in $((SECONDS - start)) s: $out/bzImage"
+	echo "$out/bzImage"
 	exit
 fi
-ko=$out/obj/drivers/virtio/rust_balloon/rust_balloon.ko
-[ -f "$ko" ] || die "no $ko after the build"
-cp "$ko" "$out/rust_balloon.ko"
 say "built in tree in $((SECONDS - start)) s: $out/rust_balloon.ko"
 echo "$out/rust_balloon.ko"

@@ -3,15 +3,15 @@
 # (issue 20: bisectable), and before the first (the baseline: the stock
 # tree must be clean for the check to mean anything). For patch k, the
 # kernel source is overlaid at its own path (a private mount namespace, as
-# in-tree.sh does) with the files as they are after patch k, and a copy of
-# the cached test kernel's build builds the kernel and its modules with
-# CLIPPY=1; the test kernel has CONFIG_WERROR, which makes every C and Rust
-# warning an error. Then the series' C helpers again with W=1. C objects
-# the patch does not touch do not rebuild; Rust ones all do (CLIPPY=1
-# changes their command lines). The copy is built where the test kernel was
-# (mounted on its directory in the namespace): Rust command lines hold the
-# build directory's path (OBJTREE=). Logs in OUT (default
-# build/patches-check).
+# in-tree.sh does) with the files as they are after patch k, and the cached
+# test kernel's build directory, overlaid at its own path too (writes go to
+# OUT/k/obj-upper), builds the kernel and its modules with CLIPPY=1; the
+# test kernel has CONFIG_WERROR, which makes every C and Rust warning an
+# error. Then the series' C helpers again with W=1. C objects the patch
+# does not touch do not rebuild; Rust ones all do (CLIPPY=1 changes their
+# command lines). At the test kernel's own path Rust command lines, which
+# hold the build directory's path (OBJTREE=), stay the same. Logs in OUT
+# (default build/patches-check).
 #
 # Then, in the last patch's build: its kernel and rust_balloon.ko are kept
 # (OUT/final/module); the driver is built in and CONFIG_RUST_KERNEL_DOCTESTS
@@ -37,19 +37,13 @@ set -euo pipefail
 unset RB_RUN_DIR
 
 # In the private mount namespace: the kernel source SRC overlaid at its
-# own path with FILES (the tree after a patch), writes going to DIR, and
-# DIR/obj (a copy of the test kernel's build) mounted on KDIR; sets
+# own path with FILES (the tree after a patch), and the test kernel's build
+# directory KDIR overlaid at its own (common.sh), writes going to DIR; sets
 # make_flags for the build there.
 overlay_tree() {
 	local src=$1 dir=$2 files=$3 kdir=$4
-	mkdir -p "$dir/upper" "$dir/work"
-	mount -t overlay overlay -o "lowerdir=$src,upperdir=$dir/upper,workdir=$dir/work" "$src"
+	overlay_kernel_tree "$src" "$dir" "$kdir"
 	cp -a "$files/." "$src/"
-	mount --bind "$dir/obj" "$kdir"
-	make_flags=(-C "$src" O="$kdir")
-	if grep -q '^CONFIG_CC_IS_CLANG=y' "$dir/obj/.config"; then
-		make_flags+=("LLVM=$RB_LLVM")
-	fi
 }
 
 if [ "${1:-}" = --build-in-namespace ]; then
@@ -57,14 +51,14 @@ if [ "${1:-}" = --build-in-namespace ]; then
 	overlay_tree "$src" "$dir" "$files" "$kdir"
 	# The driver, once a patch adds it (a module: the test kernel's
 	# VIRTIO=y lets the kernel crate's virtio module exist).
-	"$src/scripts/config" --file "$dir/obj/.config" --module VIRTIO_BALLOON_RUST
+	"$src/scripts/config" --file "$kdir/.config" --module VIRTIO_BALLOON_RUST
 	make "${make_flags[@]}" olddefconfig
-	grep -q '^CONFIG_WERROR=y' "$dir/obj/.config" || { echo "no CONFIG_WERROR: warnings would pass"; exit 1; }
+	grep -q '^CONFIG_WERROR=y' "$kdir/.config" || { echo "no CONFIG_WERROR: warnings would pass"; exit 1; }
 	driver=
 	if grep -q '^config VIRTIO_BALLOON_RUST$' "$src/drivers/virtio/Kconfig"; then
-		grep -q '^CONFIG_VIRTIO_BALLOON_RUST=m' "$dir/obj/.config" ||
+		grep -q '^CONFIG_VIRTIO_BALLOON_RUST=m' "$kdir/.config" ||
 			{ echo "CONFIG_VIRTIO_BALLOON_RUST=m did not stick (its dependencies)"; exit 1; }
-		driver=$dir/obj/drivers/virtio/rust_balloon/rust_balloon.ko
+		driver=$kdir/drivers/virtio/rust_balloon/rust_balloon.ko
 	fi
 	make "${make_flags[@]}" -j"$(nproc)" CLIPPY="$full" bzImage modules
 	if [ -n "$driver" ]; then
@@ -81,20 +75,20 @@ if [ "${1:-}" = --final-in-namespace ]; then
 	overlay_tree "$src" "$dir" "$files" "$kdir"
 	image=$(make -s "${make_flags[@]}" image_name)
 	mkdir -p "$final/module" "$final/builtin"
-	cp "$dir/obj/$image" "$dir/obj/drivers/virtio/rust_balloon/rust_balloon.ko" "$final/module/"
-	cp "$dir/obj/.config" "$final/module/config"
-	"$src/scripts/config" --file "$dir/obj/.config" --enable VIRTIO_BALLOON_RUST \
+	cp "$kdir/$image" "$kdir/drivers/virtio/rust_balloon/rust_balloon.ko" "$final/module/"
+	cp "$kdir/.config" "$final/module/config"
+	"$src/scripts/config" --file "$kdir/.config" --enable VIRTIO_BALLOON_RUST \
 		--enable RUST_KERNEL_DOCTESTS
 	make "${make_flags[@]}" olddefconfig
 	for option in VIRTIO_BALLOON_RUST RUST_KERNEL_DOCTESTS KUNIT KUNIT_DEBUGFS; do
-		grep -q "^CONFIG_$option=y" "$dir/obj/.config" ||
+		grep -q "^CONFIG_$option=y" "$kdir/.config" ||
 			{ echo "CONFIG_$option=y did not stick"; exit 1; }
 	done
 	make "${make_flags[@]}" -j"$(nproc)" CLIPPY=1 "$(basename "$image")" modules
-	grep -q 'rust_balloon/rust_balloon.ko' "$dir/obj/modules.builtin" ||
+	grep -q 'rust_balloon/rust_balloon.ko' "$kdir/modules.builtin" ||
 		{ echo "the driver is not in modules.builtin"; exit 1; }
-	cp "$dir/obj/$image" "$final/builtin/"
-	cp "$dir/obj/.config" "$final/builtin/config"
+	cp "$kdir/$image" "$final/builtin/"
+	cp "$kdir/.config" "$final/builtin/config"
 	make "${make_flags[@]}" rustfmtcheck
 	# rustdoc: no warning (broken intra-doc links included) in what it
 	# prints for the kernel crate.
@@ -133,7 +127,7 @@ closing() {
 	local rc=$?
 	rm -rf "${RB_RUN_DIR:-}"
 	# The kernel build trees (GBs each), if a build stopped half way.
-	rm -rf "$out"/[0-9]*/obj "$out"/[0-9]*/upper "$out"/[0-9]*/work
+	rm -rf "$out"/[0-9]*/obj-upper "$out"/[0-9]*/obj-work "$out"/[0-9]*/upper "$out"/[0-9]*/work
 	echo "# make patches-check took $((SECONDS - run_start)) s, exit status $rc"
 	if [ -n "${tee_pid:-}" ]; then
 		# All of it in the file before the script returns.
@@ -150,7 +144,8 @@ src=$(readlink -f "$kdir/source")
 need_space "$(dirname "$out")" 4
 rm -rf "$out"
 mkdir -p "$out"
-"$RB_ROOT/scripts/patches.sh" "$out/patches"
+# --last: make check's checkpatch test has checked this series already.
+"$RB_ROOT/scripts/patches.sh" ${only_last:+--no-checkpatch} "$out/patches"
 tree=$out/patches/linux
 base=v$RB_KVER
 status=0
@@ -170,8 +165,7 @@ for commit in $commits; do
 	done
 	label="patch $((n - 1))"
 	[ -z "$only_last" ] || label="the full series"
-	say "$label ($subject): copying $kdir"
-	cp -a "$kdir" "$dir/obj"
+	say "$label ($subject): building in $kdir, overlaid"
 	start=$SECONDS
 	if unshare --mount --propagation private "$0" --build-in-namespace "$src" "$dir" "$dir/files" "$kdir" \
 		"$full" \
@@ -186,7 +180,7 @@ for commit in $commits; do
 	# The kernel's build tree is large: keep the log, not the tree (but the
 	# last one's, for the final stage).
 	[ "$commit" = "$(git -C "$tree" rev-parse HEAD)" ] && [ $status -eq 0 ] && [ -z "$only_last" ] ||
-		rm -rf "$dir/obj" "$dir/upper" "$dir/work"
+		rm -rf "$dir/obj-upper" "$dir/obj-work" "$dir/upper" "$dir/work"
 done
 [ $status -eq 0 ] || exit $status
 [ -z "$only_last" ] || exit 0
@@ -199,10 +193,10 @@ if unshare --mount --propagation private "$0" --final-in-namespace "$src" "$last
 	say "built, rustfmtcheck clean, rustdoc without a warning ($((SECONDS - start)) s); log in $out/final.log"
 else
 	{ grep -E 'error|warning' "$out/final.log" || true; } | tail -n 20 >&2
-	rm -rf "$last/obj" "$last/upper" "$last/work"
+	rm -rf "$last/obj-upper" "$last/obj-work" "$last/upper" "$last/work"
 	die "the final stage failed; see $out/final.log"
 fi
-rm -rf "$last/obj" "$last/upper" "$last/work"
+rm -rf "$last/obj-upper" "$last/obj-work" "$last/upper" "$last/work"
 
 say "booting the series' kernels (selftests/host/test_series.py)"
 "$RB_ROOT/scripts/build-module.sh" "$kdir" > "$out/build-module.log" 2>&1 ||
