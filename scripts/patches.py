@@ -6,7 +6,7 @@ fixed dates so that its hash, and the series' index lines, do not change
 from run to run), clones it into OUT/linux with only the files the series
 touches checked out, commits one patch after another from the repository's
 files, and writes the series with `git format-patch --cover-letter` to OUT,
-with OUT/checkpatch.txt.
+with OUT/checkpatch.txt (unless --no-checkpatch).
 
 What each patch holds, in the order a maintainer reviews:
 

@@ -29,7 +29,7 @@ def test_stats_follow_the_guest(boot):
     g.qom_balloon("guest-stats-polling-interval", 1)
     time.sleep(3)
     first = g.qom_balloon("guest-stats")
-    g.dirty(200)  # faults and page cache churn the counters
+    g.dirty(200)  # faults move the counters
     time.sleep(3)
     second = g.qom_balloon("guest-stats")
     mem, vm = g.meminfo(), g.vmstat()
