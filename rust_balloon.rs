@@ -1008,6 +1008,27 @@ mod tests {
     }
 
     #[test]
+    fn only_a_workload_on_the_cpu_through_steps_is_contention() {
+        let t0 = Instant::<Monotonic>::now();
+        let at = |ms: i64| t0 + Delta::from_millis(ms);
+        let mut pacing = Pacing::default();
+        // The first step: what was runnable when the work began may be what
+        // the same interrupt woke.
+        assert!(!pacing.contended(at(0), true, at(5), true));
+        // A step between two contended ends: a workload.
+        assert!(pacing.contended(at(5), true, at(10), true));
+        assert!(pacing.contended(at(20), true, at(25), true));
+        // Alone at either end: no workload, and the next step asks again.
+        assert!(!pacing.contended(at(25), true, at(30), false));
+        assert!(!pacing.contended(at(30), true, at(35), true));
+        assert!(!pacing.contended(at(35), false, at(40), true));
+        assert!(pacing.contended(at(40), true, at(45), true));
+        // The step before ended too long ago (a stall, a held balloon).
+        assert!(!pacing.contended(at(45 + PACE_WINDOW_MS + 1), true, at(2000), true));
+        assert!(pacing.contended(at(2000 + PACE_WINDOW_MS), true, at(3500), true));
+    }
+
+    #[test]
     fn buffers_hold_whole_pages() {
         for pfns in [uapi::C_PFNS_PER_BUFFER, BLOCK_PFNS] {
             let pages = balloon::whole_pages(pfns, balloon::PAGE_SHIFT);
