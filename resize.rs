@@ -283,7 +283,8 @@ impl Rescue {
 /// during it (see [`pace`]):
 /// - nothing: the next step follows at once (an idle guest inflates as fast
 ///   as without pacing), unless another task waited for the CPU at the
-///   step's start and end: then the work rests half as long as the step
+///   step's start and end and at the end of the step before (see
+///   [`Pacing::contended`]): then the work rests half as long as the step
 ///   took, less its wait for the host (see [`CONTENDED_REST_PCT`] and
 ///   [`Pacing::after_step`]);
 /// - it reclaimed what it scanned (cold page cache): the work rests half
@@ -495,8 +496,9 @@ impl Pacing {
     /// Traced in an idle guest (`selftests/host/probe_idle_pacing.py`), the
     /// start of the first step after the host's request found such a task
     /// runnable (ksoftirqd, rcu_preempt, the shell that answered the host)
-    /// in 15 of 61 fresh boots, and another sample in one; with two samples
-    /// an idle guest rested in about one pacing test of 30.
+    /// in 14 of 66 fresh boots, another sample in one. Asked of two
+    /// samples, an idle guest rested in one pacing test of 33: most likely
+    /// such a start with an end that found another (no trace caught one).
     pub(super) fn contended(
         &mut self,
         began: Instant<Monotonic>,

@@ -580,16 +580,23 @@ class Guest:
         """/proc/meminfo, in bytes."""
         return {k: v * 1024 for k, v in self._kv("/proc/meminfo").items()}
 
+    def free_lists(self):
+        """(MemFree, the pages on the per-CPU free lists), in bytes, read
+        at once (one `cat`: the lists drain into MemFree every second).
+        MemFree leaves those lists out (/proc/zoneinfo's `count:`); they
+        grow while a process allocates (since Linux 6.7 up to an eighth of
+        a zone, shared among its node's CPUs) and shrink over the seconds
+        after: right after dirty() MemFree read 46 MiB below what it
+        settled at, with every page free (a failed
+        test_hinting_with_a_real_migration, 2026-12-07)."""
+        out = self.sh("cat /proc/meminfo /proc/zoneinfo")
+        memfree = int(re.search(r"^MemFree:\s+(\d+) kB$", out, re.M).group(1)) * 1024
+        pcp = sum(int(n) for n in re.findall(r"^\s+count:\s+(\d+)$", out, re.M))
+        return memfree, pcp * PAGE
+
     def free_bytes(self):
-        """Free memory: MemFree and the pages on the per-CPU free lists
-        (/proc/zoneinfo's `count:`), which MemFree leaves out. Those lists
-        grow while a process allocates (up to an eighth of a zone per CPU
-        since Linux 6.7) and shrink over the seconds after: right after
-        dirty() MemFree read 46 MiB below what it settled at, with every
-        page free (a failed test_hinting_with_a_real_migration, 2026-12-07)."""
-        pcp = sum(int(n) for n in re.findall(r"^\s+count:\s+(\d+)$",
-                                             self.sh("cat /proc/zoneinfo"), re.M))
-        return self.meminfo()["MemFree"] + pcp * PAGE
+        """Free memory: MemFree and the per-CPU free lists (see free_lists)."""
+        return sum(self.free_lists())
 
     def vmstat(self):
         """/proc/vmstat with every CPU's counter deltas folded in first:

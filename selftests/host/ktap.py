@@ -4,6 +4,7 @@ results with optional directives (SKIP), "Bail out!", and subtests
 indented (KUnit) or wrapped in "# " comments (the kselftest runner)."""
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 RESULT = re.compile(r"^(ok|not ok) (\d+)(?: -)? ?([^#]*?)\s*(?:#\s*(.*))?$")
@@ -88,3 +89,11 @@ def inner(text):
     """The output of the tests the kselftest runner ran: it prints each
     test's own lines behind "# "."""
     return "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+
+
+# The cases of the driver's own KUnit suite (`#[kunit_tests(rust_balloon)]`):
+# the `#[test]` functions of rust_balloon.rs, counted from the source so
+# that the three tests running the suite expect a new case (a count written
+# out in each was left behind in one of them once).
+DRIVER_KUNIT_CASES = len(re.findall(
+    r"^\s*#\[test\]", (Path(__file__).resolve().parents[2] / "rust_balloon.rs").read_text(), re.M))

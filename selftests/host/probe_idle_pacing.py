@@ -21,9 +21,10 @@ scheduler's wakeups and switches. On 2026-12-07 (e1f2afc's driver, beside
 a migration test's guests): in 15 of 66 boots one answer said
 "contended", in 14 of them the first (the start of the first step): the
 tasks the host's request woke with the work (ksoftirqd/1, rcu_preempt,
-the guest's shell) were still on the run queue. One step whose other end
-also found such a task rests; the driver since asks for a contended end
-of the step before too (`Pacing::contended`)."""
+the guest's shell) were still on the run queue. None of the 66 rested:
+that needs a step whose other end finds such a task too, the likely
+cause of the test's one failure. The driver since asks for a contended
+end of the step before too (`Pacing::contended`)."""
 import os
 import re
 import signal

@@ -330,12 +330,13 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     g.set_balloon_pages(128 * MIB // PAGE)
     g.wait_balloon(128 * MIB // PAGE)
     view = g.balloon_view()
-    # Failed once in 33 runs (2026-12-07), its message lost: traced, the
-    # first step's start found the tasks the host's request woke on the
-    # run queue in a quarter of fresh boots, a step with its other end so
-    # too rested (probe_idle_pacing.py); Pacing::contended asks for the
-    # step before as well since. If it fails again: what reclaim did
-    # meanwhile and the load average after.
+    # Failed once in 33 runs (2026-12-07), its message lost. Traced
+    # (probe_idle_pacing.py), the first step's start found the tasks the
+    # host's request woke on the run queue in a fifth of fresh boots; a
+    # step whose other end found one too would rest, the likely cause (no
+    # trace caught a rest). Pacing::contended asks for the step before as
+    # well since. If it fails again: what reclaim did meanwhile and the
+    # load average after.
     why = {}
     if view["paced_ms"] != 0 or view["pressure_stops"] != 0:
         vm = g.vmstat()

@@ -681,9 +681,8 @@ def free_page_accounts(g):
     for row in g.sh("cat /proc/buddyinfo").splitlines():
         counts = row.split()[4:]
         buddy += sum(int(n) << order for order, n in enumerate(counts))
-    memfree = g.meminfo()["MemFree"]
-    return {"MemFree": memfree // MIB, "buddy": buddy * PAGE // MIB,
-            "per-CPU": (g.free_bytes() - memfree) // MIB}
+    memfree, pcp = g.free_lists()
+    return {"MemFree": memfree // MIB, "buddy": buddy * PAGE // MIB, "per-CPU": pcp // MIB}
 
 
 # 8 KiB less than 1 GiB for a guest migrated to another QEMU: QEMU before

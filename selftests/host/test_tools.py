@@ -76,7 +76,7 @@ def test_kunit_suite(guest):
     assert [r.name for r in suite.results] == ["rust_balloon"], out
     cases = ktap.parse(out, "    ")
     assert not cases.problems(), out
-    assert cases.plan == len(cases.passed) == 16, out
+    assert cases.plan == len(cases.passed) == ktap.DRIVER_KUNIT_CASES, out
 
 
 @pytest.mark.xdist_group("host")
