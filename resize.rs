@@ -562,7 +562,8 @@ impl Pacing {
     /// ended at most [`PACE_WINDOW_MS`] before: what one step evicts comes
     /// back while the work rests or backs off. A step rests at least
     /// [`CONTENDED_REST_PCT`] of its time if `contended` (a workload
-    /// waited for the CPU: see [`Pacing::contended`]), whether or not it cost reclaim.
+    /// waited for the CPU: see [`Pacing::contended`]), whether or not it
+    /// cost reclaim.
     pub(super) fn after_step(
         &mut self,
         step: Step,
