@@ -282,25 +282,28 @@ impl Rescue {
 /// workload more than it gives the host. So after each inflate step, by what reclaim did
 /// during it (see [`pace`]):
 /// - nothing: the next step follows at once (an idle guest inflates as fast
-///   as without pacing), unless another task waited for the CPU at the
-///   step's start and end and at the end of the step before (see
-///   [`Pacing::contended`]): then the work rests half as long as the step
-///   took, less its wait for the host (see [`CONTENDED_REST_PCT`] and
-///   [`Pacing::after_step`]);
-/// - it reclaimed what it scanned (cold page cache): the work rests half
-///   as long as the step took, less its wait for the host (at least 1 ms,
-///   at most
-///   [`PACE_REST_MAX_MS`]), so the balloon takes at most about two thirds
-///   of a CPU the workload wants (resting as long as the step made the
-///   busy guest's balloon slower to its target than C's, for little less
-///   work lost), and the next step takes at most [`PACED_STEP_PFNS`];
+///   as without pacing);
+/// - it reclaimed what it scanned (cold page cache): the next step takes at
+///   most [`PACED_STEP_PFNS`], so that reclaim's cost comes in pieces;
+/// - either way, if another task waited for the CPU at the step's start
+///   and end and at the end of the step before (see
+///   [`Pacing::contended`]), the work rests half as long as the step took,
+///   less its wait for the host (see [`CONTENDED_REST_PCT`] and
+///   [`Pacing::after_step`]), so that it takes at most about two thirds of
+///   a CPU the workload wants (resting as long as the step made the busy
+///   guest's balloon slower to its target than C's, for little less work
+///   lost). With nothing else wanting the CPU a rest gives it to no one:
+///   until 2026-12-07 a step that needed reclaim rested whether or not,
+///   and the bench's busy guest with its workload stopped took 1.47 s to
+///   its target (C 1.00), 0.84 s with pacing off (`busy-alone`, 5 rounds
+///   each, docs/benchmark.md);
 /// - the working set refaulted: the guest is pressed. The work
 ///   stands still and looks again, and stops inflation if the pressure goes
 ///   on (see [`Resizer::inflate_paced`] and [`Pressure`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Pace {
     Go,
-    Rest(u64),
+    Reclaimed,
     Pressed,
 }
 
@@ -340,15 +343,16 @@ pub(super) const PRESSED_LOOKS: u32 = 18;
 /// a look of another length scales it (see [`still_pressed`]).
 pub(super) const PRESSURE_NOISE_MS: u64 = 150;
 
-/// The longest rest after a step (milliseconds): a long step (a slow
-/// reclaim, a preempted work) does not stop inflation for as long again.
+/// The longest rest after a contended step (milliseconds): a long step (a
+/// slow reclaim, a preempted work) does not stop inflation for as long
+/// again.
 pub(super) const PACE_REST_MAX_MS: u64 = 100;
 
 /// The most a step takes after one that needed reclaim, and the most pages
 /// that may need reclaim a paced step takes after the free ones (see
 /// `alloc_balloon_pages`) (4 MiB in 4 KiB pages; a full step is 8 or
 /// 16 MiB, by transport): reclaim's cost comes in smaller pieces, with a
-/// rest after each. Without the second, the first step that had to reclaim
+/// rest after each while a workload wants the CPU. Without the second, the first step that had to reclaim
 /// took 16 MiB in 29 ms in a busy bench round with a debug log. Without
 /// the first, the busy bench's longest stall had a worse median (0.66 of
 /// C's against 0.46), in nine rounds each that do not separate the two
@@ -356,15 +360,15 @@ pub(super) const PACE_REST_MAX_MS: u64 = 100;
 pub(super) const PACED_STEP_PFNS: usize = 1024;
 const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 
-/// The rest after a step that took free memory while another task waited
-/// for the CPU, in percent of the step's time less its wait for the host
+/// The rest after a step (of free memory or reclaim) while another task
+/// waited for the CPU, in percent of the step's time less its wait for the host
 /// (at least 1 ms, at most
 /// [`PACE_REST_MAX_MS`]). The work then takes at most about two thirds of
 /// a CPU a workload wants (less: the scheduler shares it during the step),
 /// where without it the busy bench's workload ran at 0.35 to 0.47 of its
 /// rate while the balloon took free memory (three rounds at 0.86 s to the
 /// target); with it, 0.44 to 0.67 (1.02 to 1.07 s). An idle guest, or one
-/// whose workload runs on other CPUs, inflates without it.
+/// whose workload runs on other CPUs, inflates without it, reclaim or not.
 pub(super) const CONTENDED_REST_PCT: u64 = 50;
 
 /// Working-set refaults one step or look may see without the guest being
@@ -374,20 +378,19 @@ pub(super) const CONTENDED_REST_PCT: u64 = 50;
 /// working set makes thousands per step.
 pub(super) const PRESSURE_MIN_PAGES: u64 = (256 / PFNS_PER_PAGE) as u64;
 
-/// How inflation goes on after a step of `step_pages` guest pages that
-/// took `step_ms` (less its wait for the host), during which reclaim did
-/// `cost`.
+/// How inflation goes on after a step of `step_pages` guest pages during
+/// which reclaim did `cost`.
 ///
 /// Pressed: working-set refaults beyond the noise and more than a quarter
 /// of what reclaim freed meanwhile (what it evicts comes back; a few come
 /// from anywhere). Reclaim that scans more than it frees is not a sign by
 /// itself: dirty and writeback pages are scanned and not freed, and
 /// MGLRU counts scans differently.
-pub(super) fn pace(cost: &ReclaimCounters, step_pages: usize, step_ms: u64) -> Pace {
+pub(super) fn pace(cost: &ReclaimCounters, step_pages: usize) -> Pace {
     if refaulting(cost, PRESSURE_MIN_PAGES.max(step_pages as u64 / 16)) {
         Pace::Pressed
     } else if cost.scanned > 0 {
-        Pace::Rest((step_ms / 2).min(PACE_REST_MAX_MS))
+        Pace::Reclaimed
     } else {
         Pace::Go
     }
@@ -560,10 +563,10 @@ impl Pacing {
     /// thread, and the wait is short. The cost is
     /// counted since the last step or pressed look (see `last`) if that
     /// ended at most [`PACE_WINDOW_MS`] before: what one step evicts comes
-    /// back while the work rests or backs off. A step rests at least
+    /// back while the work rests or backs off. A step rests
     /// [`CONTENDED_REST_PCT`] of its time if `contended` (a workload
     /// waited for the CPU: see [`Pacing::contended`]), whether or not it
-    /// cost reclaim.
+    /// cost reclaim, and only then.
     pub(super) fn after_step(
         &mut self,
         step: Step,
@@ -579,20 +582,8 @@ impl Pacing {
             _ => began.1,
         };
         self.last = Some(ended);
-        let step_us = (now - began.0 - host_wait).as_micros_ceil().max(0) as u64;
-        let pace = pace(
-            &counters.since(&since),
-            step_pfns / PFNS_PER_PAGE,
-            step_us.div_ceil(1000),
-        );
+        let pace = pace(&counters.since(&since), step_pfns / PFNS_PER_PAGE);
         self.reclaiming = pace != Pace::Go;
-        let contended_ms = if contended {
-            (step_us * CONTENDED_REST_PCT)
-                .div_ceil(100 * 1000)
-                .clamp(1, PACE_REST_MAX_MS)
-        } else {
-            0
-        };
         match (step, pace) {
             (step, Pace::Pressed) => {
                 self.pressed = Some((step_pfns, 0));
@@ -601,8 +592,14 @@ impl Pacing {
                     _ => Step::Looking(PRESSED_REST_MS),
                 }
             }
-            (Step::Moved, Pace::Rest(ms)) => Step::Paced(ms.max(contended_ms).max(1)),
-            (Step::Moved, Pace::Go) if contended => Step::Paced(contended_ms),
+            (Step::Moved, _) if contended => {
+                let step_us = (now - began.0 - host_wait).as_micros_ceil().max(0) as u64;
+                Step::Paced(
+                    (step_us * CONTENDED_REST_PCT)
+                        .div_ceil(100 * 1000)
+                        .clamp(1, PACE_REST_MAX_MS),
+                )
+            }
             (step, _) => step,
         }
     }

@@ -678,37 +678,32 @@ mod tests {
     }
 
     #[test]
-    fn inflation_rests_after_reclaim_and_stops_when_it_churns() {
+    fn reclaim_shrinks_steps_and_churn_stops_inflation() {
         let cost = |scanned, stolen, refaults| ReclaimCounters {
             scanned,
             stolen,
             refaults,
         };
-        // No reclaim: no rest, whatever the step took.
-        assert_eq!(pace(&cost(0, 0, 0), 4096, 30), Pace::Go);
-        // Reclaim that freed what it scanned (cold cache): rest half as
-        // long as the step took, up to the cap.
-        assert_eq!(pace(&cost(5000, 4500, 0), 4096, 30), Pace::Rest(15));
-        assert_eq!(
-            pace(&cost(5000, 4500, 0), 4096, 1000),
-            Pace::Rest(PACE_REST_MAX_MS)
-        );
+        // No reclaim: full steps.
+        assert_eq!(pace(&cost(0, 0, 0), 4096), Pace::Go);
+        // Reclaim that freed what it scanned (cold cache).
+        assert_eq!(pace(&cost(5000, 4500, 0), 4096), Pace::Reclaimed);
         // A few working-set refaults: noise, not pressed; nor is reclaim
         // that scans more than it frees (dirty pages), by itself.
         let noise = PRESSURE_MIN_PAGES;
-        assert_eq!(pace(&cost(0, 0, noise), 4096, 30), Pace::Go);
-        assert_eq!(pace(&cost(4000, 100, 0), 4096, 30), Pace::Rest(15));
+        assert_eq!(pace(&cost(0, 0, noise), 4096), Pace::Go);
+        assert_eq!(pace(&cost(4000, 100, 0), 4096), Pace::Reclaimed);
         // More than the noise refaulted, with nothing or little freed.
-        assert_eq!(pace(&cost(0, 0, noise + 1), 4096, 30), Pace::Pressed);
-        assert_eq!(pace(&cost(0, 0, noise + 1), 0, 0), Pace::Pressed);
+        assert_eq!(pace(&cost(0, 0, noise + 1), 4096), Pace::Pressed);
+        assert_eq!(pace(&cost(0, 0, noise + 1), 0), Pace::Pressed);
         // Refaults of a quarter of what reclaim freed, or less: the
         // readaround of a few hot pages, not pressed.
-        assert_eq!(pace(&cost(8000, 8000, 2000), 4096, 30), Pace::Rest(15));
-        assert_eq!(pace(&cost(8000, 8000, 2001), 4096, 30), Pace::Pressed);
+        assert_eq!(pace(&cost(8000, 8000, 2000), 4096), Pace::Reclaimed);
+        assert_eq!(pace(&cost(8000, 8000, 2001), 4096), Pace::Pressed);
         // The noise grows with the step: 1/16 of it.
         let big = 16 * noise as usize * 4;
-        assert_eq!(pace(&cost(0, 0, 4 * noise), big, 30), Pace::Go);
-        assert_eq!(pace(&cost(0, 0, 4 * noise + 1), big, 30), Pace::Pressed);
+        assert_eq!(pace(&cost(0, 0, 4 * noise), big), Pace::Go);
+        assert_eq!(pace(&cost(0, 0, 4 * noise + 1), big), Pace::Pressed);
 
         // A stop's floor holds for its target only, and never below the
         // reserve.
@@ -788,7 +783,7 @@ mod tests {
                 (20 + PRESSED_REST_MS as i64, seen(burst, burst)),
                 (40 + PRESSED_REST_MS as i64, seen(2 * burst, burst))
             ),
-            Step::Paced(10)
+            Step::Moved
         ));
 
         // A guest that goes on refaulting with the balloon still: it looks
@@ -840,12 +835,13 @@ mod tests {
 
         // Refaults between a step and the next (while the work rested)
         // count against the next: what the one before evicted comes back.
-        // A step that needed reclaim makes the next a small one.
+        // A step that needed reclaim makes the next a small one (and
+        // rests only if contended: see below).
         let mut pacing = Pacing::default();
         assert_eq!(pacing.step_pfns(step), step);
         assert!(matches!(
             moved(&mut pacing, (0, seen(0, 0)), (20, seen(burst, 0))),
-            Step::Paced(10)
+            Step::Moved
         ));
         assert_eq!(pacing.step_pfns(step), PACED_STEP_PFNS);
         assert_eq!(pacing.step_pfns(PACED_STEP_PFNS / 2), PACED_STEP_PFNS / 2);
@@ -884,10 +880,10 @@ mod tests {
             Look::Again(_)
         ));
 
-        // A step that cost no reclaim goes on at once, unless another task
+        // A step goes on at once, reclaim or not, unless another task
         // waited for the CPU: then it rests CONTENDED_REST_PCT of its time
-        // (at least 1 ms, at most PACE_REST_MAX_MS); one that needed
-        // reclaim rests as without contention.
+        // (at least 1 ms, at most PACE_REST_MAX_MS). Resting with the CPU
+        // free after reclaim, as until 2026-12-07, gave the CPU to no one.
         let quiet = |pacing: &mut Pacing, ms: i64, contended: bool| {
             pacing.after_step(
                 Step::Moved,
@@ -916,8 +912,7 @@ mod tests {
         ));
         // The time the step waited for the host is not the step's: the
         // workload had the CPU meanwhile. A 20 ms step that waited 16 ms
-        // rests as a 4 ms one, contended or after reclaim, and goes on at
-        // once otherwise.
+        // rests as a 4 ms one if contended, and goes on at once otherwise.
         let waited = |wait_ms: i64, reclaim: ReclaimCounters, contended: bool| {
             Pacing::default().after_step(
                 Step::Moved,
@@ -932,14 +927,15 @@ mod tests {
             waited(16, seen(0, 0), true),
             Step::Paced(ms) if ms == (4 * CONTENDED_REST_PCT).div_ceil(100)
         ));
-        assert!(matches!(waited(16, seen(burst, 0), false), Step::Paced(2)));
+        assert!(matches!(waited(16, seen(burst, 0), true), Step::Paced(2)));
+        assert!(matches!(waited(16, seen(burst, 0), false), Step::Moved));
         assert!(matches!(waited(16, seen(0, 0), false), Step::Moved));
         // A wait longer than the step (clocks read apart) leaves the least
         // rest, not a negative one.
         assert!(matches!(waited(25, seen(0, 0), true), Step::Paced(1)));
-        assert!(matches!(waited(25, seen(burst, 0), false), Step::Paced(1)));
-        // A 3 ms step that needed reclaim: 1 ms alone (half of it, rounded
-        // down), 2 ms (CONTENDED_REST_PCT of it, rounded up) contended.
+        assert!(matches!(waited(25, seen(burst, 0), true), Step::Paced(1)));
+        // A 3 ms step that needed reclaim: no rest alone, 2 ms
+        // (CONTENDED_REST_PCT of it, rounded up) contended.
         let reclaimed = |pacing: &mut Pacing, contended: bool| {
             pacing.after_step(
                 Step::Moved,
@@ -953,7 +949,7 @@ mod tests {
         assert_eq!(CONTENDED_REST_PCT, 50);
         assert!(matches!(
             reclaimed(&mut Pacing::default(), false),
-            Step::Paced(1)
+            Step::Moved
         ));
         assert!(matches!(
             reclaimed(&mut Pacing::default(), true),

@@ -156,6 +156,23 @@ def hugetlb_backing(mib):
 STAT_REFRESH = "echo 1 > /proc/sys/vm/stat_refresh"
 
 
+def parse_zoneinfo(text):
+    """(node, zone) -> {"free", "pcp", "managed"} in pages from
+    /proc/zoneinfo's text (other text before it is skipped): nr_free_pages,
+    the pages on the zone's per-CPU free lists (its `count:` lines, which
+    nr_free_pages and MemFree leave out), and managed pages."""
+    zones, key = {}, None
+    for row in text.splitlines():
+        m = re.match(r"Node (\d+), zone\s+(\S+)", row)
+        if m:
+            key = (int(m.group(1)), m.group(2))
+            zones[key] = {"free": 0, "pcp": 0, "managed": 0}
+        elif key and (m := re.match(r"\s+(nr_free_pages|managed|count:)\s+(\d+)", row)):
+            name = {"nr_free_pages": "free", "count:": "pcp"}.get(m.group(1), m.group(1))
+            zones[key][name] += int(m.group(2))
+    return zones
+
+
 class GuestError(Exception):
     pass
 
@@ -309,6 +326,9 @@ class Guest:
             "-append", " ".join([f"console={console} panic=-1 oops=panic loglevel=7", *cmdline,
                                  os.environ.get("RB_GUEST_CMDLINE", "")]).strip(),
             "-display", "none", "-monitor", "none", "-no-reboot",
+            # Threads named by role ("CPU 0/TCG"): the bench reads the vCPU
+            # threads' own host CPU time (bench.qemu_vcpu_sys_s).
+            "-name", "debug-threads=on",
         ] + serial + [
             # wait=on: QEMU starts the guest only once we are connected, so
             # not a byte of the channel is lost.
@@ -591,8 +611,13 @@ class Guest:
         test_hinting_with_a_real_migration, 2026-12-07)."""
         out = self.sh("cat /proc/meminfo /proc/zoneinfo")
         memfree = int(re.search(r"^MemFree:\s+(\d+) kB$", out, re.M).group(1)) * 1024
-        pcp = sum(int(n) for n in re.findall(r"^\s+count:\s+(\d+)$", out, re.M))
-        return memfree, pcp * PAGE
+        return memfree, sum(z["pcp"] for z in parse_zoneinfo(out).values()) * PAGE
+
+    def zones(self):
+        """The guest's zones with memory, from /proc/zoneinfo (see
+        parse_zoneinfo)."""
+        return {k: v for k, v in parse_zoneinfo(self.sh("cat /proc/zoneinfo")).items()
+                if v["managed"]}
 
     def free_bytes(self):
         """Free memory: MemFree and the per-CPU free lists (see free_lists)."""

@@ -730,20 +730,13 @@ def test_hinting_with_a_real_migration(boot):
 
 # -- NUMA ----------------------------------------------------------------------
 
-def zoneinfo(g):
-    """(node, zone) -> {"free": pages, "managed": pages} from /proc/zoneinfo;
-    free counts the pages on the per-CPU free lists too (nr_free_pages
-    does not, and deflate frees whole blocks, which may land there)."""
-    zones, key = {}, None
-    for row in g.sh("cat /proc/zoneinfo").splitlines():
-        m = re.match(r"Node (\d+), zone\s+(\S+)", row)
-        if m:
-            key = (int(m.group(1)), m.group(2))
-            zones[key] = {"free": 0, "managed": 0}
-        elif key and (m := re.match(r"\s+(nr_free_pages|managed|count:)\s+(\d+)", row)):
-            name = {"nr_free_pages": "free", "count:": "free"}.get(m.group(1), m.group(1))
-            zones[key][name] += int(m.group(2))
-    return {k: v for k, v in zones.items() if v["managed"]}
+def zone_free(g):
+    """(node, zone) -> {"free": pages, "managed": pages} of the guest's
+    zones with memory; free counts the pages on the per-CPU free lists too
+    (nr_free_pages does not, and deflate frees whole blocks, which may land
+    there)."""
+    return {k: {"free": v["free"] + v["pcp"], "managed": v["managed"]}
+            for k, v in g.zones().items()}
 
 
 def test_numa_nodes_off_huge_alignment(boot):
@@ -762,7 +755,7 @@ def test_numa_nodes_off_huge_alignment(boot):
         "-numa", "node,nodeid=0,memdev=m0,cpus=0",
         "-numa", "node,nodeid=1,memdev=m1,cpus=1"])
     g.load()
-    before = zoneinfo(g)
+    before = zone_free(g)
     assert {node for node, _ in before} == {0, 1}, before
     g.qmp.cmd("balloon", value=1)  # all the guest can give
     wait_until("the balloon to stall", lambda: "out of puff" in g.console(g.mark), 300)
@@ -772,7 +765,7 @@ def test_numa_nodes_off_huge_alignment(boot):
     assert held > 0.7 * g.memtotal0 // PAGE, (held, g.memtotal0)
     g.set_balloon_pages(0)
     g.wait_balloon(0, timeout=300)
-    after = zoneinfo(g)
+    after = zone_free(g)
     for key, zone in after.items():
         assert zone["free"] <= zone["managed"], (key, zone)
         # Ballooned pages leave the zone's managed pages (no
