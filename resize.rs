@@ -352,8 +352,9 @@ pub(super) const PACE_REST_MAX_MS: u64 = 100;
 /// that may need reclaim a paced step takes after the free ones (see
 /// `alloc_balloon_pages`) (4 MiB in 4 KiB pages; a full step is 8 or
 /// 16 MiB, by transport): reclaim's cost comes in smaller pieces, with a
-/// rest after each while a workload wants the CPU. Without the second, the first step that had to reclaim
-/// took 16 MiB in 29 ms in a busy bench round with a debug log. Without
+/// rest after each while a workload wants the CPU. Without the second, the
+/// first step that had to reclaim took 16 MiB in 29 ms in a busy bench
+/// round with a debug log. Without
 /// the first, the busy bench's longest stall had a worse median (0.66 of
 /// C's against 0.46), in nine rounds each that do not separate the two
 /// (docs/benchmark.md, "the 4 MiB cap after reclaim measured apart").
@@ -566,7 +567,7 @@ impl Pacing {
     /// back while the work rests or backs off. A step rests
     /// [`CONTENDED_REST_PCT`] of its time if `contended` (a workload
     /// waited for the CPU: see [`Pacing::contended`]), whether or not it
-    /// cost reclaim, and only then.
+    /// cost reclaim, and otherwise only if pressed ([`PRESSED_REST_MS`]).
     pub(super) fn after_step(
         &mut self,
         step: Step,
@@ -611,7 +612,7 @@ pub(super) enum Step {
     Done,
     /// Moved pages; maybe more to do.
     Moved,
-    /// Moved pages, at a cost to the guest (reclaim, or the CPU a waiting
+    /// Moved pages, at a cost to the guest (pressure, or the CPU a waiting
     /// task wanted): rest this many milliseconds before the next step (see
     /// [`Pace`]).
     Paced(u64),
@@ -1246,17 +1247,18 @@ impl Resizer {
     }
 
     /// [`Resizer::inflate`], paced by what reclaim did since the step before
-    /// (see [`Pace`]): a step that cost the guest reclaim rests before the
-    /// next. After a pressed step (one that moved pages, or found nothing
-    /// to spare, while reclaim evicted or churned the working set) the work
-    /// stands still and looks again every [`PRESSED_REST_MS`] before it
-    /// takes more: if the guest goes on refaulting or churning through
-    /// [`PRESSED_LOOKS`] looks with the balloon still, it is thrashing below
-    /// the balloon, and inflation stops for the host's `target`, gives back
-    /// what the pressed step took (at least [`PRESSURE_GIVE_BACK_PFNS`]) and
-    /// says so once (see [`Pressure`]). At the first quiet look, the
-    /// pressure was the burst that the first reclaim of a page cache read
-    /// once brings, and inflation goes on.
+    /// (see [`Pace`]): a step that needed reclaim makes the next a small
+    /// one, and a step rests only if a workload wants the CPU. After a
+    /// pressed step (one that moved pages, or found nothing to spare, while
+    /// reclaim evicted or churned the working set) the work stands still
+    /// and looks again every [`PRESSED_REST_MS`] before it takes more: if
+    /// the guest goes on refaulting or churning through [`PRESSED_LOOKS`]
+    /// looks with the balloon still, it is thrashing below the balloon, and
+    /// inflation stops for the host's `target`, gives back what the pressed
+    /// step took (at least [`PRESSURE_GIVE_BACK_PFNS`]) and says so once
+    /// (see [`Pressure`]). At the first quiet look, the pressure was the
+    /// burst that the first reclaim of a page cache read once brings, and
+    /// inflation goes on.
     fn inflate_paced(&self, target: u32, wanted: usize, notifications: u64) -> Result<Step> {
         if *module_parameters::pace_inflation.value() == 0 {
             return Ok(self.inflate(target, wanted, notifications, false)?.0);
@@ -1685,7 +1687,8 @@ impl OomHandler for Resizer {
 /// it reclaims. If `paced`, free single pages first, as many as are free
 /// above the low watermark (no reclaim, no kswapd), then at most
 /// [`PACED_STEP_PFNS`] from [`Page::alloc_direct`], which reclaims in this
-/// step, whose time the pacing rests after, and does not wake kswapd. With
+/// step, whose time the pacing rests after if the CPU is contended, and
+/// does not wake kswapd. With
 /// one vCPU, kswapd, the work and the workload had shared it three ways
 /// where reclaim began (see docs/benchmark.md, "Issue 19: reclaim in the
 /// step"). Other allocations below the low watermark still wake kswapd.

@@ -785,6 +785,8 @@ mod tests {
             ),
             Step::Moved
         ));
+        // Reclaimed, not Go: the cost counted from the pressed step.
+        assert_eq!(pacing.step_pfns(step), PACED_STEP_PFNS);
 
         // A guest that goes on refaulting with the balloon still: it looks
         // PRESSED_LOOKS times, the last stops inflation and says what

@@ -270,7 +270,7 @@ def qemu_vcpu_sys_s(g):
             if "CPU" not in (task / "comm").read_text():
                 continue
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:  # a thread that ended meanwhile
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
             continue
         total += int(fields[12]) / 100
     return total
