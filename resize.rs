@@ -287,7 +287,9 @@ impl Rescue {
 ///   most [`PACED_STEP_PFNS`], so that reclaim's cost comes in pieces;
 /// - either way, if another task waited for the CPU at the step's start
 ///   and end and at the end of the step before (see
-///   [`Pacing::contended`]), the work rests half as long as the step took,
+///   [`Pacing::contended`]; after a step that reclaimed, at its start or
+///   its end is enough: see [`Cpu`]), the work rests half as long as the
+///   step took,
 ///   less its wait for the host (see [`CONTENDED_REST_PCT`] and
 ///   [`Pacing::after_step`]), so that it takes at most about two thirds of
 ///   a CPU the workload wants (resting as long as the step made the busy
@@ -463,6 +465,27 @@ pub(super) struct Pacing {
     contended_end: Option<Instant<Monotonic>>,
 }
 
+/// Who else wanted the CPU of a step (see [`Pacing::cpu`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cpu {
+    /// No other task was runnable at the step's start or end.
+    Alone,
+    /// Another task was, at its start or end, but not at both and at the
+    /// end of the step before: what an interrupt woke with the work, or a
+    /// workload that blocked meanwhile. A step that reclaimed rests for
+    /// it: a workload's mapped page that the step reclaims makes it wait
+    /// for the page (off the run queue) while the step goes on, and the
+    /// step after that then finds the step before ended alone (likely: in
+    /// the busy bench, resting only for [`Cpu::Workload`] after reclaim
+    /// left the workload 0.28 and 0.25 of its rate in its worst 100 ms,
+    /// against 0.36 resting after every reclaim step, medians of 9 rounds
+    /// in runs of the same hour; docs/benchmark.md, "no rest for reclaim
+    /// with the CPU free").
+    Shared,
+    /// A workload: see [`Pacing::contended`].
+    Workload,
+}
+
 /// What to do before the next inflate step (see [`Pacing::before_step`]).
 pub(super) enum Look {
     /// Take the step.
@@ -520,6 +543,24 @@ impl Pacing {
         before && at_start && at_end
     }
 
+    /// Who else wanted the CPU of a step from `began` to `ended`, whose
+    /// start and end found another task runnable (`at_start`, `at_end`).
+    pub(super) fn cpu(
+        &mut self,
+        began: Instant<Monotonic>,
+        at_start: bool,
+        ended: Instant<Monotonic>,
+        at_end: bool,
+    ) -> Cpu {
+        if self.contended(began, at_start, ended, at_end) {
+            Cpu::Workload
+        } else if at_start || at_end {
+            Cpu::Shared
+        } else {
+            Cpu::Alone
+        }
+    }
+
     /// Before a step, at `now` with the reclaim counters `counters`: after
     /// a pressed step, look at what reclaim did while the balloon stood
     /// still. Only right after a rest: a look long after (the work was
@@ -565,9 +606,9 @@ impl Pacing {
     /// counted since the last step or pressed look (see `last`) if that
     /// ended at most [`PACE_WINDOW_MS`] before: what one step evicts comes
     /// back while the work rests or backs off. A step rests
-    /// [`CONTENDED_REST_PCT`] of its time if `contended` (a workload
-    /// waited for the CPU: see [`Pacing::contended`]), whether or not it
-    /// cost reclaim, and otherwise only if pressed ([`PRESSED_REST_MS`]).
+    /// [`CONTENDED_REST_PCT`] of its time if `cpu` was a workload's (see
+    /// [`Pacing::contended`]), or if it reclaimed and the CPU was shared
+    /// (see [`Cpu`]), and otherwise only if pressed ([`PRESSED_REST_MS`]).
     pub(super) fn after_step(
         &mut self,
         step: Step,
@@ -575,7 +616,7 @@ impl Pacing {
         began: (Instant<Monotonic>, ReclaimCounters),
         ended: (Instant<Monotonic>, ReclaimCounters),
         host_wait: Delta,
-        contended: bool,
+        cpu: Cpu,
     ) -> Step {
         let (now, counters) = ended;
         let since = match self.last {
@@ -585,6 +626,11 @@ impl Pacing {
         self.last = Some(ended);
         let pace = pace(&counters.since(&since), step_pfns / PFNS_PER_PAGE);
         self.reclaiming = pace != Pace::Go;
+        let rests = match cpu {
+            Cpu::Workload => true,
+            Cpu::Shared => pace == Pace::Reclaimed,
+            Cpu::Alone => false,
+        };
         match (step, pace) {
             (step, Pace::Pressed) => {
                 self.pressed = Some((step_pfns, 0));
@@ -593,7 +639,7 @@ impl Pacing {
                     _ => Step::Looking(PRESSED_REST_MS),
                 }
             }
-            (Step::Moved, _) if contended => {
+            (Step::Moved, _) if rests => {
                 let step_us = (now - began.0 - host_wait).as_micros_ceil().max(0) as u64;
                 Step::Paced(
                     (step_us * CONTENDED_REST_PCT)
@@ -1300,15 +1346,8 @@ impl Resizer {
         let ended = (Instant::<Monotonic>::now(), reclaim_counters());
         let contended_at_end = cpu_contended();
         let pacing = &mut self.inflating.lock().pacing;
-        let contended = pacing.contended(start, contended_at_start, ended.0, contended_at_end);
-        Ok(pacing.after_step(
-            step,
-            step_pfns,
-            (start, at_start),
-            ended,
-            host_wait,
-            contended,
-        ))
+        let cpu = pacing.cpu(start, contended_at_start, ended.0, contended_at_end);
+        Ok(pacing.after_step(step, step_pfns, (start, at_start), ended, host_wait, cpu))
     }
 
     /// Stops inflation for the guest's pressure (see

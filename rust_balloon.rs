@@ -561,7 +561,7 @@ impl kernel::InPlaceModule for BalloonModule {
 mod tests {
     use super::resize::{
         alloc_balloon_pages, deflated_may_be_freed, inflated_stay_ballooned, next_backoff_ms, pace,
-        push_page_pfns, still_pressed, Look, Pace, Pacing, Pressure, Rescue, Step, Told,
+        push_page_pfns, still_pressed, Cpu, Look, Pace, Pacing, Pressure, Rescue, Step, Told,
         BACKOFF_MAX_MS, BACKOFF_MIN_MS, CONTENDED_REST_PCT, HUGE_BLOCK_PAGES, OOM_EPISODE_GAP_MS,
         OOM_RELEASE_MAX_PFNS, OOM_RELEASE_PFNS, PACED_STEP_PFNS, PACE_REST_MAX_MS, PACE_WINDOW_MS,
         PRESSED_LOOKS, PRESSED_REST_MS, PRESSURE_MIN_PAGES, PRESSURE_NOISE_MS,
@@ -740,7 +740,7 @@ mod tests {
                     (at(began.0), began.1),
                     (at(ended.0), ended.1),
                     Delta::ZERO,
-                    false,
+                    Cpu::Alone,
                 )
             };
         let stays_pressed = |pacing: &mut Pacing| {
@@ -893,7 +893,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(ms), seen(0, 0)),
                 Delta::ZERO,
-                contended,
+                if contended { Cpu::Workload } else { Cpu::Alone },
             )
         };
         assert!(matches!(
@@ -922,7 +922,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(20), reclaim),
                 Delta::from_millis(wait_ms),
-                contended,
+                if contended { Cpu::Workload } else { Cpu::Alone },
             )
         };
         assert!(matches!(
@@ -937,7 +937,9 @@ mod tests {
         assert!(matches!(waited(25, seen(0, 0), true), Step::Paced(1)));
         assert!(matches!(waited(25, seen(burst, 0), true), Step::Paced(1)));
         // A 3 ms step that needed reclaim: no rest alone, 2 ms
-        // (CONTENDED_REST_PCT of it, rounded up) contended.
+        // (CONTENDED_REST_PCT of it, rounded up) contended, or with the CPU
+        // shared at either end; a step of free memory does not rest for a
+        // shared CPU.
         let reclaimed = |pacing: &mut Pacing, contended: bool| {
             pacing.after_step(
                 Step::Moved,
@@ -945,7 +947,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(3), seen(burst, 0)),
                 Delta::ZERO,
-                contended,
+                if contended { Cpu::Workload } else { Cpu::Alone },
             )
         };
         assert_eq!(CONTENDED_REST_PCT, 50);
@@ -957,6 +959,18 @@ mod tests {
             reclaimed(&mut Pacing::default(), true),
             Step::Paced(2)
         ));
+        let shared = |reclaim: ReclaimCounters| {
+            Pacing::default().after_step(
+                Step::Moved,
+                step,
+                (at(0), seen(0, 0)),
+                (at(3), reclaim),
+                Delta::ZERO,
+                Cpu::Shared,
+            )
+        };
+        assert!(matches!(shared(seen(burst, 0)), Step::Paced(2)));
+        assert!(matches!(shared(seen(0, 0)), Step::Moved));
         // A contended step that needed no reclaim ends the small steps; a
         // stalled one that saw reclaim starts them.
         let mut pacing = Pacing::default();
@@ -969,7 +983,7 @@ mod tests {
                 (at(1100), seen(burst, 0)),
                 (at(1120), seen(burst, 0)),
                 Delta::ZERO,
-                true,
+                Cpu::Workload,
             ),
             Step::Paced(10)
         ));
@@ -982,7 +996,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(5), reached),
                 Delta::ZERO,
-                false,
+                Cpu::Alone,
             )
         };
         let mut pacing = Pacing::default();
@@ -1024,6 +1038,13 @@ mod tests {
         // The step before ended too long ago (a stall, a held balloon).
         assert!(!pacing.contended(at(45 + PACE_WINDOW_MS + 1), true, at(2000), true));
         assert!(pacing.contended(at(2000 + PACE_WINDOW_MS), true, at(3500), true));
+        // Who else wanted the CPU, for the rests: a workload through the
+        // steps, another task at the start or the end, or none.
+        let mut pacing = Pacing::default();
+        assert_eq!(pacing.cpu(at(0), false, at(5), false), Cpu::Alone);
+        assert_eq!(pacing.cpu(at(5), true, at(10), false), Cpu::Shared);
+        assert_eq!(pacing.cpu(at(10), false, at(15), true), Cpu::Shared);
+        assert_eq!(pacing.cpu(at(15), true, at(20), true), Cpu::Workload);
     }
 
     #[test]
