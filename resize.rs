@@ -345,8 +345,8 @@ pub(super) const PRESSED_LOOKS: u32 = 18;
 /// a look of another length scales it (see [`still_pressed`]).
 pub(super) const PRESSURE_NOISE_MS: u64 = 150;
 
-/// The longest rest after a contended step (milliseconds): a long step (a
-/// slow reclaim, a preempted work) does not stop inflation for as long
+/// The longest rest after a step (milliseconds; see [`Cpu`]): a long step
+/// (a slow reclaim, a preempted work) does not stop inflation for as long
 /// again.
 pub(super) const PACE_REST_MAX_MS: u64 = 100;
 
@@ -354,10 +354,10 @@ pub(super) const PACE_REST_MAX_MS: u64 = 100;
 /// that may need reclaim a paced step takes after the free ones (see
 /// `alloc_balloon_pages`) (4 MiB in 4 KiB pages; a full step is 8 or
 /// 16 MiB, by transport): reclaim's cost comes in smaller pieces, with a
-/// rest after each while a workload wants the CPU. Without the second, the
-/// first step that had to reclaim took 16 MiB in 29 ms in a busy bench
-/// round with a debug log. Without
-/// the first, the busy bench's longest stall had a worse median (0.66 of
+/// rest after each if another task wants the CPU (see [`Cpu`]). Without
+/// the second, the first step that had to reclaim took 16 MiB in 29 ms in
+/// a busy bench round with a debug log. Without the first, the busy
+/// bench's longest stall had a worse median (0.66 of
 /// C's against 0.46), in nine rounds each that do not separate the two
 /// (docs/benchmark.md, "the 4 MiB cap after reclaim measured apart").
 pub(super) const PACED_STEP_PFNS: usize = 1024;
@@ -371,7 +371,9 @@ const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 /// where without it the busy bench's workload ran at 0.35 to 0.47 of its
 /// rate while the balloon took free memory (three rounds at 0.86 s to the
 /// target); with it, 0.44 to 0.67 (1.02 to 1.07 s). An idle guest, or one
-/// whose workload runs on other CPUs, inflates without it, reclaim or not.
+/// whose workload runs on other CPUs, inflates without it (after reclaim,
+/// unless another task was runnable at the step's start or end: see
+/// [`Cpu`]).
 pub(super) const CONTENDED_REST_PCT: u64 = 50;
 
 /// Working-set refaults one step or look may see without the guest being
@@ -471,8 +473,9 @@ pub(super) enum Cpu {
     /// No other task was runnable at the step's start or end.
     Alone,
     /// Another task was, at its start or end, but not at both and at the
-    /// end of the step before: what an interrupt woke with the work, or a
-    /// workload that blocked meanwhile. A step that reclaimed rests for
+    /// end of the step before (as at a first step, whose step before is
+    /// none): what an interrupt woke with the work, or a workload that
+    /// blocked meanwhile. A step that reclaimed rests for
     /// it: a workload's mapped page that the step reclaims makes it wait
     /// for the page (off the run queue) while the step goes on, and the
     /// step after that then finds the step before ended alone (likely: in
@@ -1294,7 +1297,8 @@ impl Resizer {
 
     /// [`Resizer::inflate`], paced by what reclaim did since the step before
     /// (see [`Pace`]): a step that needed reclaim makes the next a small
-    /// one, and a step rests only if a workload wants the CPU. After a
+    /// one, and a step rests only if another task wants the CPU (see
+    /// [`Cpu`]). After a
     /// pressed step (one that moved pages, or found nothing to spare, while
     /// reclaim evicted or churned the working set) the work stands still
     /// and looks again every [`PRESSED_REST_MS`] before it takes more: if
@@ -1726,11 +1730,11 @@ impl OomHandler for Resizer {
 /// it reclaims. If `paced`, free single pages first, as many as are free
 /// above the low watermark (no reclaim, no kswapd), then at most
 /// [`PACED_STEP_PFNS`] from [`Page::alloc_direct`], which reclaims in this
-/// step, whose time the pacing rests after if the CPU is contended, and
-/// does not wake kswapd. With
-/// one vCPU, kswapd, the work and the workload had shared it three ways
-/// where reclaim began (see docs/benchmark.md, "Issue 19: reclaim in the
-/// step"). Other allocations below the low watermark still wake kswapd.
+/// step, whose time the pacing rests after if the CPU is shared (see
+/// [`Cpu`]), and does not wake kswapd. With one vCPU, kswapd, the work and
+/// the workload had shared it three ways where reclaim began (see
+/// docs/benchmark.md, "Issue 19: reclaim in the step"). Other allocations
+/// below the low watermark still wake kswapd.
 pub(super) fn alloc_balloon_pages(
     list: &mut PageList,
     n: usize,

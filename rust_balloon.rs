@@ -780,12 +780,13 @@ mod tests {
         assert!(matches!(
             moved(
                 &mut pacing,
-                (20 + PRESSED_REST_MS as i64, seen(burst, burst)),
+                (20 + PRESSED_REST_MS as i64, seen(2 * burst, burst)),
                 (40 + PRESSED_REST_MS as i64, seen(2 * burst, burst))
             ),
             Step::Moved
         ));
-        // Reclaimed, not Go: the cost counted from the pressed step.
+        // Reclaimed, not Go: the cost counted from the pressed step (from
+        // its own start, reclaim did nothing).
         assert_eq!(pacing.step_pfns(step), PACED_STEP_PFNS);
 
         // A guest that goes on refaulting with the balloon still: it looks
@@ -971,6 +972,22 @@ mod tests {
         };
         assert!(matches!(shared(seen(burst, 0)), Step::Paced(2)));
         assert!(matches!(shared(seen(0, 0)), Step::Moved));
+        // Pressed, or stalled, the CPU shared: as with it alone.
+        assert!(matches!(
+            shared(seen(burst, burst)),
+            Step::Paced(PRESSED_REST_MS)
+        ));
+        assert!(matches!(
+            Pacing::default().after_step(
+                Step::Stalled,
+                0,
+                (at(0), seen(0, 0)),
+                (at(3), seen(burst, 0)),
+                Delta::ZERO,
+                Cpu::Shared,
+            ),
+            Step::Stalled
+        ));
         // A contended step that needed no reclaim ends the small steps; a
         // stalled one that saw reclaim starts them.
         let mut pacing = Pacing::default();
@@ -1040,6 +1057,7 @@ mod tests {
         assert!(pacing.contended(at(2000 + PACE_WINDOW_MS), true, at(3500), true));
         // Who else wanted the CPU, for the rests: a workload through the
         // steps, another task at the start or the end, or none.
+        assert_eq!(Pacing::default().cpu(at(0), true, at(5), true), Cpu::Shared);
         let mut pacing = Pacing::default();
         assert_eq!(pacing.cpu(at(0), false, at(5), false), Cpu::Alone);
         assert_eq!(pacing.cpu(at(5), true, at(10), false), Cpu::Shared);
