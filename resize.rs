@@ -1728,7 +1728,9 @@ impl OomHandler for Resizer {
 /// Unless `paced`, the single pages come from [`Page::alloc`], as the C
 /// driver's do: below the low watermark it wakes kswapd, and below the min
 /// it reclaims. If `paced`, free single pages first, as many as are free
-/// above the low watermark (no reclaim, no kswapd), then at most
+/// (no reclaim, no kswapd; an allocation that may not reclaim takes
+/// them down to the min watermark, as the huge blocks above do: the slow
+/// path of `__alloc_pages()` asks for `ALLOC_WMARK_MIN`), then at most
 /// [`PACED_STEP_PFNS`] from [`Page::alloc_direct`], which reclaims in this
 /// step, whose time the pacing rests after if the CPU is shared (see
 /// [`Cpu`]), and does not wake kswapd. With one vCPU, kswapd, the work and

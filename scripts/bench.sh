@@ -17,5 +17,7 @@ kmake "$kdir" -s M="$obj" modules
 "$RB_ROOT/selftests/guest/mkinitramfs.sh" "$obj/initramfs.cpio.gz" "$obj/rust_balloon.ko" \
 	"$kdir/drivers/virtio/virtio_balloon.ko" "$kdir/source/tools/testing/selftests/kselftest"
 cd "$RB_ROOT/selftests/host"
-"$RB_VENV/bin/python" bench.py "$kdir" "$obj/initramfs.cpio.gz" \
+# RB_BENCH_PY: another script with bench.py's arguments (a probe, such as
+# probe_busy_trace.py).
+"$RB_VENV/bin/python" "${RB_BENCH_PY:-bench.py}" "$kdir" "$obj/initramfs.cpio.gz" \
 	"${RB_BENCH_OUT:-$RB_ROOT/bench-results}" "$@"

@@ -4,13 +4,17 @@
  * working set and reading a hot part of a file through a mapping (page
  * cache that reclaim could drop: touching a dropped page again is a major
  * fault), one MiB of each per round, every cache line of it, and every
- * 100 ms appends to OUT
+ * 100 ms writes a row to OUT
  *
  *   <CLOCK_BOOTTIME ms> <rounds in the interval> <longest gap between two
- *   rounds in the interval, us>
+ *   rounds in the interval, us> <CPU time it ran in the interval, us>
  *
  * until SECONDS have passed. A round that waits for reclaim, a major fault
- * or a CPU the balloon holds shows as a gap.
+ * or a CPU the balloon holds shows as a gap. The CPU time is what the
+ * guest's scheduler gave it: under TCG the rounds one CPU-second buys vary
+ * with the emulator (its TLB's size, see BUSY_ANON_MIB in bench.py) by up
+ * to several times within a boot, so the rounds alone do not say whether
+ * the workload lost the CPU or ran slower on it.
  *
  *   rb-busy ANON_MIB FILE HOT_MIB SECONDS OUT
  */
@@ -25,18 +29,23 @@
 
 #define MIB (1ul << 20)
 
-static uint64_t now_us(void)
+static uint64_t clock_us(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_BOOTTIME, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static uint64_t now_us(void)
+{
+	return clock_us(CLOCK_BOOTTIME);
 }
 
 int main(int argc, char **argv)
 {
 	unsigned long anon_mib, hot_mib, round = 0, rounds = 0;
-	uint64_t start, end, last, interval_start, max_gap = 0;
+	uint64_t start, end, last, interval_start, interval_cpu, max_gap = 0;
 	char *anon, *hot;
 	FILE *out;
 	int fd;
@@ -57,6 +66,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	start = last = interval_start = now_us();
+	interval_cpu = clock_us(CLOCK_PROCESS_CPUTIME_ID);
 	end = start + strtoul(argv[4], NULL, 0) * 1000000;
 	while (last < end) {
 		unsigned long mib = round++;
@@ -85,10 +95,14 @@ int main(int argc, char **argv)
 		last = t;
 		rounds++;
 		if (t - interval_start >= 100000) {
-			fprintf(out, "%llu %lu %llu\n", (unsigned long long)(t / 1000), rounds,
-				(unsigned long long)max_gap);
+			uint64_t cpu = clock_us(CLOCK_PROCESS_CPUTIME_ID);
+
+			fprintf(out, "%llu %lu %llu %llu\n", (unsigned long long)(t / 1000), rounds,
+				(unsigned long long)max_gap,
+				(unsigned long long)(cpu - interval_cpu));
 			fflush(out);
 			interval_start = t;
+			interval_cpu = cpu;
 			rounds = 0;
 			max_gap = 0;
 		}

@@ -35,8 +35,8 @@ guests, per GiB, for how the cost grows (plotted in growth.png).
 
 The busy guest (2 GiB) runs rb-busy: it writes a 256 MiB anonymous working
 set and reads the first 128 MiB of a 1 GiB file on an ext4 virtio disk
-through a mapping, one MiB of each per round, and logs its rounds and its
-longest gap between two rounds every 100 ms. The whole file is in the page
+through a mapping, one MiB of each per round, and logs its rounds, its
+longest gap between two rounds and the CPU time it ran every 100 ms. The whole file is in the page
 cache first. The balloon then takes 1 GiB: all free memory and some of the
 cache (busy-ws: 1.75 GiB, into the workload's own working set). Measured
 over the same 12 s from the target change for both drivers: the work lost
@@ -44,8 +44,13 @@ over the same 12 s from the target change for both drivers: the work lost
 before) x the sample's time, which does not favour the slower driver as a
 rate while inflating does; a sample faster than before counts 0, time no
 sample covers counts whole), split into while inflating and after; the
-worst 100 ms and the longest stall; the guest's major faults, its kernel
-CPU and QEMU's. Besides: the time to the target (or to where the driver
+worst 100 ms and the longest stall; the CPU the workload lost (the same
+sum over its share of the CPU, over its share before) and its least share
+in 100 ms: under TCG the rounds a CPU-second buys vary with the emulator
+as well, and the share says what the balloon and the work it makes the
+guest do (reclaim, kswapd) left the workload, counting its own faults as
+its CPU and its waits for I/O as lost; the guest's major faults, its
+kernel CPU and QEMU's. Besides: the time to the target (or to where the driver
 stops) and OOM kills. The rate before is taken once the workload has been
 through its working set twice. busy-alone: the busy guest with its
 workload stopped (SIGSTOP) once it has been through its working set
@@ -168,7 +173,11 @@ METRICS = {
         ("worst_sample_over_before", "workload's worst 100 ms in the 12 s / before", "higher"),
         ("longest_stall_ms", "workload's longest stall in the 12 s (ms)", "lower"),
         ("worst_sample_at_ms", "  the worst 100 ms ended at (ms from the change)", "info"),
+        ("worst_sample_cpu_over_before", "  the workload's CPU share in it / before", "info"),
         ("longest_stall_at_ms", "  the longest stall's sample ended at (ms)", "info"),
+        ("cpu_lost_s", "CPU the workload lost in the 12 s (s)", "lower"),
+        ("cpu_lost_inflating_s", "  of which while inflating (s)", "lower"),
+        ("worst_cpu_over_before", "workload's least CPU share in a 100 ms / before", "higher"),
         ("major_faults", "guest major faults in the 12 s", "lower"),
         ("stolen_direct_mib", "page cache reclaimed by allocating tasks (MiB)", "info"),
         ("stolen_kswapd_mib", "page cache reclaimed by kswapd (MiB)", "info"),
@@ -550,7 +559,8 @@ def busy_run(g, balloon_mib):
     in the window; a sample faster than before counts 0, time with no
     sample at all (a stall at the window's end, a workload the OOM killer
     took) counts whole), split into while inflating and after; the worst
-    sample and the longest stall; the guest's major faults, its kernel CPU
+    sample and the longest stall; the same for the workload's share of the
+    CPU (rb-busy's fourth column); the guest's major faults, its kernel CPU
     and QEMU's host kernel CPU. Besides: the time to the target (or to
     where the driver stops) and the page cache dropped meanwhile."""
     start_busy(g)
@@ -598,11 +608,14 @@ def busy_run(g, balloon_mib):
             print("   ", line.strip(), file=sys.stderr)
     alive = g.sh("pidof rb-busy >/dev/null && echo yes || echo no").strip() == "yes"
     g.sh("killall rb-busy; sleep 0.2; true")
+    # A last row cut short (the workload killed while writing it) is left
+    # out.
     rows = [tuple(int(x) for x in row.split())
-            for row in g.sh("cat /tmp/busy.log").splitlines() if row.strip()]
+            for row in g.sh("cat /tmp/busy.log").splitlines() if len(row.split()) == 4]
     # Each row covers the time since the row before it (100 ms, or more
     # when a round stalled), so rates are rounds over that time.
-    spans = [(prev[0], row[0], row[1], row[2]) for prev, row in zip(rows, rows[1:])]
+    # (start ms, end ms, rounds, longest gap us, CPU us it ran)
+    spans = [(prev[0], row[0], row[1], row[2], row[3]) for prev, row in zip(rows, rows[1:])]
     # (Less a sample: the clocks agree to about 10 ms, /proc/uptime's step.)
     before = [r for r in spans if t_before - 3100 < r[1] <= t_before - 100]
     if len(before) < 10:
@@ -618,15 +631,22 @@ def busy_run(g, balloon_mib):
         return r[2] / (r[1] - r[0])
     base = sum(r[2] for r in before) / sum(r[1] - r[0] for r in before)
 
-    def lost_s(lo, hi):
+    def cpu(r):
+        """The share of the sample's time the guest's scheduler ran the
+        workload."""
+        return r[4] / 1000 / (r[1] - r[0])
+    cpu_base = sum(r[4] for r in before) / 1000 / sum(r[1] - r[0] for r in before)
+
+    def lost_s(lo, hi, of=rate, before=base):
         """Work lost between guest times lo and hi (ms): each sample's share
-        of (lo, hi] pro rata, and time no sample covers counted whole."""
+        of (lo, hi] pro rata, and time no sample covers counted whole. With
+        `of=cpu`, the CPU the workload lost instead of its rounds."""
         lost, covered = 0.0, 0
         for r in spans:
             part = min(r[1], hi) - max(r[0], lo)
             if part > 0:
                 covered += part
-                lost += max(0.0, 1 - rate(r) / base) * part
+                lost += max(0.0, 1 - of(r) / before) * part
         return (lost + max(hi - lo - covered, 0)) / 1000
     window = [r for r in spans if r[1] > t0 and r[0] < end]
     # The workload's rate each second of the window, for reading a round.
@@ -639,8 +659,11 @@ def busy_run(g, balloon_mib):
     # from reclaim, or after the balloon stopped.
     worst = min(window, key=rate) if window else None
     stalled = max(window, key=lambda r: r[3]) if window else None
-    first = [f"{rate(r) / base:.2f}" for r in window if r[0] < t1 + 1000]
-    print("    rate/before each 100 ms to 1 s after the target:", " ".join(first), file=sys.stderr)
+    first = [r for r in window if r[0] < t1 + 1000]
+    print("    rate/before each 100 ms to 1 s after the target:",
+          " ".join(f"{rate(r) / base:.2f}" for r in first), file=sys.stderr)
+    print("    CPU share/before, the same samples:            ",
+          " ".join(f"{cpu(r) / cpu_base:.2f}" for r in first), file=sys.stderr)
     inflating = min(t1, end)
     return {
         "work_lost_s": lost_s(t0, end),
@@ -652,6 +675,15 @@ def busy_run(g, balloon_mib):
         "longest_stall_ms": max([r[3] / 1000 for r in window]
                                 + [BUSY_WINDOW_MS if workload_killed else 0]),
         "worst_sample_at_ms": worst[1] - t0 if worst else 0,
+        # The CPU the workload lost, and had in its worst 100 ms: what the
+        # balloon and what it makes the guest do take from it, apart from
+        # how fast the emulator runs it (see rb-busy.c).
+        "cpu_lost_s": lost_s(t0, end, cpu, cpu_base),
+        "cpu_lost_inflating_s": lost_s(t0, inflating, cpu, cpu_base),
+        "worst_cpu_over_before": (min(cpu(r) for r in window) / cpu_base
+                                  if window and not workload_killed else 0.0),
+        "worst_sample_cpu_over_before": (cpu(worst) / cpu_base
+                                         if worst and not workload_killed else 0.0),
         "longest_stall_at_ms": stalled[1] - t0 if stalled else 0,
         # Each sample's end (s from the change) and rate over the rate
         # before, for the plot (busy.png); not in results.json.
