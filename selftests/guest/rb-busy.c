@@ -11,10 +11,11 @@
  *
  * until SECONDS have passed. A round that waits for reclaim, a major fault
  * or a CPU the balloon holds shows as a gap. The CPU time is what the
- * guest's scheduler gave it: under TCG the rounds one CPU-second buys vary
- * with the emulator (its TLB's size, see BUSY_ANON_MIB in bench.py) by up
- * to several times within a boot, so the rounds alone do not say whether
- * the workload lost the CPU or ran slower on it.
+ * guest's scheduler gave it: under TCG the rounds one CPU-second bought
+ * went from 0.12 to 1.75 times those before within a round (bench.py's
+ * busy scenario traced: docs/benchmark.md, "the CPU the workload had"),
+ * so the rounds alone do not say whether the workload lost the CPU or
+ * ran slower on it.
  *
  *   rb-busy ANON_MIB FILE HOT_MIB SECONDS OUT
  */

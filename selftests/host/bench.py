@@ -36,8 +36,8 @@ guests, per GiB, for how the cost grows (plotted in growth.png).
 The busy guest (2 GiB) runs rb-busy: it writes a 256 MiB anonymous working
 set and reads the first 128 MiB of a 1 GiB file on an ext4 virtio disk
 through a mapping, one MiB of each per round, and logs its rounds, its
-longest gap between two rounds and the CPU time it ran every 100 ms. The whole file is in the page
-cache first. The balloon then takes 1 GiB: all free memory and some of the
+longest gap between two rounds and the CPU time it ran every 100 ms. The
+whole file is in the page cache first. The balloon then takes 1 GiB: all free memory and some of the
 cache (busy-ws: 1.75 GiB, into the workload's own working set). Measured
 over the same 12 s from the target change for both drivers: the work lost
 (issue 19: the sum over the workload's samples of (1 - rate / rate
@@ -46,12 +46,13 @@ rate while inflating does; a sample faster than before counts 0, time no
 sample covers counts whole), split into while inflating and after; the
 worst 100 ms and the longest stall; the CPU the workload lost (the same
 sum over its share of the CPU, over its share before) and its least share
-in 100 ms: under TCG the rounds a CPU-second buys vary with the emulator
-as well, and the share says what the balloon and the work it makes the
-guest do (reclaim, kswapd) left the workload, counting its own faults as
-its CPU and its waits for I/O as lost; the guest's major faults, its
-kernel CPU and QEMU's. Besides: the time to the target (or to where the driver
-stops) and OOM kills. The rate before is taken once the workload has been
+in 100 ms: the rounds a CPU-second buys vary too (under TCG, where reclaim
+begins and where the host does not run the vCPU: docs/benchmark.md, "the
+CPU the workload had"), and the share says what the balloon and the work
+it makes the guest do (reclaim, kswapd) left the workload, counting its
+own faults as its CPU and its waits for I/O as lost; the guest's major
+faults, its kernel CPU and QEMU's. Besides: the time to the target (or to
+where the driver stops) and OOM kills. The rate before is taken once the workload has been
 through its working set twice. busy-alone: the busy guest with its
 workload stopped (SIGSTOP) once it has been through its working set
 twice, the same target: the time the one vCPU is not idle while the
@@ -608,8 +609,8 @@ def busy_run(g, balloon_mib):
             print("   ", line.strip(), file=sys.stderr)
     alive = g.sh("pidof rb-busy >/dev/null && echo yes || echo no").strip() == "yes"
     g.sh("killall rb-busy; sleep 0.2; true")
-    # A last row cut short (the workload killed while writing it) is left
-    # out.
+    # A last row cut short of its four columns (the workload killed while
+    # writing it) is left out.
     rows = [tuple(int(x) for x in row.split())
             for row in g.sh("cat /tmp/busy.log").splitlines() if len(row.split()) == 4]
     # Each row covers the time since the row before it (100 ms, or more
@@ -637,7 +638,7 @@ def busy_run(g, balloon_mib):
         return r[4] / 1000 / (r[1] - r[0])
     cpu_base = sum(r[4] for r in before) / 1000 / sum(r[1] - r[0] for r in before)
 
-    def lost_s(lo, hi, of=rate, before=base):
+    def lost_s(lo, hi, of=rate, of_before=base):
         """Work lost between guest times lo and hi (ms): each sample's share
         of (lo, hi] pro rata, and time no sample covers counted whole. With
         `of=cpu`, the CPU the workload lost instead of its rounds."""
@@ -646,7 +647,7 @@ def busy_run(g, balloon_mib):
             part = min(r[1], hi) - max(r[0], lo)
             if part > 0:
                 covered += part
-                lost += max(0.0, 1 - of(r) / before) * part
+                lost += max(0.0, 1 - of(r) / of_before) * part
         return (lost + max(hi - lo - covered, 0)) / 1000
     window = [r for r in spans if r[1] > t0 and r[0] < end]
     # The workload's rate each second of the window, for reading a round.
@@ -677,7 +678,7 @@ def busy_run(g, balloon_mib):
         "worst_sample_at_ms": worst[1] - t0 if worst else 0,
         # The CPU the workload lost, and had in its worst 100 ms: what the
         # balloon and what it makes the guest do take from it, apart from
-        # how fast the emulator runs it (see rb-busy.c).
+        # how many rounds each CPU-second buys it (see rb-busy.c).
         "cpu_lost_s": lost_s(t0, end, cpu, cpu_base),
         "cpu_lost_inflating_s": lost_s(t0, inflating, cpu, cpu_base),
         "worst_cpu_over_before": (min(cpu(r) for r in window) / cpu_base

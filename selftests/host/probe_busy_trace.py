@@ -16,15 +16,16 @@ ran, from sched_switch; with -v (below), the sample's other events (reclaim,
 kswapd wakeups, work items, the driver's rests: msleep by kprobe).
 
 What it showed on 2026-12-07 (the driver of 8e0c8f4, bench kernel, QEMU
-7.2 TCG, 2 rounds each: docs/probe-busy-trace-output.txt): the shares of
-the CPU from sched_switch agree with what rb-busy's own CPU clock says
-(Rust 0.60 to 0.70 of each sample while inflating, C about 0.50), and
-the vCPU thread ran 80 to 100 ms of most samples on the host with almost
-no wait. The worst samples' rates fell much further than their CPU:
-Rust's worst (0.19 of the rate before) had 0.56 of the CPU, with kswapd's
-first run and 14 TLB flushes on task switch in it; C's worst in its other
-round (0.16) had 0.48 of the CPU and no flush. In one C round the kworker
-ran 87 and 92 ms of two samples, the workload about 1 ms of each.
+7.2 TCG, 2 rounds each: docs/probe-busy-trace-output.txt, and
+docs/benchmark.md, "the CPU the workload had"): rb-busy had mostly 60 to
+70 ms of each 100 ms sample while Rust's balloon inflated, about 50 with
+C's. The worst samples' rates fell much further than the workload's CPU:
+Rust's worst (0.19 of the rate before) had 0.59 of the CPU, with
+kswapd's first wakeups, 14 TLB flushes and one direct reclaim by the
+workload in it; the lowest rates per CPU, in a C round, had QEMU's vCPU
+thread on the host for only 40 to 75 ms of samples of 104 to 132 ms. In
+that round C's work held the CPU for 545 of 602 ms and 610 of 636 ms of
+two samples.
 
 A round read again, with its events:
 
@@ -112,6 +113,8 @@ def busy_run(g, mib):
     res = original["busy_run"](g, mib)
     g.sh(f"echo 0 > {TRACING}/tracing_on; cat {TRACING}/trace > /mnt/trace.txt; sync",
          timeout=300)
+    # A ring buffer that wrapped lost the window's first events.
+    res["trace_overrun"] = int(g.sh(f"sed -n 's/^overrun: //p' {TRACING}/per_cpu/cpu0/stats"))
     ends = [int(row.split()[0]) for row in g.sh("cat /tmp/busy.log").splitlines() if row.strip()]
     samples = [round(end * 1000) for end, _ in res["timeline"]]
     known = set(ends)
@@ -165,28 +168,36 @@ def report(workdir, verbose=False):
 
     def on_host(lo, hi):
         """The vCPU thread's run and wait ms between lo and hi (s from the
-        change), from the nearest samples."""
-        if not samples:
-            return 0.0, 0.0
+        change), from the nearest samples; None where the host's samples
+        (from the change on) do not cover the window."""
+        if not samples or lo < samples[0][0] - 0.01 or hi > samples[-1][0] + 0.01:
+            return None
         a = min(samples, key=lambda s: abs(s[0] - lo))
         b = min(samples, key=lambda s: abs(s[0] - hi))
         return (b[1] - a[1]) / 1e6, (b[2] - a[2]) / 1e6
 
     print(f"{workdir.name}: {res['inflate_s']:.2f} s to the target, worst sample "
-          f"{res['worst_sample_over_before']:.2f} at {res['worst_sample_at_ms']} ms")
+          f"{res['worst_sample_over_before']:.2f} at {res['worst_sample_at_ms']} ms; "
+          f"trace overruns: {res.get('trace_overrun', '?')}")
+    # Each sample covers the time since the one before (100 ms or more);
+    # the first one's start is not in the timeline: 100 ms.
+    prev = None
     for end, rate in res["timeline"]:
+        start = end - 0.1 if prev is None else prev
+        prev = end
         if end > res["inflate_s"] + 0.3:
             break
-        lo, hi = change + end - 0.1, change + end
+        lo, hi = change + start, change + end
         ran = collections.Counter()
         for s, e, who in runs:
             part = min(e, hi) - max(s, lo)
             if part > 0:
                 ran[who] += part * 1000
-        run, wait = on_host(end - 0.1, end)
-        print(f"  {end:5.2f} s  rate {rate:4.2f} | "
+        host = on_host(start, end)
+        print(f"  {end:5.2f} s ({(end - start) * 1000:3.0f} ms) rate {rate:4.2f} | "
               + " ".join(f"{who} {ran[who]:5.1f}" for who in GROUPS)
-              + f" | vCPU thread ran {run:3.0f} waited {wait:3.0f} ms")
+              + (f" | vCPU thread ran {host[0]:3.0f} waited {host[1]:3.0f} ms" if host
+                 else " | vCPU thread: not sampled"))
         if verbose:
             seen = collections.Counter(k for t, k in events if lo <= t < hi)
             if seen:
