@@ -22,8 +22,9 @@ docs/benchmark.md, "the CPU the workload had"): rb-busy had mostly 60 to
 C's. The worst samples' rates fell much further than the workload's CPU:
 Rust's worst (0.19 of the rate before) had 0.59 of the CPU, with
 kswapd's first wakeups, 14 TLB flushes and one direct reclaim by the
-workload in it; the lowest rates per CPU, in a C round, had QEMU's vCPU
-thread on the host for only 40 to 75 ms of samples of 104 to 132 ms. In
+workload in it; four of the five lowest rates per CPU, in a C round, had
+QEMU's vCPU thread on the host for only 40 to 75 ms of samples of 104 to
+132 ms. In
 that round C's work held the CPU for 545 of 602 ms and 610 of 636 ms of
 two samples.
 
