@@ -267,18 +267,26 @@ def qemu_sys_s(g):
     return qemu_times_s(g)[1]
 
 
-def qemu_vcpu_sys_s(g):
-    """Host kernel CPU time so far of QEMU's vCPU threads ("CPU 0/TCG",
-    or "ALL CPUs/TCG" where one thread runs them all, as QEMU 7.2's TCG
-    does here; named with -name debug-threads=on): time no guest code ran
-    on those vCPUs. QEMU 7.2's virtio-balloon-pci has no ioeventfd, so the
-    device handles a kick in the kicking vCPU's thread, madvise() of each
-    frame included."""
-    total = 0.0
+def vcpu_threads(g):
+    """/proc entries of QEMU's vCPU threads ("CPU 0/TCG", or "ALL CPUs/TCG"
+    where one thread runs them all, as QEMU 7.2's TCG does here; named with
+    -name debug-threads=on)."""
     for task in Path(f"/proc/{g.proc.pid}/task").iterdir():
         try:
-            if "CPU" not in (task / "comm").read_text():
-                continue
+            if "CPU" in (task / "comm").read_text():
+                yield task
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+
+
+def qemu_vcpu_sys_s(g):
+    """Host kernel CPU time so far of QEMU's vCPU threads (vcpu_threads):
+    time no guest code ran on those vCPUs. QEMU 7.2's virtio-balloon-pci
+    has no ioeventfd, so the device handles a kick in the kicking vCPU's
+    thread, madvise() of each frame included."""
+    total = 0.0
+    for task in vcpu_threads(g):
+        try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
             continue

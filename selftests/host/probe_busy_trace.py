@@ -76,9 +76,9 @@ def start_busy(g):
 
 
 def vcpu_thread(g):
-    for task in Path(f"/proc/{g.proc.pid}/task").iterdir():
-        if "CPU" in (task / "comm").read_text():
-            return task
+    """The one vCPU thread of the busy guest (one vCPU)."""
+    for task in bench.vcpu_threads(g):
+        return task
     raise RuntimeError("no vCPU thread (QEMU without -name debug-threads=on?)")
 
 
