@@ -57,6 +57,9 @@ through its working set twice. busy-alone: the busy guest with its
 workload stopped (SIGSTOP) once it has been through its working set
 twice, the same target: the time the one vCPU is not idle while the
 balloon inflates, a floor under the busy scenario's work lost.
+busy-locked, run only when named (--only): the busy scenario with the
+workload's hot file locked in memory, a diagnostic of what it loses
+apart from that file's pages (see rb-busy.c).
 
 The rescue (deflate on OOM, as a workload sees it): a guest with
 deflate-on-oom writes a file into a tmpfs, then the balloon takes most of
@@ -92,14 +95,15 @@ DRIVERS = {"c": "virtio_balloon", "rust": "rust_balloon"}
 
 
 def scenario(kind, mem_mib, mib, thp=True, holes_mib=0, hugetlb=False, smp=2, cycles=3,
-             write_mib=0, settled_s=8):
+             write_mib=0, settled_s=8, lock_hot=False):
     """kind, guest MiB, MiB to balloon (or free, for report), host THP,
     MiB of the guest's free memory in 1 MiB holes, RAM on host hugetlbfs,
     guest CPUs, reporting cycles in a run and how long the host's RSS must
-    stay put to end one, MiB the rescue's workload writes."""
+    stay put to end one, MiB the rescue's workload writes, whether the busy
+    workload locks its hot file in memory."""
     return dict(kind=kind, mem_mib=mem_mib, mib=mib, thp=thp, holes_mib=holes_mib,
                 hugetlb=hugetlb, smp=smp, cycles=cycles, write_mib=write_mib,
-                settled_s=settled_s)
+                settled_s=settled_s, lock_hot=lock_hot)
 
 
 SCENARIOS = {
@@ -131,6 +135,15 @@ SCENARIOS = {
     "grow-4": scenario("grow", 4096, 3072),
     "grow-8": scenario("grow", 8192, 6144),
     "grow-16": scenario("grow", 16384, 12288),
+}
+# Diagnostics, run only when named (--only): not in `make bench`.
+DIAGNOSTICS = {
+    # The busy scenario with the workload's hot file locked in memory
+    # (rb-busy's "lock"): reclaim takes only the cold cache and never
+    # unmaps the workload's pages. Under TCG the hot file looks unused to
+    # reclaim (see rb-busy.c); this measures what the busy scenario loses
+    # apart from that.
+    "busy-locked": scenario("busy", 2048, 1024, smp=1, lock_hot=True),
 }
 # Small scenarios that check the harness and measure nothing, for `make
 # check` (test_bench_smoke.py), where guests run two at a time. Not the
@@ -488,13 +501,14 @@ def move_or_stop(g, pages, stable_s=2.0, timeout=600):
     return moved - start, prev
 
 
-def start_busy(g):
-    """Caches the disk's file and starts rb-busy; returns once it has
-    touched all its working set twice: the first pass faults it in, and is
-    slower (a rate before taken then made the work lost negative: the rate
-    after was higher)."""
+def start_busy(g, lock_hot=False):
+    """Caches the disk's file and starts rb-busy (with its hot file locked
+    in memory if `lock_hot`); returns once it has touched all its working
+    set twice: the first pass faults it in, and is slower (a rate before
+    taken then made the work lost negative: the rate after was higher)."""
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
-    g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log "
+    lock = " lock" if lock_hot else ""
+    g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log{lock} "
          "</dev/null >/dev/null 2>&1 &")
     deadline = time.monotonic() + 120
     while int(g.sh("cat /tmp/busy.log 2>/dev/null | awk '{n += $2} END {print n + 0}'")) < 2 * BUSY_ANON_MIB:
@@ -559,7 +573,7 @@ def busy_alone_run(g, balloon_mib):
     }
 
 
-def busy_run(g, balloon_mib):
+def busy_run(g, balloon_mib, lock_hot=False):
     """Inflates while the workload (rb-busy) runs, with a target that
     takes all free memory and then page cache (busy-ws: some of the
     workload's own working set). Over the same fixed window from the target
@@ -571,8 +585,9 @@ def busy_run(g, balloon_mib):
     sample and the longest stall; the same for the workload's share of the
     CPU (rb-busy's fourth column); the guest's major faults, its kernel CPU
     and QEMU's host kernel CPU. Besides: the time to the target (or to
-    where the driver stops) and the page cache dropped meanwhile."""
-    start_busy(g)
+    where the driver stops) and the page cache dropped meanwhile.
+    `lock_hot`: see DIAGNOSTICS."""
+    start_busy(g, lock_hot)
     # The guest's clock against the host's (under TCG it follows the
     # host's), so that the window's start and end are taken without running
     # anything in the guest.
@@ -804,7 +819,7 @@ def one_run(kernel, initramfs, workdir, accel, driver, sc):
                 "report": lambda: report_run(g, mib, cycles=sc["cycles"],
                                              settled_s=sc["settled_s"]),
                 "hugetlbfs": lambda: hugetlbfs_run(g, mib),
-                "busy": lambda: busy_run(g, mib),
+                "busy": lambda: busy_run(g, mib, sc["lock_hot"]),
                 "busy-alone": lambda: busy_alone_run(g, mib),
                 "grow": lambda: grow_run(g, mib),
                 "rescue": lambda: rescue_run(g, mib, sc["write_mib"]),
@@ -846,6 +861,8 @@ def print_table(summary, scenarios, rounds, accel):
                      f" {mem_mib // 2} MiB cached file")
         if kind == "busy-alone":
             what += ", stopped"
+        if sc["lock_hot"]:
+            what += ", its hot file locked in memory"
         backing = ("host hugetlbfs" if sc["hugetlb"]
                    else f"host THP {'on' if sc['thp'] else 'off'}")
         print(f"{name} ({what}, {backing})")
@@ -901,7 +918,8 @@ def plot_busy(results, path, scenario):
     ax.set_xlabel("seconds from the target change (dotted: at the target)")
     ax.set_ylabel("workload rate / rate before")
     ax.set_title(f"{scenario['mib']} MiB taken from a busy {scenario['mem_mib']} MiB guest, "
-                 "one vCPU (median round by work lost)")
+                 "one vCPU (median round by work lost)"
+                 + (", hot file locked" if scenario["lock_hot"] else ""))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -950,7 +968,11 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     scenarios, rounds = (SMOKE, 1) if args.smoke else (SCENARIOS, args.rounds)
     if args.only:
-        scenarios = {k: v for k, v in scenarios.items() if k in args.only.split(",")}
+        named = args.only.split(",")
+        unknown = set(named) - set(SCENARIOS) - set(DIAGNOSTICS)
+        if unknown:
+            ap.error(f"no such scenario: {', '.join(sorted(unknown))}")
+        scenarios = {k: v for k, v in {**scenarios, **DIAGNOSTICS}.items() if k in named}
     with tempfile.TemporaryDirectory() as tmp:
         accel = pick_accel(kernel, args.initramfs, f"{tmp}/probe")
         results = {name: {d: [] for d in DRIVERS} for name in scenarios}
@@ -980,9 +1002,10 @@ def main():
     if first:
         plot(results[first], out / "timeline.png", scenarios[first])
         wrote.append(out / "timeline.png")
-    if "busy" in scenarios:
-        plot_busy(results["busy"], out / "busy.png", scenarios["busy"])
-        wrote.append(out / "busy.png")
+    for name in ("busy", "busy-locked"):
+        if name in scenarios:
+            plot_busy(results[name], out / f"{name}.png", scenarios[name])
+            wrote.append(out / f"{name}.png")
     grow = {n: s for n, s in scenarios.items() if s["kind"] == "grow"}
     if grow:
         plot_growth(summary, grow, out / "growth.png")
