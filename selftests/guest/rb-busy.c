@@ -20,14 +20,15 @@
  *   rb-busy ANON_MIB FILE HOT_MIB SECONDS OUT [lock]
  *
  * With "lock", the hot part of the file is locked in memory (mlock):
- * reclaim then cannot evict or unmap it. Under TCG the guest's accessed
- * bits are set by QEMU's page walk (mmu_translate() in
- * target/i386/tcg/system/excp_helper.c), which runs when its software TLB
- * misses, and that TLB holds the whole working set; the kernel clears the
- * bit without a flush (ptep_clear_flush_young() in arch/x86/mm/pgtable.c,
- * whose comment allows "the (mistaken) reclaim of hot pages"). So a hot
- * page can look unused to reclaim's second pass. A diagnostic (bench.py's
- * busy-locked): what the busy scenario loses apart from its hot file.
+ * reclaim then cannot evict it (compaction may still migrate it). Under
+ * TCG the guest's accessed bits are set by QEMU's page walk
+ * (mmu_translate() in target/i386/tcg/system/excp_helper.c), which runs
+ * when its software TLB misses, and that TLB grows to what the guest
+ * uses (accel/tcg/cputlb.c); the kernel clears the bit without a flush
+ * (ptep_clear_flush_young() in arch/x86/mm/pgtable.c, whose comment allows
+ * "the (mistaken) reclaim of hot pages"). So a hot page can look unused
+ * to reclaim's second pass. A diagnostic (bench.py's busy-locked): what
+ * the busy scenario loses apart from its hot file.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -62,7 +63,9 @@ int main(int argc, char **argv)
 	FILE *out;
 	int fd;
 
-	if (argc != 6 && !(argc == 7 && !strcmp(argv[6], "lock"))) {
+	int lock = argc == 7 && !strcmp(argv[6], "lock");
+
+	if (argc != 6 && !lock) {
 		fprintf(stderr, "usage: %s ANON_MIB FILE HOT_MIB SECONDS OUT [lock]\n", argv[0]);
 		return 2;
 	}
@@ -77,7 +80,7 @@ int main(int argc, char **argv)
 		perror("rb-busy");
 		return 2;
 	}
-	if (argc == 7 && mlock(hot, hot_mib * MIB)) {
+	if (lock && mlock(hot, hot_mib * MIB)) {
 		perror("rb-busy: mlock");
 		return 2;
 	}

@@ -509,11 +509,12 @@ def start_busy(g, lock_hot=False):
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
     lock = " lock" if lock_hot else ""
     g.sh(f"rb-busy {BUSY_ANON_MIB} /mnt/cache.bin {BUSY_HOT_MIB} 600 /tmp/busy.log{lock} "
-         "</dev/null >/dev/null 2>&1 &")
+         "</dev/null >/dev/null 2>/tmp/busy.err &")
     deadline = time.monotonic() + 120
     while int(g.sh("cat /tmp/busy.log 2>/dev/null | awk '{n += $2} END {print n + 0}'")) < 2 * BUSY_ANON_MIB:
         if time.monotonic() > deadline:
-            raise RuntimeError("rb-busy did not go through its working set twice in 120 s")
+            raise RuntimeError("rb-busy did not go through its working set twice in 120 s: "
+                               + g.sh("cat /tmp/busy.err").strip())
         time.sleep(0.5)
 
 
@@ -969,10 +970,12 @@ def main():
     scenarios, rounds = (SMOKE, 1) if args.smoke else (SCENARIOS, args.rounds)
     if args.only:
         named = args.only.split(",")
-        unknown = set(named) - set(SCENARIOS) - set(DIAGNOSTICS)
+        known = scenarios if args.smoke else {**scenarios, **DIAGNOSTICS}
+        unknown = set(named) - set(known)
         if unknown:
-            ap.error(f"no such scenario: {', '.join(sorted(unknown))}")
-        scenarios = {k: v for k, v in {**scenarios, **DIAGNOSTICS}.items() if k in named}
+            ap.error(f"no such scenario{' in --smoke' if args.smoke else ''}: "
+                     f"{', '.join(sorted(unknown))}")
+        scenarios = {k: v for k, v in known.items() if k in named}
     with tempfile.TemporaryDirectory() as tmp:
         accel = pick_accel(kernel, args.initramfs, f"{tmp}/probe")
         results = {name: {d: [] for d in DRIVERS} for name in scenarios}

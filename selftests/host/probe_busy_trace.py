@@ -58,7 +58,7 @@ original = {"move_or_stop": bench.move_or_stop, "start_busy": bench.start_busy,
             "busy_run": bench.busy_run}
 
 
-def start_busy(g):
+def start_busy(g, lock_hot=False):
     """Starts the workload as the bench does, then tracing, and takes the
     clocks' offset: all before the bench's own probes and its rate before,
     so that the window has no more processes in the guest than the bench's
@@ -70,7 +70,7 @@ def start_busy(g):
          + f"echo 1 > {TRACING}/events/kprobes/enable; "
          + "; ".join(f"echo 1 > {TRACING}/events/{e}/enable 2>/dev/null" for e in EVENTS)
          + "; true")
-    original["start_busy"](g)
+    original["start_busy"](g, lock_hot)
     HOST["guest_minus_host_ms"] = bench.guest_clock_offset_ms(g)
     g.sh(f"echo 1 > {TRACING}/tracing_on")
 
@@ -105,13 +105,13 @@ def move_or_stop(g, pages, **kw):
     return result
 
 
-def busy_run(g, mib):
+def busy_run(g, mib, lock_hot=False):
     """The bench's round, then the trace onto the guest's disk (read from
     its image on the host: the console is slow for a few MB), and the
     target change's time by the guest's clock (CLOCK_BOOTTIME, the trace's
     `boot` clock): the one that puts the round's samples (their ends, from
     the change) on the ends of rb-busy's rows."""
-    res = original["busy_run"](g, mib)
+    res = original["busy_run"](g, mib, lock_hot)
     g.sh(f"echo 0 > {TRACING}/tracing_on; cat {TRACING}/trace > /mnt/trace.txt; sync",
          timeout=300)
     # A ring buffer that wrapped lost the window's first events.
