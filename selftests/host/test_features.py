@@ -350,17 +350,19 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
 
     # 1b: another 128 MiB of free memory with a CPU hog on every vCPU:
     # the steps rest (CONTENDED_REST_PCT) although reclaim does nothing.
-    # Each hog pinned to its vCPU: unpinned, the new hogs can share one
-    # vCPU until the scheduler balances them, while the work runs alone on
-    # the other; inflating 128 MiB of free memory takes less than that
-    # with a busy neighbour on the host (2 of 13 runs beside the bench's
-    # smoke test, 2026-12-07: paced_ms 0).
+    # Each hog pinned to its vCPU. Unpinned, this part failed with
+    # paced_ms 0 in 1 of 13 runs beside the bench's smoke test
+    # (2026-12-07; another of them failed, its message lost). The likely
+    # cause, not traced: new hogs can share one vCPU until the scheduler
+    # balances them, while the work runs alone on the other, and
+    # inflating 128 MiB of free memory is over sooner.
     g.sh("for i in $(seq 0 $(($(nproc) - 1))); do "
          "taskset -c $i sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & "
          "echo $! >> /tmp/hogs; done")
     # Field 39 of /proc/PID/stat: the CPU each hog last ran on.
-    cpus = g.sh("for p in $(cat /tmp/hogs); do cut -d' ' -f39 /proc/$p/stat; done").split()
-    assert sorted(cpus) == [str(i) for i in range(g.smp)], cpus
+    wait_until("a hog on each vCPU", lambda: sorted(map(int, g.sh(
+        "for p in $(cat /tmp/hogs); do cut -d' ' -f39 /proc/$p/stat; done").split()))
+        == list(range(g.smp)), 10)
     vm0 = g.vmstat()
     g.set_balloon_pages(256 * MIB // PAGE)
     g.wait_balloon(256 * MIB // PAGE)
