@@ -28,7 +28,9 @@
  * (ptep_clear_flush_young() in arch/x86/mm/pgtable.c, whose comment allows
  * "the (mistaken) reclaim of hot pages"). So a hot page can look unused
  * to reclaim's second pass. A diagnostic (bench.py's busy-locked): what
- * the busy scenario loses apart from its hot file.
+ * the busy scenario loses apart from reclaim of its hot file. Measured
+ * (docs/benchmark.md, "the workload's hot file under TCG"): the file was
+ * hardly evicted, but reclaim split its huge mappings, and none locked.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>

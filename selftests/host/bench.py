@@ -139,10 +139,12 @@ SCENARIOS = {
 # Diagnostics, run only when named (--only): not in `make bench`.
 DIAGNOSTICS = {
     # The busy scenario with the workload's hot file locked in memory
-    # (rb-busy's "lock"): reclaim takes only the cold cache and never
-    # unmaps the workload's pages. Under TCG the hot file looks unused to
-    # reclaim (see rb-busy.c); this measures what the busy scenario loses
-    # apart from that.
+    # (rb-busy's "lock"): reclaim takes only the cold cache, and neither
+    # evicts nor unmaps that file (there is no swap for the anonymous
+    # part). What the busy scenario loses apart from reclaim of the hot
+    # file: in busy, reclaim split its huge mappings, which with the file
+    # locked it did not (docs/benchmark.md, "the workload's hot file under
+    # TCG").
     "busy-locked": scenario("busy", 2048, 1024, smp=1, lock_hot=True),
 }
 # Small scenarios that check the harness and measure nothing, for `make

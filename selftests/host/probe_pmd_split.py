@@ -12,6 +12,10 @@ mapping a split clears the PMD with a flush of its 2 MiB
 by page, so the CPU's whole TLB goes; under TCG, QEMU's software TLB
 with it.
 
+The trace runs from before the bench's window to after it, so it also
+holds what the bench runs in the guest afterwards (an exec's split in
+docs/probe-pmd-split-output.txt's second pair).
+
 Run through bench.sh: RB_BENCH_PY=probe_pmd_split.py RB_BENCH_OUT=DIR
 scripts/bench.sh [--rounds N]
 """
