@@ -53,8 +53,9 @@ pub(crate) struct Counters {
     pub(crate) oom_hold_pages: Atomic<u64>,
     /// Inflation paced by the guest's pressure (see `resize::Pace`): the
     /// time the resize work rested after steps that needed reclaim or
-    /// took free memory while another task waited for the CPU
-    /// (milliseconds), the stops for pressure, and while stopped for this
+    /// took free memory while another task waited for the CPU, with the
+    /// looks that found it still waiting (see `resize::cpu_wanted`)
+    /// (milliseconds, each look rounded up), the stops for pressure, and while stopped for this
     /// target the available memory inflation waits for (4 KiB pages; else
     /// 0).
     pub(crate) paced_ms: Atomic<u64>,

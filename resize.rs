@@ -376,6 +376,35 @@ const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 /// [`Cpu`]).
 pub(super) const CONTENDED_REST_PCT: u64 = 50;
 
+/// How long the work gives its CPU away (microseconds) when another task
+/// is runnable on it, before it asks again (see [`cpu_wanted`]). Traced
+/// with the CPUs idle (`selftests/host/probe_idle_pacing.py`, two guests
+/// at once as in `make check`), the task found was most often a worker of
+/// the CPU's own workqueue pool that the step itself had woken (for the
+/// `vmpressure` work its direct reclaim queues, or for the resize work
+/// queued again after a rest) and that had not had the CPU yet: under
+/// lazy preemption a woken task waits for the next tick. Such workers ran
+/// 63 to 550 us (5th to 95th percentile of 402 runs) and then slept.
+pub(super) const CPU_LOOK_US: i64 = 500;
+
+/// Whether another task wants the CPU the work runs on, and how long the
+/// work gave the CPU away to find out. Runnable at once is not enough:
+/// the work sleeps [`CPU_LOOK_US`] and asks again, so that a task woken
+/// for a moment (a workqueue worker the step woke, what the host's request
+/// woke) runs and goes, while a workload (one that computes) is still
+/// runnable after it. Until 2026-12-08 one look decided: in part 2 of the
+/// pacing test (reclaim, CPUs idle) 5 of 12 inflations rested more than a
+/// tenth of their time (up to 681 of 3325 ms) beside another guest, for
+/// such workers at a step's start or end (see [`Cpu::Shared`]).
+fn cpu_wanted() -> (bool, Delta) {
+    if !cpu_contended() {
+        return (false, Delta::ZERO);
+    }
+    let from = Instant::<Monotonic>::now();
+    fsleep(Delta::from_micros(CPU_LOOK_US));
+    (cpu_contended(), Instant::<Monotonic>::now() - from)
+}
+
 /// Working-set refaults one step or look may see without the guest being
 /// pressed: the larger of this (1 MiB, in guest pages: 256 with 4 KiB pages,
 /// 16 with 64 KiB ones) and 1/16 of the step's pages. Counters lag by
@@ -598,7 +627,9 @@ impl Pacing {
 
     /// After `step` (`Moved` or `Stalled`) took `step_pfns` 4 KiB pages
     /// between `began` and `ended` (each an instant and the reclaim
-    /// counters then), of which it spent `host_wait` waiting for the host:
+    /// counters then), of which it spent `host_wait` waiting for the host,
+    /// and the work gave the CPU away for `yielded` around it to find out
+    /// who else wanted it (see [`cpu_wanted`]):
     /// what the work does next (see [`pace`]). The step's time, which the
     /// rests are a share of, leaves the wait out: the CPU was free for the
     /// workload meanwhile if the host works on the buffers in a thread of
@@ -611,7 +642,12 @@ impl Pacing {
     /// back while the work rests or backs off. A step rests
     /// [`CONTENDED_REST_PCT`] of its time if `cpu` was a workload's (see
     /// [`Pacing::contended`]), or if it reclaimed and the CPU was shared
-    /// (see [`Cpu`]), and otherwise only if pressed ([`PRESSED_REST_MS`]).
+    /// (see [`Cpu`]), and otherwise only if pressed ([`PRESSED_REST_MS`]),
+    /// less what `yielded` gave the workload already: a step whose rest
+    /// that covers goes on at once.
+    // Each is a figure of the step: a struct for them would only name them
+    // again.
+    #[expect(clippy::too_many_arguments)]
     pub(super) fn after_step(
         &mut self,
         step: Step,
@@ -619,6 +655,7 @@ impl Pacing {
         began: (Instant<Monotonic>, ReclaimCounters),
         ended: (Instant<Monotonic>, ReclaimCounters),
         host_wait: Delta,
+        yielded: Delta,
         cpu: Cpu,
     ) -> Step {
         let (now, counters) = ended;
@@ -644,11 +681,15 @@ impl Pacing {
             }
             (Step::Moved, _) if rests => {
                 let step_us = (now - began.0 - host_wait).as_micros_ceil().max(0) as u64;
-                Step::Paced(
-                    (step_us * CONTENDED_REST_PCT)
-                        .div_ceil(100 * 1000)
-                        .clamp(1, PACE_REST_MAX_MS),
-                )
+                let yielded_us = yielded.as_micros_ceil().max(0) as u64;
+                let rest_us = (step_us * CONTENDED_REST_PCT)
+                    .div_ceil(100)
+                    .saturating_sub(yielded_us);
+                if rest_us == 0 && yielded_us > 0 {
+                    Step::Moved
+                } else {
+                    Step::Paced(rest_us.div_ceil(1000).clamp(1, PACE_REST_MAX_MS))
+                }
             }
             (step, _) => step,
         }
@@ -1313,9 +1354,9 @@ impl Resizer {
         if *module_parameters::pace_inflation.value() == 0 {
             return Ok(self.inflate(target, wanted, notifications, false)?.0);
         }
+        let (contended_at_start, yielded_at_start) = cpu_wanted();
         let start = Instant::<Monotonic>::now();
         let at_start = reclaim_counters();
-        let contended_at_start = cpu_contended();
         // Bound first: a guard in the scrutinee would be held through the
         // arms, and stop_for_pressure takes this lock to set the floor.
         let look = {
@@ -1348,10 +1389,32 @@ impl Resizer {
             .load(Relaxed)
             .saturating_sub(inflated) as usize;
         let ended = (Instant::<Monotonic>::now(), reclaim_counters());
-        let contended_at_end = cpu_contended();
+        let (contended_at_end, yielded_at_end) = cpu_wanted();
+        // A look that found another task still runnable gave the CPU to
+        // a workload, as a rest does (and counts against the rest: see
+        // Pacing::after_step); one that found the CPU free was a look.
+        let rested_in_looks = [
+            (contended_at_start, yielded_at_start),
+            (contended_at_end, yielded_at_end),
+        ]
+        .iter()
+        .filter(|(contended, _)| *contended)
+        .map(|(_, yielded)| yielded.as_micros_ceil().max(0) as usize)
+        .sum::<usize>();
+        if rested_in_looks > 0 {
+            Counters::count(&self.counters.paced_ms, rested_in_looks.div_ceil(1000));
+        }
         let pacing = &mut self.inflating.lock().pacing;
         let cpu = pacing.cpu(start, contended_at_start, ended.0, contended_at_end);
-        Ok(pacing.after_step(step, step_pfns, (start, at_start), ended, host_wait, cpu))
+        Ok(pacing.after_step(
+            step,
+            step_pfns,
+            (start, at_start),
+            ended,
+            host_wait,
+            yielded_at_start + yielded_at_end,
+            cpu,
+        ))
     }
 
     /// Stops inflation for the guest's pressure (see

@@ -740,6 +740,7 @@ mod tests {
                     (at(began.0), began.1),
                     (at(ended.0), ended.1),
                     Delta::ZERO,
+                    Delta::ZERO,
                     Cpu::Alone,
                 )
             };
@@ -894,6 +895,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(ms), seen(0, 0)),
                 Delta::ZERO,
+                Delta::ZERO,
                 if contended { Cpu::Workload } else { Cpu::Alone },
             )
         };
@@ -923,6 +925,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(20), reclaim),
                 Delta::from_millis(wait_ms),
+                Delta::ZERO,
                 if contended { Cpu::Workload } else { Cpu::Alone },
             )
         };
@@ -937,6 +940,26 @@ mod tests {
         // rest, not a negative one.
         assert!(matches!(waited(25, seen(0, 0), true), Step::Paced(1)));
         assert!(matches!(waited(25, seen(burst, 0), true), Step::Paced(1)));
+        // The CPU the work gave away to see who else wanted it (cpu_wanted)
+        // counts towards the rest: a 20 ms contended step rests 10 ms, 9
+        // after a 1 ms look, 1 after 9.5 ms (rounded up), and goes on at
+        // once after 10 ms or more.
+        let looked = |yielded_us: i64| {
+            Pacing::default().after_step(
+                Step::Moved,
+                step,
+                (at(0), seen(0, 0)),
+                (at(20), seen(0, 0)),
+                Delta::ZERO,
+                Delta::from_micros(yielded_us),
+                Cpu::Workload,
+            )
+        };
+        assert!(matches!(looked(0), Step::Paced(10)));
+        assert!(matches!(looked(1000), Step::Paced(9)));
+        assert!(matches!(looked(9500), Step::Paced(1)));
+        assert!(matches!(looked(10_000), Step::Moved));
+        assert!(matches!(looked(12_000), Step::Moved));
         // A 3 ms step that needed reclaim: no rest alone, 2 ms
         // (CONTENDED_REST_PCT of it, rounded up) contended, or with the CPU
         // shared at either end; a step of free memory does not rest for a
@@ -947,6 +970,7 @@ mod tests {
                 step,
                 (at(0), seen(0, 0)),
                 (at(3), seen(burst, 0)),
+                Delta::ZERO,
                 Delta::ZERO,
                 if contended { Cpu::Workload } else { Cpu::Alone },
             )
@@ -967,6 +991,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(3), reclaim),
                 Delta::ZERO,
+                Delta::ZERO,
                 Cpu::Shared,
             )
         };
@@ -984,6 +1009,7 @@ mod tests {
                 (at(0), seen(0, 0)),
                 (at(3), seen(burst, 0)),
                 Delta::ZERO,
+                Delta::ZERO,
                 Cpu::Shared,
             ),
             Step::Stalled
@@ -1000,6 +1026,7 @@ mod tests {
                 (at(1100), seen(burst, 0)),
                 (at(1120), seen(burst, 0)),
                 Delta::ZERO,
+                Delta::ZERO,
                 Cpu::Workload,
             ),
             Step::Paced(10)
@@ -1012,6 +1039,7 @@ mod tests {
                 0,
                 (at(0), seen(0, 0)),
                 (at(5), reached),
+                Delta::ZERO,
                 Delta::ZERO,
                 Cpu::Alone,
             )

@@ -26,7 +26,7 @@ install -m 755 "$here/rb-agent" "$root/bin/rb-agent"
 # The static helpers are built once per source and compiler, not per
 # initramfs (a make check builds dozens of initramfs).
 helpers=$RB_CACHE/guest-helpers/$(cat "$here"/rb-*.c <("$cc" --version) | sha256sum | cut -c1-12)
-progs="rb-kexec rb-pattern rb-busy rb-offline rb-touch"
+progs="rb-kexec rb-pattern rb-busy rb-offline rb-touch rb-tick"
 if [ ! -d "$helpers" ]; then
 	mkdir -p "$helpers.tmp.$$"
 	for prog in $progs; do

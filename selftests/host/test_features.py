@@ -312,9 +312,11 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     and never rests (an idle guest inflates as fast as before), unless
     another task waits for the CPU (a hog on every vCPU). 2: a
     target that takes page cache makes reclaim run; with the CPUs idle
+    (but for a task on each that wakes every millisecond for a moment)
     the work rests (`paced_ms`) for less than a tenth of its time (until
     2026-12-07 every step that needed reclaim rested half its time, a
-    third of the time reclaim ran, CPU wanted or not), reaches the target
+    third of the time reclaim ran, CPU wanted or not; until 2026-12-08
+    it rested for any task it found runnable for a moment), reaches the target
     and does not stop for pressure (a cache read once is no working set).
     3: with a workload
     keeping a mapped hot set and a target of all the guest has, the balloon
@@ -378,8 +380,19 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     assert all(vm.get(k, 0) == vm0.get(k, 0) for k in ("pgscan_kswapd", "pgscan_direct")), (vm0, vm)
     paced_free = view["paced_ms"]
 
-    # 2: into the page cache of the whole disk, 128 MiB past free memory.
+    # 2: into the page cache of the whole disk, 128 MiB past free memory,
+    # with a task on each vCPU that wakes every millisecond for a moment
+    # (rb-tick): the CPUs are idle for pacing's purposes. Without the
+    # ticks this part failed in about 1 run of 8 beside the bench's smoke
+    # test, and a probe (probe_idle_pacing.py, test_idle_reclaim_rests_little)
+    # found rests of over a tenth in 5 of 12 inflations, for workqueue
+    # workers the steps themselves woke; with the ticks, in 4 of 4 (16 to
+    # 20%), until the driver gave the CPU away for a moment before
+    # believing a run queue (cpu_wanted, 2026-12-08).
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
+    g.sh("for i in $(seq 0 $(($(nproc) - 1))); do "
+         "taskset -c $i rb-tick 1000 </dev/null >/dev/null 2>&1 & "
+         "echo $! >> /tmp/ticks; done")
     info = g.meminfo()
     assert info["Cached"] > 400 * MIB, info
     pages = g.balloon_pages() + (info["MemFree"] + 128 * MIB) // PAGE
@@ -401,6 +414,7 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     assert stolen > 64 * MIB // PAGE, (stolen, rested_ms, took_ms)
     print(f"reclaim with the CPUs idle: {stolen * PAGE // MIB} MiB reclaimed, "
           f"rested {rested_ms} of {took_ms:.0f} ms")
+    g.sh("kill -9 $(cat /tmp/ticks)")
 
     # 3: a workload (32 MiB anonymous, 64 MiB of the disk mapped and read)
     # and a target of all but 1 MiB of the guest.
