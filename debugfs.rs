@@ -54,8 +54,9 @@ pub(crate) struct Counters {
     /// Inflation paced by the guest's pressure (see `resize::Pace`): the
     /// time the resize work rested after steps that needed reclaim or
     /// took free memory while another task waited for the CPU, with the
-    /// looks that found it still waiting (see `resize::cpu_wanted`)
-    /// (milliseconds, each look rounded up), the stops for pressure, and while stopped for this
+    /// looks at such a step's ends that found it still waiting (see
+    /// `resize::cpu_wanted`; each step's looks rounded up to a whole
+    /// millisecond) (milliseconds), the stops for pressure, and while stopped for this
     /// target the available memory inflation waits for (4 KiB pages; else
     /// 0).
     pub(crate) paced_ms: Atomic<u64>,

@@ -288,8 +288,9 @@ impl Rescue {
 /// - either way, if another task waited for the CPU at the step's start
 ///   and end and at the end of the step before (see
 ///   [`Pacing::contended`]; after a step that reclaimed, at its start or
-///   its end is enough: see [`Cpu`]), the work rests half as long as the
-///   step took,
+///   its end is enough: see [`Cpu`]; each time still runnable after the
+///   work gave it the CPU for a moment: see [`cpu_wanted`]), the work
+///   rests half as long as the step took, those moments included,
 ///   less its wait for the host (see [`CONTENDED_REST_PCT`] and
 ///   [`Pacing::after_step`]), so that it takes at most about two thirds of
 ///   a CPU the workload wants (resting as long as the step made the busy
@@ -384,7 +385,10 @@ pub(super) const CONTENDED_REST_PCT: u64 = 50;
 /// `vmpressure` work its direct reclaim queues, or for the resize work
 /// queued again after a rest) and that had not had the CPU yet: under
 /// lazy preemption a woken task waits for the next tick. Such workers ran
-/// 63 to 550 us (5th to 95th percentile of 402 runs) and then slept.
+/// 63 to 550 us (5th to 95th percentile of 402 runs) and then slept. A
+/// longer one, or a task whose timer expires as the work's does, is still
+/// taken for a workload: the second look lowers the odds, it does not
+/// know what the task wants.
 pub(super) const CPU_LOOK_US: i64 = 500;
 
 /// Whether another task wants the CPU the work runs on, and how long the
@@ -628,8 +632,8 @@ impl Pacing {
     /// After `step` (`Moved` or `Stalled`) took `step_pfns` 4 KiB pages
     /// between `began` and `ended` (each an instant and the reclaim
     /// counters then), of which it spent `host_wait` waiting for the host,
-    /// and the work gave the CPU away for `yielded` around it to find out
-    /// who else wanted it (see [`cpu_wanted`]):
+    /// and around which it gave the CPU for `given` to another task that
+    /// was still runnable after (see [`cpu_wanted`]):
     /// what the work does next (see [`pace`]). The step's time, which the
     /// rests are a share of, leaves the wait out: the CPU was free for the
     /// workload meanwhile if the host works on the buffers in a thread of
@@ -642,9 +646,9 @@ impl Pacing {
     /// back while the work rests or backs off. A step rests
     /// [`CONTENDED_REST_PCT`] of its time if `cpu` was a workload's (see
     /// [`Pacing::contended`]), or if it reclaimed and the CPU was shared
-    /// (see [`Cpu`]), and otherwise only if pressed ([`PRESSED_REST_MS`]),
-    /// less what `yielded` gave the workload already: a step whose rest
-    /// that covers goes on at once.
+    /// (see [`Cpu`]), at most [`PACE_REST_MAX_MS`], less what `given` gave
+    /// already (a rest that covers is `Paced(0)`), and otherwise only if
+    /// pressed ([`PRESSED_REST_MS`]).
     // Each is a figure of the step: a struct for them would only name them
     // again.
     #[expect(clippy::too_many_arguments)]
@@ -655,7 +659,7 @@ impl Pacing {
         began: (Instant<Monotonic>, ReclaimCounters),
         ended: (Instant<Monotonic>, ReclaimCounters),
         host_wait: Delta,
-        yielded: Delta,
+        given: Delta,
         cpu: Cpu,
     ) -> Step {
         let (now, counters) = ended;
@@ -681,14 +685,15 @@ impl Pacing {
             }
             (Step::Moved, _) if rests => {
                 let step_us = (now - began.0 - host_wait).as_micros_ceil().max(0) as u64;
-                let yielded_us = yielded.as_micros_ceil().max(0) as u64;
+                let given_us = given.as_micros_ceil().max(0) as u64;
                 let rest_us = (step_us * CONTENDED_REST_PCT)
                     .div_ceil(100)
-                    .saturating_sub(yielded_us);
-                if rest_us == 0 && yielded_us > 0 {
-                    Step::Moved
-                } else {
+                    .min(PACE_REST_MAX_MS * 1000)
+                    .saturating_sub(given_us);
+                if given_us == 0 {
                     Step::Paced(rest_us.div_ceil(1000).clamp(1, PACE_REST_MAX_MS))
+                } else {
+                    Step::Paced(rest_us.div_ceil(1000))
                 }
             }
             (step, _) => step,
@@ -704,7 +709,8 @@ pub(super) enum Step {
     Moved,
     /// Moved pages, at a cost to the guest (pressure, or the CPU a waiting
     /// task wanted): rest this many milliseconds before the next step (see
-    /// [`Pace`]).
+    /// [`Pace`]; 0 if the step's looks gave the CPU for as long already,
+    /// see [`cpu_wanted`]).
     Paced(u64),
     /// Moved nothing, the guest being pressed: look again in this many
     /// milliseconds (see [`Resizer::inflate_paced`]).
@@ -1065,8 +1071,12 @@ impl WorkItem for Resizer {
                         this.binding.stay_awake();
                     }
                     if let Step::Paced(ms) = step {
-                        Counters::count(&this.counters.paced_ms, ms as usize);
-                        fsleep(Delta::from_millis(ms as i64));
+                        // 0: the looks at the step's ends gave the CPU for
+                        // as long (see Pacing::after_step).
+                        if ms > 0 {
+                            Counters::count(&this.counters.paced_ms, ms as usize);
+                            fsleep(Delta::from_millis(ms as i64));
+                        }
                         // A run that rests yields the worker after it, so
                         // that rests do not add up to hold off the freezer.
                         break;
@@ -1354,15 +1364,12 @@ impl Resizer {
         if *module_parameters::pace_inflation.value() == 0 {
             return Ok(self.inflate(target, wanted, notifications, false)?.0);
         }
-        let (contended_at_start, yielded_at_start) = cpu_wanted();
-        let start = Instant::<Monotonic>::now();
-        let at_start = reclaim_counters();
         // Bound first: a guard in the scrutinee would be held through the
         // arms, and stop_for_pressure takes this lock to set the floor.
         let look = {
             let pacing = &mut self.inflating.lock().pacing;
             (
-                pacing.before_step(start, at_start),
+                pacing.before_step(Instant::<Monotonic>::now(), reclaim_counters()),
                 pacing.step_pfns(wanted),
             )
         };
@@ -1378,6 +1385,9 @@ impl Resizer {
                 _,
             ) => return Ok(self.stop_for_pressure(target, pressed_pfns, &rested, rested_for)),
         };
+        let (contended_at_start, yielded_at_start) = cpu_wanted();
+        let start = Instant::<Monotonic>::now();
+        let at_start = reclaim_counters();
         let inflated = self.counters.inflated.load(Relaxed);
         let (step, host_wait) = self.inflate(target, wanted, notifications, true)?;
         if !matches!(step, Step::Moved | Step::Stalled) {
@@ -1391,30 +1401,34 @@ impl Resizer {
         let ended = (Instant::<Monotonic>::now(), reclaim_counters());
         let (contended_at_end, yielded_at_end) = cpu_wanted();
         // A look that found another task still runnable gave the CPU to
-        // a workload, as a rest does (and counts against the rest: see
-        // Pacing::after_step); one that found the CPU free was a look.
-        let rested_in_looks = [
+        // it, as a rest does: if the step rests, that is part of its rest
+        // (see Pacing::after_step). One that found the CPU free gave it
+        // to a task that wanted a moment: a look, not a rest.
+        let given = [
             (contended_at_start, yielded_at_start),
             (contended_at_end, yielded_at_end),
         ]
         .iter()
         .filter(|(contended, _)| *contended)
-        .map(|(_, yielded)| yielded.as_micros_ceil().max(0) as usize)
-        .sum::<usize>();
-        if rested_in_looks > 0 {
-            Counters::count(&self.counters.paced_ms, rested_in_looks.div_ceil(1000));
+        .fold(Delta::ZERO, |sum, (_, yielded)| sum + *yielded);
+        let next = {
+            let pacing = &mut self.inflating.lock().pacing;
+            let cpu = pacing.cpu(start, contended_at_start, ended.0, contended_at_end);
+            pacing.after_step(
+                step,
+                step_pfns,
+                (start, at_start),
+                ended,
+                host_wait,
+                given,
+                cpu,
+            )
+        };
+        if matches!(next, Step::Paced(_)) {
+            let given_ms = (given.as_micros_ceil().max(0) as usize).div_ceil(1000);
+            Counters::count(&self.counters.paced_ms, given_ms);
         }
-        let pacing = &mut self.inflating.lock().pacing;
-        let cpu = pacing.cpu(start, contended_at_start, ended.0, contended_at_end);
-        Ok(pacing.after_step(
-            step,
-            step_pfns,
-            (start, at_start),
-            ended,
-            host_wait,
-            yielded_at_start + yielded_at_end,
-            cpu,
-        ))
+        Ok(next)
     }
 
     /// Stops inflation for the guest's pressure (see

@@ -940,26 +940,32 @@ mod tests {
         // rest, not a negative one.
         assert!(matches!(waited(25, seen(0, 0), true), Step::Paced(1)));
         assert!(matches!(waited(25, seen(burst, 0), true), Step::Paced(1)));
-        // The CPU the work gave away to see who else wanted it (cpu_wanted)
-        // counts towards the rest: a 20 ms contended step rests 10 ms, 9
-        // after a 1 ms look, 1 after 9.5 ms (rounded up), and goes on at
-        // once after 10 ms or more.
-        let looked = |yielded_us: i64| {
+        // The CPU the work gave at the step's ends to a task still runnable
+        // after (cpu_wanted) is part of the rest: a 20 ms contended step
+        // rests 10 ms, 9 after a 1 ms look, 1 after 9.5 ms (rounded up),
+        // and 0 (no sleep, but a rest: the run ends) after 10 ms or more.
+        // The cap holds for the rest, looks included.
+        let looked = |ms: i64, given_us: i64| {
             Pacing::default().after_step(
                 Step::Moved,
                 step,
                 (at(0), seen(0, 0)),
-                (at(20), seen(0, 0)),
+                (at(ms), seen(0, 0)),
                 Delta::ZERO,
-                Delta::from_micros(yielded_us),
+                Delta::from_micros(given_us),
                 Cpu::Workload,
             )
         };
-        assert!(matches!(looked(0), Step::Paced(10)));
-        assert!(matches!(looked(1000), Step::Paced(9)));
-        assert!(matches!(looked(9500), Step::Paced(1)));
-        assert!(matches!(looked(10_000), Step::Moved));
-        assert!(matches!(looked(12_000), Step::Moved));
+        assert!(matches!(looked(20, 0), Step::Paced(10)));
+        assert!(matches!(looked(20, 1000), Step::Paced(9)));
+        assert!(matches!(looked(20, 9500), Step::Paced(1)));
+        assert!(matches!(looked(20, 10_000), Step::Paced(0)));
+        assert!(matches!(looked(20, 12_000), Step::Paced(0)));
+        assert!(matches!(looked(10_000, 1000), Step::Paced(ms) if ms == PACE_REST_MAX_MS - 1));
+        // A step that moved no pages rests 1 ms at least if contended,
+        // unless looks gave the CPU already.
+        assert!(matches!(looked(0, 0), Step::Paced(1)));
+        assert!(matches!(looked(0, 600), Step::Paced(0)));
         // A 3 ms step that needed reclaim: no rest alone, 2 ms
         // (CONTENDED_REST_PCT of it, rounded up) contended, or with the CPU
         // shared at either end; a step of free memory does not rest for a

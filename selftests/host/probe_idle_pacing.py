@@ -100,7 +100,9 @@ TRACE = "/sys/kernel/tracing"
 
 
 def trace_on(g):
+    # All events off first: an enabled probe cannot be rewritten (EBUSY).
     g.sh(f"grep -q tracefs /proc/mounts || mount -t tracefs tracefs {TRACE}; "
+         f"echo 0 > {TRACE}/events/enable; "
          f"echo 4096 > {TRACE}/buffer_size_kb; "
          f"echo 'r:rb_alone single_task_running ret=$retval:u8' > {TRACE}/kprobe_events; "
          f"echo 1 > {TRACE}/events/kprobes/rb_alone/enable; "

@@ -415,6 +415,9 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     print(f"reclaim with the CPUs idle: {stolen * PAGE // MIB} MiB reclaimed, "
           f"rested {rested_ms} of {took_ms:.0f} ms")
     g.sh("kill -9 $(cat /tmp/ticks)")
+    wait_until("the ticks to end",
+               lambda: g.sh("for p in $(cat /tmp/ticks); do [ -e /proc/$p ] && echo $p; done; true")
+               .strip() == "", 10)
 
     # 3: a workload (32 MiB anonymous, 64 MiB of the disk mapped and read)
     # and a target of all but 1 MiB of the guest.
