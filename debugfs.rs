@@ -53,8 +53,9 @@ pub(crate) struct Counters {
     pub(crate) oom_hold_pages: Atomic<u64>,
     /// Inflation paced by the guest's pressure (see `resize::Pace`): the
     /// time the resize work rested after steps that needed reclaim or
-    /// took free memory while another task waited for the CPU, with the
-    /// looks at such a step's ends that found it still waiting (see
+    /// took free memory while another task waited for the CPU, or were
+    /// pressed, with the looks at such a step's ends that found another
+    /// task still waiting (see
     /// `resize::cpu_wanted`; each step's looks rounded up to a whole
     /// millisecond) (milliseconds), the stops for pressure, and while stopped for this
     /// target the available memory inflation waits for (4 KiB pages; else

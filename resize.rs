@@ -366,8 +366,9 @@ const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 
 /// The rest after a step (of free memory or reclaim) while another task
 /// waited for the CPU, in percent of the step's time less its wait for the host
-/// (at least 1 ms, at most
-/// [`PACE_REST_MAX_MS`]). The work then takes at most about two thirds of
+/// (at most [`PACE_REST_MAX_MS`]; the looks at the step's ends that found
+/// the task still runnable are part of it, see [`cpu_wanted`], so in the
+/// driver a rest is never less than they were). The work then takes at most about two thirds of
 /// a CPU a workload wants (less: the scheduler shares it during the step),
 /// where without it the busy bench's workload ran at 0.35 to 0.47 of its
 /// rate while the balloon took free memory (three rounds at 0.86 s to the
@@ -378,7 +379,8 @@ const _: () = assert!(PACED_STEP_PFNS >= MIN_STEP_PFNS);
 pub(super) const CONTENDED_REST_PCT: u64 = 50;
 
 /// How long the work gives its CPU away (microseconds) when another task
-/// is runnable on it, before it asks again (see [`cpu_wanted`]). Traced
+/// is runnable on it, before it asks again, up to [`CPU_LOOKS`] times (see
+/// [`cpu_wanted`]). Traced
 /// with the CPUs idle (`selftests/host/probe_idle_pacing.py`, two guests
 /// at once as in `make check`), the task found was most often a worker of
 /// the CPU's own workqueue pool that the step itself had woken (for the
@@ -386,17 +388,27 @@ pub(super) const CONTENDED_REST_PCT: u64 = 50;
 /// queued again after a rest) and that had not had the CPU yet: under
 /// lazy preemption a woken task waits for the next tick. Such workers ran
 /// 63 to 550 us (5th to 95th percentile of 402 runs) and then slept. A
-/// longer one, or a task whose timer expires as the work's does, is still
-/// taken for a workload: the second look lowers the odds, it does not
-/// know what the task wants.
-pub(super) const CPU_LOOK_US: i64 = 500;
+/// longer one, or a task whose timer expires with the work's at each
+/// look, is still taken for a workload: the looks lower the odds, they do
+/// not know what the task wants.
+pub(super) const CPU_LOOK_US: i64 = 250;
+
+/// The looks ([`CPU_LOOK_US`] each) that must all find another task
+/// runnable for the work to count its CPU as wanted. One look of 500 us
+/// left an idle guest with a task waking every millisecond on each vCPU
+/// (`rb-tick`) resting up to 6.5% of its time to the target (12 cycles of
+/// the pacing test's part 2 in `probe_idle_pacing.py`, two guests at
+/// once): a sleep's timer fires with others' within its slack (`fsleep`
+/// has a quarter), so the look woke with such a task, which had not run
+/// yet.
+pub(super) const CPU_LOOKS: u32 = 2;
 
 /// Whether another task wants the CPU the work runs on, and how long the
 /// work gave the CPU away to find out. Runnable at once is not enough:
-/// the work sleeps [`CPU_LOOK_US`] and asks again, so that a task woken
-/// for a moment (a workqueue worker the step woke, what the host's request
-/// woke) runs and goes, while a workload (one that computes) is still
-/// runnable after it. Until 2026-12-08 one look decided: in part 2 of the
+/// the work sleeps [`CPU_LOOK_US`] and asks again, [`CPU_LOOKS`] times,
+/// so that a task woken for a moment (a workqueue worker the step woke,
+/// what the host's request woke) runs and goes, while a workload (one
+/// that computes) is still runnable after each look. Until 2026-12-08 one look decided: in part 2 of the
 /// pacing test (reclaim, CPUs idle) 5 of 12 inflations rested more than a
 /// tenth of their time (up to 681 of 3325 ms) beside another guest, for
 /// such workers at a step's start or end (see [`Cpu::Shared`]).
@@ -405,8 +417,13 @@ fn cpu_wanted() -> (bool, Delta) {
         return (false, Delta::ZERO);
     }
     let from = Instant::<Monotonic>::now();
-    fsleep(Delta::from_micros(CPU_LOOK_US));
-    (cpu_contended(), Instant::<Monotonic>::now() - from)
+    for _ in 0..CPU_LOOKS {
+        fsleep(Delta::from_micros(CPU_LOOK_US));
+        if !cpu_contended() {
+            return (false, Instant::<Monotonic>::now() - from);
+        }
+    }
+    (true, Instant::<Monotonic>::now() - from)
 }
 
 /// Working-set refaults one step or look may see without the guest being
@@ -503,7 +520,8 @@ pub(super) struct Pacing {
 /// Who else wanted the CPU of a step (see [`Pacing::cpu`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Cpu {
-    /// No other task was runnable at the step's start or end.
+    /// No other task was runnable at the step's start or end (after a
+    /// look: see [`cpu_wanted`]).
     Alone,
     /// Another task was, at its start or end, but not at both and at the
     /// end of the step before (as at a first step, whose step before is

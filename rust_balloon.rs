@@ -886,7 +886,8 @@ mod tests {
 
         // A step goes on at once, reclaim or not, unless another task
         // waited for the CPU: then it rests CONTENDED_REST_PCT of its time
-        // (at least 1 ms, at most PACE_REST_MAX_MS). Resting with the CPU
+        // (at most PACE_REST_MAX_MS; at least 1 ms if no look gave the CPU
+        // already, below). Resting with the CPU
         // free after reclaim, as until 2026-12-07, gave the CPU to no one.
         let quiet = |pacing: &mut Pacing, ms: i64, contended: bool| {
             pacing.after_step(
@@ -962,7 +963,7 @@ mod tests {
         assert!(matches!(looked(20, 10_000), Step::Paced(0)));
         assert!(matches!(looked(20, 12_000), Step::Paced(0)));
         assert!(matches!(looked(10_000, 1000), Step::Paced(ms) if ms == PACE_REST_MAX_MS - 1));
-        // A step that moved no pages rests 1 ms at least if contended,
+        // A step that took no time rests 1 ms at least if contended,
         // unless looks gave the CPU already.
         assert!(matches!(looked(0, 0), Step::Paced(1)));
         assert!(matches!(looked(0, 600), Step::Paced(0)));
