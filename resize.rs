@@ -398,9 +398,9 @@ pub(super) const CPU_LOOK_US: i64 = 250;
 /// left an idle guest with a task waking every millisecond on each vCPU
 /// (`rb-tick`) resting up to 6.5% of its time to the target (12 cycles of
 /// the pacing test's part 2 in `probe_idle_pacing.py`, two guests at
-/// once): a sleep's timer fires with others' within its slack (`fsleep`
-/// has a quarter), so the look woke with such a task, which had not run
-/// yet.
+/// once; two of 250 us, up to 2.3%). Likely, not traced: a sleep's timer
+/// fires with others' within its slack (`fsleep` has a quarter), so the
+/// look woke with such a task, which had not run yet.
 pub(super) const CPU_LOOKS: u32 = 2;
 
 /// Whether another task wants the CPU the work runs on, and how long the
@@ -409,8 +409,8 @@ pub(super) const CPU_LOOKS: u32 = 2;
 /// so that a task woken for a moment (a workqueue worker the step woke,
 /// what the host's request woke) runs and goes, while a workload (one
 /// that computes) is still runnable after each look. Until 2026-12-08 one look decided: in part 2 of the
-/// pacing test (reclaim, CPUs idle) 5 of 12 inflations rested more than a
-/// tenth of their time (up to 681 of 3325 ms) beside another guest, for
+/// pacing test (reclaim, CPUs idle) 4 of 12 inflations rested more than a
+/// tenth of their time (up to 469 of 3320 ms) beside another guest, for
 /// such workers at a step's start or end (see [`Cpu::Shared`]).
 fn cpu_wanted() -> (bool, Delta) {
     if !cpu_contended() {

@@ -33,14 +33,16 @@ same trace, the workqueue's events and, per answer that said
 the second look of `cpu_wanted` too). On 2026-12-08, two guests at once
 (`RB_PROBE_BOOTS=4 RB_PROBE_CYCLES=3 pytest -n 2 -k reclaim
 probe_idle_pacing.py`), the driver of 6c1fff7 rested more than a tenth
-of the time to the target in 5 of 12 inflations (up to 681 of 3325 ms),
-and the task runnable was a worker of the CPU's own workqueue pool that
-the step had woken: for the `vmpressure_work_fn` its direct reclaim
-queued, or for the resize work queued again after a rest. With
-`RB_PROBE_TICK_US=1000` (rb-tick on each vCPU, waking every millisecond)
-it did so in 4 of 4 (16 to 20%). With the driver that looks again after
+of the time to the target in 4 of 12 inflations (up to 469 of 3320 ms;
+in a first run, its log not kept, each of the 4 guests had one such,
+one of 681 of 3325 ms), and the task runnable was a worker of the CPU's
+own workqueue pool (kworker/1:N in every cycle that rested); in the two
+traces read, one the step had woken: for the `vmpressure_work_fn` its
+direct reclaim queued, or for the resize work queued again after a
+rest. With `RB_PROBE_TICK_US=1000` (rb-tick on each vCPU, waking every
+millisecond) it did so in 4 of 4 (12 to 20%). With the driver that looks again after
 giving the CPU away for 500 us (`cpu_wanted`, a8dff58): 0 to 6 ms rested
-in 12 of 12, and 0 to 58 ms (at most 3%) in 8 of 8 with the ticks; after
+in 12 of 12, and 0 to 58 ms (at most 3.0%) in 8 of 8 with the ticks; after
 5ee63cb (only looks that confirm count towards the rest) 0 to 33 ms in
 12 of 12, and up to 224 of 3429 ms (6.5%) with the ticks; with two looks
 of 250 us (CPU_LOOKS) up to 31 of 1331 ms (2.3%) with the ticks, 12

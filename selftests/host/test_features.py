@@ -385,10 +385,12 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     # (rb-tick): the CPUs are idle for pacing's purposes. Without the
     # ticks this part failed in about 1 run of 8 beside the bench's smoke
     # test, and a probe (probe_idle_pacing.py, test_idle_reclaim_rests_little)
-    # found rests of over a tenth in 5 of 12 inflations, for workqueue
-    # workers the steps themselves woke; with the ticks, in 4 of 4 (16 to
+    # found rests of over a tenth in 4 of 12 inflations, for workqueue
+    # workers the steps themselves woke; with the ticks, in 4 of 4 (12 to
     # 20%), until the driver gave the CPU away for a moment before
-    # believing a run queue (cpu_wanted, 2026-12-08).
+    # believing a run queue (cpu_wanted, 2026-12-08). The driver before
+    # that failed this part in the one run made of it alone (575 of
+    # 2769 ms).
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
     g.sh("for i in $(seq 0 $(($(nproc) - 1))); do "
          "taskset -c $i rb-tick 1000 </dev/null >/dev/null 2>&1 & "
