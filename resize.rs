@@ -385,8 +385,8 @@ pub(super) const CONTENDED_REST_PCT: u64 = 50;
 /// at once as in `make check`), the task found was most often a worker of
 /// the CPU's own workqueue pool that the step itself had woken (for the
 /// `vmpressure` work its direct reclaim queues, or for the resize work
-/// queued again after a rest) and that had not had the CPU yet: under
-/// lazy preemption a woken task waits for the next tick. Such workers ran
+/// queued again after a rest) and that had not had the CPU yet (likely
+/// lazy preemption: a woken task waits for the next tick). Such workers ran
 /// 63 to 550 us (5th to 95th percentile of 402 runs) and then slept. A
 /// longer one, or a task whose timer expires with the work's at each
 /// look, is still taken for a workload: the looks lower the odds, they do
@@ -408,10 +408,11 @@ pub(super) const CPU_LOOKS: u32 = 2;
 /// the work sleeps [`CPU_LOOK_US`] and asks again, [`CPU_LOOKS`] times,
 /// so that a task woken for a moment (a workqueue worker the step woke,
 /// what the host's request woke) runs and goes, while a workload (one
-/// that computes) is still runnable after each look. Until 2026-12-08 one look decided: in part 2 of the
-/// pacing test (reclaim, CPUs idle) 4 of 12 inflations rested more than a
-/// tenth of their time (up to 469 of 3320 ms) beside another guest, for
-/// such workers at a step's start or end (see [`Cpu::Shared`]).
+/// that computes) is still runnable after each look. Until 2026-12-08 the
+/// run queue's first answer decided: in part 2 of the pacing test
+/// (reclaim, CPUs idle) 4 of 12 inflations rested more than a tenth of
+/// their time (up to 469 of 3320 ms) beside another guest, for such
+/// workers at a step's start or end (see [`Cpu::Shared`]).
 fn cpu_wanted() -> (bool, Delta) {
     if !cpu_contended() {
         return (false, Delta::ZERO);
