@@ -200,15 +200,10 @@ def test_idle_reclaim_rests_little(boot, tmp_path, boot_no):
     g.set_balloon_pages(256 * MIB // PAGE)
     g.wait_balloon(256 * MIB // PAGE)
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt")
-    thresh = os.environ.get("RB_PROBE_WQ_THRESH_US")
-    if thresh:
-        g.sh(f"echo {thresh} > /sys/module/workqueue/parameters/cpu_intensive_thresh_us")
     tick = os.environ.get("RB_PROBE_TICK_US")
     if tick:
-        g.sh(f"for i in $(seq 0 $(($(nproc) - 1))); do taskset -c $i rb-tick {tick} "
-             "</dev/null >/dev/null 2>&1 & done")
-    print(f"boot {boot_no}: cpu_intensive_thresh_us",
-          g.sh("cat /sys/module/workqueue/parameters/cpu_intensive_thresh_us").strip())
+        from test_features import on_each_vcpu
+        on_each_vcpu(g, f"rb-tick {tick}", "/tmp/ticks")
     results = []
     for cycle in range(int(os.environ.get("RB_PROBE_CYCLES", "4"))):
         g.sh("cat /mnt/cache.bin > /dev/null", timeout=600)

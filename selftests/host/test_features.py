@@ -306,6 +306,21 @@ def test_dropping_clean_page_cache_keeps_the_balloon(boot, tmp_path):
     assert stolen * PAGE > 256 * MIB, (vm0, vm)
 
 
+def on_each_vcpu(g, cmd, pidfile):
+    """Starts `cmd` pinned to each vCPU (taskset), its PIDs in `pidfile`."""
+    g.sh("for i in $(seq 0 $(($(nproc) - 1))); do "
+         f"taskset -c $i {cmd} </dev/null >/dev/null 2>&1 & "
+         f"echo $! >> {pidfile}; done")
+
+
+def kill_and_wait(g, pidfile, what):
+    """SIGKILL to every PID in `pidfile`, and wait until they are gone."""
+    g.sh(f"kill -9 $(cat {pidfile})")
+    wait_until(f"the {what} to end",
+               lambda: g.sh(f"for p in $(cat {pidfile}); do [ -e /proc/$p ] && echo $p; done; true")
+               .strip() == "", 10)
+
+
 def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     """Pacing (`pace_inflation=1`, the default), from the driver's debugfs
     and the guest's log. 1: from free memory inflation needs no reclaim
@@ -358,9 +373,7 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     # cause, not traced: new hogs can share one vCPU until the scheduler
     # balances them, while the work runs alone on the other, and
     # inflating 128 MiB of free memory is over sooner.
-    g.sh("for i in $(seq 0 $(($(nproc) - 1))); do "
-         "taskset -c $i sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & "
-         "echo $! >> /tmp/hogs; done")
+    on_each_vcpu(g, "sh -c 'while :; do :; done'", "/tmp/hogs")
     # Field 39 of /proc/PID/stat: the CPU each hog last ran on.
     wait_until("a hog on each vCPU", lambda: sorted(map(int, g.sh(
         "for p in $(cat /tmp/hogs); do cut -d' ' -f39 /proc/$p/stat; done").split()))
@@ -368,11 +381,8 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     vm0 = g.vmstat()
     g.set_balloon_pages(256 * MIB // PAGE)
     g.wait_balloon(256 * MIB // PAGE)
-    g.sh("kill -9 $(cat /tmp/hogs)")
     # Part 2 asks for idle CPUs: no hog left.
-    wait_until("the hogs to end",
-               lambda: g.sh("for p in $(cat /tmp/hogs); do [ -e /proc/$p ] && echo $p; done; true")
-               .strip() == "", 10)
+    kill_and_wait(g, "/tmp/hogs", "hogs")
     vm = g.vmstat()
     view = g.balloon_view()
     print("part 1b:", view)
@@ -392,9 +402,7 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     # that failed this part in the one run made of it alone (575 of
     # 2769 ms).
     g.sh("mkdir -p /mnt && mount /dev/vda /mnt && cat /mnt/cache.bin > /dev/null", timeout=600)
-    g.sh("for i in $(seq 0 $(($(nproc) - 1))); do "
-         "taskset -c $i rb-tick 1000 </dev/null >/dev/null 2>&1 & "
-         "echo $! >> /tmp/ticks; done")
+    on_each_vcpu(g, "rb-tick 1000", "/tmp/ticks")
     info = g.meminfo()
     assert info["Cached"] > 400 * MIB, info
     pages = g.balloon_pages() + (info["MemFree"] + 128 * MIB) // PAGE
@@ -416,10 +424,7 @@ def test_inflation_is_paced_by_the_guests_pressure(boot, tmp_path):
     assert stolen > 64 * MIB // PAGE, (stolen, rested_ms, took_ms)
     print(f"reclaim with the CPUs idle: {stolen * PAGE // MIB} MiB reclaimed, "
           f"rested {rested_ms} of {took_ms:.0f} ms")
-    g.sh("kill -9 $(cat /tmp/ticks)")
-    wait_until("the ticks to end",
-               lambda: g.sh("for p in $(cat /tmp/ticks); do [ -e /proc/$p ] && echo $p; done; true")
-               .strip() == "", 10)
+    kill_and_wait(g, "/tmp/ticks", "ticks")
 
     # 3: a workload (32 MiB anonymous, 64 MiB of the disk mapped and read)
     # and a target of all but 1 MiB of the guest.
